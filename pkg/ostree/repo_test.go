@@ -1,0 +1,113 @@
+package ostree
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func needOstree(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("ostree"); err != nil {
+		t.Skip("ostree CLI not installed")
+	}
+}
+
+// TestCommitShowRefs runs the real ostree CLI: commit a small tree twice and
+// check that identical content gives an identical content checksum while
+// metadata changes the commit checksum.
+func TestCommitShowRefs(t *testing.T) {
+	needOstree(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	repo, err := Open(ctx, filepath.Join(dir, "repo"), ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "usr/bin/hello"), []byte("hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	s1, err := repo.CommitDir(ctx, tree, CommitOptions{Branch: "test/x86_64", Subject: "one",
+		Metadata: map[string]string{"version": "1.0", "cosa.input-hash": "abc"}, Timestamp: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.ContentTotal != 1 || s1.ContentWritten != 1 {
+		t.Errorf("stats = %+v, want 1 content object written", s1)
+	}
+	s2, err := repo.CommitDir(ctx, tree, CommitOptions{Subject: "two", Metadata: map[string]string{"version": "1.1"}, Timestamp: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Commit == s1.Commit {
+		t.Fatal("different metadata gave the same commit")
+	}
+	if s2.ContentWritten != 0 {
+		t.Errorf("second commit wrote %d content objects, want 0", s2.ContentWritten)
+	}
+	i1, err := repo.Show(ctx, "test/x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i2, err := repo.Show(ctx, s2.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i1.Checksum != s1.Commit || i1.Version != "1.0" || !i1.Timestamp.Equal(ts) {
+		t.Errorf("show = %+v", i1)
+	}
+	if len(i1.ContentChecksum) != 64 || i1.ContentChecksum != i2.ContentChecksum {
+		t.Errorf("content checksums %q vs %q: same tree must give the same", i1.ContentChecksum, i2.ContentChecksum)
+	}
+	if v, err := repo.MetadataString(ctx, s1.Commit, "cosa.input-hash"); err != nil || v != "abc" {
+		t.Errorf("metadata = %q, %v", v, err)
+	}
+	if err := repo.SetRef(ctx, "cosa/builds/1.1", s2.Commit); err != nil {
+		t.Fatal(err)
+	}
+	refs, _ := repo.Refs(ctx)
+	if len(refs) != 2 {
+		t.Errorf("refs = %v", refs)
+	}
+	if err := repo.DeleteRef(ctx, "cosa/builds/1.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.DeleteRef(ctx, "cosa/builds/missing"); err != nil {
+		t.Errorf("deleting a missing ref: %v", err)
+	}
+	if err := repo.PruneRefsOnly(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Show(ctx, s2.Commit); err == nil {
+		t.Error("orphan commit survived prune --refs-only")
+	}
+	_, err = repo.RevParse(ctx, "no/such/ref")
+	var oe *Error
+	if err == nil || !asError(err, &oe) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+}
+
+func asError(err error, target **Error) bool {
+	e, ok := err.(*Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func TestVersion(t *testing.T) {
+	needOstree(t)
+	v, err := Version(context.Background())
+	if err != nil || v == "" {
+		t.Fatalf("Version() = %q, %v", v, err)
+	}
+}
