@@ -1,0 +1,247 @@
+package compose
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/progress"
+)
+
+// ComposeOptions configure Compose.
+type ComposeOptions struct {
+	Config   *config.Config
+	Lock     *Lockfile
+	CacheDir string
+	WorkDir  string // scratch dir owned by the caller; the root is WorkDir/rootfs
+	Progress *progress.Reporter
+	Log      io.Writer // full output of every tool run
+}
+
+// Package is one installed package, as dpkg reports it.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch"`
+}
+
+// Result is a composed root in OSTree layout.
+type Result struct {
+	Root     string
+	Packages []Package
+	Kernels  []Kernel
+}
+
+// Compose builds the root filesystem; see the package doc for the steps.
+func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
+	m := &o.Config.Manifest
+	p := o.Progress
+	debs := DebsDir(o.CacheDir)
+	step := p.Start("compose: verify package cache")
+	err := o.Lock.VerifyCache(debs)
+	if err := step.Done(err); err != nil {
+		return nil, err
+	}
+	root := filepath.Join(o.WorkDir, "rootfs")
+	stage := filepath.Join(o.WorkDir, "stage") // bound at /run/cosa in the sandbox
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return nil, err
+	}
+
+	step = p.Start(fmt.Sprintf("compose: install %d packages with mmdebstrap (offline)", len(o.Lock.Packages)))
+	err = runMmdebstrap(ctx, o, root, debs)
+	if err := step.Done(err); err != nil {
+		return nil, err
+	}
+	// mmdebstrap leaves its own apt/dpkg settings and our file:// source;
+	// the image should point at the real archive.
+	for _, f := range []string{"etc/apt/apt.conf.d/99mmdebstrap", "etc/dpkg/dpkg.cfg.d/99mmdebstrap"} {
+		os.Remove(filepath.Join(root, f))
+	}
+	var list strings.Builder
+	for _, s := range o.Lock.Sources {
+		list.WriteString(s + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(list.String()), 0o644); err != nil {
+		return nil, err
+	}
+	sandbox := func(argv ...string) error {
+		return RunInRoot(ctx, root, []Bind{{stage, "/run/cosa"}}, argv, o.Log)
+	}
+
+	overlays, err := o.Config.OverlayDirs()
+	if err != nil {
+		return nil, err
+	}
+	if len(overlays) > 0 {
+		step = p.Start(fmt.Sprintf("compose: apply %d overlays", len(overlays)))
+		err = applyOverlays(ctx, overlays, stage, sandbox)
+		if err := step.Done(err); err != nil {
+			return nil, err
+		}
+	}
+
+	u := m.Units
+	if len(u.Enable)+len(u.Disable)+len(u.Mask) > 0 {
+		step = p.Start("compose: systemd units")
+		err = nil
+		for _, x := range []struct {
+			verb  string
+			units []string
+		}{{"enable", u.Enable}, {"disable", u.Disable}, {"mask", u.Mask}} {
+			if len(x.units) > 0 && err == nil {
+				err = sandbox(append([]string{"systemctl", x.verb}, x.units...)...)
+			}
+		}
+		if err := step.Done(err); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, script := range m.Postprocess {
+		step = p.Start("compose: postprocess " + script)
+		err := runPostprocess(o.Config.Dir, script, stage, sandbox)
+		if err := step.Done(err); err != nil {
+			return nil, fmt.Errorf("postprocess %s: %w", script, err)
+		}
+	}
+
+	kernels, err := FindKernels(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range kernels {
+		step = p.Start("compose: initramfs for " + k.Version)
+		err := sandbox("dracut", "--force", "--quiet", "--no-hostonly", "--reproducible", "--add", "ostree",
+			"/usr/lib/modules/"+k.Version+"/initramfs.img", k.Version)
+		if err := step.Done(err); err != nil {
+			return nil, err
+		}
+	}
+	if len(m.RemoveFiles) > 0 {
+		args := []string{"rm", "-rf", "--"}
+		for _, f := range m.RemoveFiles {
+			args = append(args, "/"+strings.TrimPrefix(f, "/"))
+		}
+		if err := sandbox(args...); err != nil {
+			return nil, err
+		}
+	}
+	pkgs, err := installedPackages(ctx, root, stage)
+	if err != nil {
+		return nil, err
+	}
+	step = p.Start("compose: convert to the OSTree layout")
+	err = ToOstreeLayout(root)
+	if err := step.Done(err); err != nil {
+		return nil, err
+	}
+	return &Result{Root: root, Packages: pkgs, Kernels: kernels}, nil
+}
+
+func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) error {
+	m := &o.Config.Manifest
+	absDebs, err := filepath.Abs(debs)
+	if err != nil {
+		return err
+	}
+	excluded := map[string]bool{}
+	for _, e := range m.ExcludePackages {
+		excluded[e] = true
+	}
+	var include []string
+	for _, p := range m.Packages {
+		if !excluded[p] {
+			include = append(include, p)
+		}
+	}
+	args := []string{
+		"--mode=root",
+		"--variant=" + m.Distro.Variant,
+		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
+		"--include=" + strings.Join(include, ","),
+		`--aptopt=APT::Install-Recommends "false"`,
+		"--dpkgopt=force-unsafe-io",
+		o.Lock.Suite, root,
+		"deb [trusted=yes] file://" + absDebs + " ./",
+	}
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	// A fresh network namespace proves the build needs no network.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	// INITRD=No stops Debian's kernel hook from building an initramfs we
+	// would throw away; Compose builds the ostree-capable one itself.
+	cmd.Env = append(os.Environ(), "INITRD=No", "LC_ALL=C.UTF-8")
+	tail := &tailWriter{max: 30}
+	var w io.Writer = tail
+	if o.Log != nil {
+		w = io.MultiWriter(o.Log, tail)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mmdebstrap: %v\n%s", err, tail.String())
+	}
+	return nil
+}
+
+// applyOverlays copies each overlay tree over the root from inside the
+// sandbox, so symlinks in the root resolve inside it and never onto the host;
+// tar keeps existing directory symlinks (/lib -> usr/lib) intact.
+func applyOverlays(ctx context.Context, overlays []string, stage string, sandbox func(...string) error) error {
+	for i, dir := range overlays {
+		name := fmt.Sprintf("overlay-%02d.tar", i)
+		cmd := exec.CommandContext(ctx, "tar", "-C", dir, "--owner=0", "--group=0", "--numeric-owner",
+			"--sort=name", "-cf", filepath.Join(stage, name), ".")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("overlay %s: tar: %v: %s", filepath.Base(dir), err, out)
+		}
+		if err := sandbox("tar", "-xpf", "/run/cosa/"+name, "-C", "/", "--keep-directory-symlink", "--no-overwrite-dir"); err != nil {
+			return fmt.Errorf("overlay %s: %w", filepath.Base(dir), err)
+		}
+		os.Remove(filepath.Join(stage, name))
+	}
+	return nil
+}
+
+func runPostprocess(configDir, script, stage string, sandbox func(...string) error) error {
+	data, err := os.ReadFile(filepath.Join(configDir, script))
+	if err != nil {
+		return err
+	}
+	name := "postprocess-" + filepath.Base(script)
+	if err := os.WriteFile(filepath.Join(stage, name), data, 0o755); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(stage, name))
+	argv := []string{"/run/cosa/" + name}
+	if !bytes.HasPrefix(data, []byte("#!")) {
+		argv = []string{"/bin/sh", "-e", "/run/cosa/" + name}
+	}
+	return sandbox(argv...)
+}
+
+func installedPackages(ctx context.Context, root, stage string) ([]Package, error) {
+	var out bytes.Buffer
+	if err := RunInRoot(ctx, root, nil, []string{"dpkg-query", "-W", "-f", "${Package}\t${Version}\t${Architecture}\n"}, &out); err != nil {
+		return nil, err
+	}
+	var pkgs []Package
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) == 3 {
+			pkgs = append(pkgs, Package{f[0], f[1], f[2]})
+		}
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Name < pkgs[j].Name })
+	if len(pkgs) == 0 {
+		return nil, fmt.Errorf("dpkg-query listed no packages in the composed root")
+	}
+	return pkgs, nil
+}

@@ -1,0 +1,374 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"unicode"
+)
+
+var (
+	nameRE          = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	refSegmentRE    = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	versionPrefixRE = regexp.MustCompile(`^[0-9A-Za-z]+$`)
+	streamRE        = regexp.MustCompile(`^[a-z0-9]+$`)
+	packageRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	suiteRE         = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	componentRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+)
+
+// Allowed values of enumerated keys, in the order they are listed in
+// messages. The first entry of a defaulted key is not necessarily its
+// default; see the defaults in manifest() and image().
+var (
+	familyValues     = []string{"debian"}
+	variantValues    = []string{"minbase", "required", "important", "standard"}
+	rootfsValues     = []string{"ext4", "xfs"}
+	bootloaderValues = []string{"grub"}
+	compressorValues = []string{"gzip", "xz", "zstd"}
+	platformNames    = []string{"qemu", "metal", "metal4k", "aws", "openstack", "gcp", "azure", "vmware"}
+	volumeTypeValues = []string{"gp2", "gp3", "io1", "io2", "standard"}
+	bootModeValues   = []string{"uefi", "legacy-bios", "uefi-preferred"}
+)
+
+// Numeric limits, in GiB.
+const (
+	minImageSize = 2
+	maxImageSize = 2048
+	minCacheSize = 1
+	maxCacheSize = 65536
+)
+
+// validator applies defaults and checks values after decoding. It keeps
+// the first problem found in v.err.
+type validator struct {
+	l    *loader
+	d    *decoder
+	file string // display path of the top-level file being validated
+	err  error
+}
+
+func (v *validator) set(err error) {
+	if v.err == nil && err != nil {
+		v.err = err
+	}
+}
+
+// present reports whether path was given a non-null value.
+func (v *validator) present(path string) bool {
+	e, ok := v.d.rec[path]
+	return ok && !isNull(e.val)
+}
+
+// fail reports a problem with the value at path.
+func (v *validator) fail(path, msg string) {
+	if v.err != nil {
+		return
+	}
+	e, ok := v.d.rec[path]
+	if !ok {
+		v.set(&Error{File: v.file, Line: 1, Key: path, Msg: msg})
+		return
+	}
+	v.set(v.l.errAt(e.val, path, msg))
+}
+
+// failKey reports a problem with the key at path (rather than its value).
+func (v *validator) failKey(path, msg string) {
+	if e, ok := v.d.rec[path]; ok && e.key != nil {
+		v.set(v.l.errAt(e.key, path, msg))
+		return
+	}
+	v.fail(path, msg)
+}
+
+// require reports path as missing when it has no value. A missing key is
+// reported at the key of the enclosing mapping, or at line 1 of the file
+// for top-level keys.
+func (v *validator) require(path string) bool {
+	if v.present(path) {
+		return true
+	}
+	if e, ok := v.d.rec[path]; ok {
+		v.set(v.l.errAt(e.val, path, "required key has no value"))
+		return false
+	}
+	parent := ""
+	if i := strings.LastIndex(path, "."); i >= 0 {
+		parent = path[:i]
+	}
+	if e, ok := v.d.rec[parent]; ok && parent != "" && e.key != nil {
+		// Name the missing key by the parent's file-local path.
+		at := &Error{Key: path, Msg: "required key is missing", Line: e.key.Line}
+		if o := v.l.origin[e.key]; o != nil {
+			at.File = o.file
+			if o.path != "" {
+				at.Key = o.path + path[len(parent):]
+			}
+		}
+		v.set(at)
+		return false
+	}
+	v.set(&Error{File: v.file, Line: 1, Key: path, Msg: "required key is missing"})
+	return false
+}
+
+func (v *validator) defaultString(p *string, path, def string) {
+	if !v.present(path) {
+		*p = def
+	}
+}
+
+func (v *validator) match(path, what, s string, re *regexp.Regexp) {
+	if !re.MatchString(s) {
+		v.fail(path, fmt.Sprintf("invalid %s %q (must match %s)", what, s, re.String()))
+	}
+}
+
+func (v *validator) enum(path, s string, allowed []string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	msg := fmt.Sprintf("unsupported value %q (", s)
+	if sug := suggest(s, allowed); sug != "" && len(allowed) > 1 {
+		msg += fmt.Sprintf("did you mean %q? ", sug)
+	}
+	v.fail(path, msg+"allowed: "+allowedList(allowed)+")")
+}
+
+func (v *validator) intRange(path string, n, lo, hi int, unit string) {
+	if n < lo || n > hi {
+		v.fail(path, fmt.Sprintf("must be between %d and %d%s, got %d", lo, hi, unit, n))
+	}
+}
+
+func (v *validator) each(path string, items []string, check func(item string) string) {
+	for i, it := range items {
+		if msg := check(it); msg != "" {
+			v.fail(fmt.Sprintf("%s[%d]", path, i), msg)
+		}
+	}
+}
+
+func (v *validator) manifest(m *Manifest) {
+	if v.require("name") {
+		v.match("name", "name", m.Name, nameRE)
+	}
+	if v.require("ref") {
+		if msg := checkRef(m.Ref); msg != "" {
+			v.fail("ref", msg)
+		}
+	}
+	v.defaultString(&m.VersionPrefix, "version-prefix", "1")
+	v.match("version-prefix", "version-prefix", m.VersionPrefix, versionPrefixRE)
+	v.defaultString(&m.Stream, "stream", "dev")
+	v.match("stream", "stream", m.Stream, streamRE)
+
+	v.defaultString(&m.Distro.Family, "distro.family", "debian")
+	v.enum("distro.family", m.Distro.Family, familyValues)
+	if v.require("distro.suite") {
+		v.match("distro.suite", "suite", m.Distro.Suite, suiteRE)
+	}
+	if m.Distro.Mirror != "" {
+		if msg := checkMirror(m.Distro.Mirror); msg != "" {
+			v.fail("distro.mirror", msg)
+		}
+	}
+	if !v.present("distro.components") {
+		m.Distro.Components = []string{"main"}
+	} else if len(m.Distro.Components) == 0 {
+		v.fail("distro.components", "must list at least one component")
+	}
+	v.each("distro.components", m.Distro.Components, func(s string) string {
+		return regexMsg("component", s, componentRE)
+	})
+	v.defaultString(&m.Distro.Variant, "distro.variant", "minbase")
+	v.enum("distro.variant", m.Distro.Variant, variantValues)
+
+	if v.require("packages") && len(m.Packages) == 0 {
+		v.fail("packages", "must list at least one package")
+	}
+	v.each("packages", m.Packages, func(s string) string {
+		return regexMsg("package name", s, packageRE)
+	})
+	v.each("exclude-packages", m.ExcludePackages, func(s string) string {
+		return regexMsg("package name", s, packageRE)
+	})
+
+	v.each("units.enable", m.Units.Enable, checkUnit)
+	v.each("units.disable", m.Units.Disable, checkUnit)
+	v.each("units.mask", m.Units.Mask, checkUnit)
+
+	v.each("kernel-args", m.KernelArgs, checkKarg)
+
+	v.each("postprocess", m.Postprocess, func(s string) string {
+		_, _, msg := v.l.checkPath(".", s, "the config dir")
+		return msg
+	})
+	v.each("remove-files", m.RemoveFiles, checkRootPath)
+
+	m.Include = nil
+}
+
+func (v *validator) image(im *Image) {
+	if !v.present("size") {
+		im.Size = 10
+	}
+	v.intRange("size", im.Size, minImageSize, maxImageSize, " GiB")
+	v.defaultString(&im.Rootfs, "rootfs", "ext4")
+	v.enum("rootfs", im.Rootfs, rootfsValues)
+	v.defaultString(&im.Bootloader, "bootloader", "grub")
+	v.enum("bootloader", im.Bootloader, bootloaderValues)
+	v.each("extra-kargs", im.ExtraKargs, checkKarg)
+	v.defaultString(&im.Compressor, "compressor", "gzip")
+	v.enum("compressor", im.Compressor, compressorValues)
+	if !v.present("cache-size") {
+		im.CacheSize = 20
+	}
+	v.intRange("cache-size", im.CacheSize, minCacheSize, maxCacheSize, " GiB")
+
+	for _, name := range sortedKeys(im.Platforms) {
+		p := "platforms." + name
+		if !contains(platformNames, name) {
+			msg := "unknown platform ("
+			if s := suggest(name, platformNames); s != "" {
+				msg += fmt.Sprintf("did you mean %q? ", s)
+			}
+			v.failKey(p, msg+"allowed: "+allowedList(platformNames)+")")
+			continue
+		}
+		o := im.Platforms[name]
+		if o.Size != 0 && (o.Size < minImageSize || o.Size > maxImageSize) {
+			v.fail(p+".size", fmt.Sprintf("must be 0 (inherit) or between %d and %d GiB, got %d", minImageSize, maxImageSize, o.Size))
+		}
+		v.each(p+".extra-kargs", o.ExtraKargs, checkKarg)
+	}
+
+	v.defaultString(&im.AWS.VolumeType, "aws.volume-type", "gp3")
+	v.enum("aws.volume-type", im.AWS.VolumeType, volumeTypeValues)
+	v.defaultString(&im.AWS.BootMode, "aws.boot-mode", "uefi-preferred")
+	v.enum("aws.boot-mode", im.AWS.BootMode, bootModeValues)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func regexMsg(what, s string, re *regexp.Regexp) string {
+	if re.MatchString(s) {
+		return ""
+	}
+	return fmt.Sprintf("invalid %s %q (must match %s)", what, s, re.String())
+}
+
+// checkRef validates an OSTree ref: segments of [A-Za-z0-9._-]+ separated
+// by single slashes.
+func checkRef(ref string) string {
+	bad := func(why string) string { return fmt.Sprintf("invalid OSTree ref %q: %s", ref, why) }
+	if strings.HasPrefix(ref, "/") || strings.HasSuffix(ref, "/") {
+		return bad("must not start or end with '/'")
+	}
+	for _, seg := range strings.Split(ref, "/") {
+		switch {
+		case seg == "":
+			return bad("empty path segment")
+		case seg == "." || seg == "..":
+			return bad(fmt.Sprintf("segment %q is not allowed", seg))
+		case !refSegmentRE.MatchString(seg):
+			return bad(fmt.Sprintf("segment %q must match %s", seg, refSegmentRE.String()))
+		}
+	}
+	return ""
+}
+
+// checkMirror validates distro.mirror: an http, https or file URL.
+func checkMirror(s string) string {
+	bad := func(why string) string { return fmt.Sprintf("invalid mirror URL %q: %s", s, why) }
+	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return bad("must not contain whitespace")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return bad("cannot be parsed")
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return bad("missing host")
+		}
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return bad("file URLs must not name a host")
+		}
+		if !strings.HasPrefix(u.Path, "/") {
+			return bad("file URLs need an absolute path (file:///path)")
+		}
+	default:
+		return bad("scheme must be http, https or file")
+	}
+	return ""
+}
+
+// checkUnit validates a systemd unit name.
+func checkUnit(s string) string {
+	bad := func(why string) string { return fmt.Sprintf("invalid unit name %q: %s", s, why) }
+	switch {
+	case s == "":
+		return "unit name is empty"
+	case strings.Contains(s, "/"):
+		return bad("must not contain '/'")
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return bad("must not contain whitespace")
+	case !strings.Contains(s, ".") || strings.HasPrefix(s, "."):
+		return bad("must have a type suffix such as \".service\"")
+	}
+	return ""
+}
+
+// checkKarg validates one kernel argument. Whitespace is only allowed
+// inside double quotes (param="a b"), since each list item must be one
+// argument.
+func checkKarg(s string) string {
+	if s == "" {
+		return "kernel argument is empty"
+	}
+	inQuote := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQuote = !inQuote
+		case unicode.IsControl(r):
+			return fmt.Sprintf("kernel argument %q contains a control character", s)
+		case unicode.IsSpace(r) && !inQuote:
+			return fmt.Sprintf("kernel argument %q contains whitespace; list each argument separately", s)
+		}
+	}
+	if inQuote {
+		return fmt.Sprintf("kernel argument %q has an unterminated quote", s)
+	}
+	return ""
+}
+
+// checkRootPath validates a path relative to the OS root (remove-files).
+func checkRootPath(s string) string {
+	switch {
+	case s == "":
+		return "path is empty"
+	case strings.HasPrefix(s, "/"):
+		return fmt.Sprintf("absolute path %q is not allowed; use a path relative to the OS root", s)
+	case hasDotDot(s):
+		return fmt.Sprintf("path %q must not contain \"..\" components", s)
+	case path.Clean(s) == ".":
+		return fmt.Sprintf("path %q refers to the OS root itself", s)
+	}
+	return ""
+}
