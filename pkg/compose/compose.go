@@ -173,9 +173,13 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) err
 		o.Lock.Suite, root,
 		"deb [trusted=yes] file://" + absDebs + " ./",
 	}
-	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
-	// A fresh network namespace proves the build needs no network.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	// A fresh network namespace proves the build needs no network; a private
+	// mount namespace makes every mount mmdebstrap makes (proc, dev, the
+	// bind-mounted package cache) vanish with it, even if it is killed, so
+	// no later rm -rf of the root can reach through a leftover mount.
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c",
+		`mount --make-rprivate / && exec mmdebstrap "$@"`, "mmdebstrap"}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
 	// INITRD=No stops Debian's kernel hook from building an initramfs we
 	// would throw away; Compose builds the ostree-capable one itself.
 	cmd.Env = append(os.Environ(), "INITRD=No", "LC_ALL=C.UTF-8")

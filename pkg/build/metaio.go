@@ -1,0 +1,101 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// MetaFile is the name of a build's metadata file inside builds/<id>/<arch>.
+const MetaFile = "meta.json"
+
+// MetaPath returns builds/<id>/<arch>/meta.json.
+func (d *Dir) MetaPath(id, arch string) string {
+	return filepath.Join(d.BuildDir(id, arch), MetaFile)
+}
+
+func checkIDArch(id, arch string) error {
+	if err := ValidBuildID(id); err != nil {
+		return err
+	}
+	return validArch(arch)
+}
+
+// ReadMeta reads a build's meta.json. It does not validate against the
+// schema, so that builds written by other tools can still be inspected;
+// WriteMeta is where validity is enforced.
+func (d *Dir) ReadMeta(id, arch string) (*Meta, error) {
+	if err := checkIDArch(id, arch); err != nil {
+		return nil, err
+	}
+	path := d.MetaPath(id, arch)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := &Meta{}
+	if err := decodeJSONFile(path, data, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// WriteMeta validates m against our schema and atomically writes it as
+// builds/<id>/<arch>/meta.json (mode 0644), creating the directory if
+// needed. m must describe this build: its buildid must be id and its
+// basearch, if set, must be arch.
+func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
+	if err := checkIDArch(id, arch); err != nil {
+		return err
+	}
+	if m.BuildID != id {
+		return fmt.Errorf("meta.json buildid %q does not match build %q", m.BuildID, id)
+	}
+	if m.BaseArch != "" && m.BaseArch != arch {
+		return fmt.Errorf("meta.json basearch %q does not match arch %q", m.BaseArch, arch)
+	}
+	data, err := m.Dump()
+	if err != nil {
+		return err
+	}
+	path := d.MetaPath(id, arch)
+	if err := ValidateMeta(data); err != nil {
+		return fmt.Errorf("refusing to write %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, data, 0o644)
+}
+
+// UpdateMeta is the safe read-modify-write of a meta.json: under the builds/
+// lock it re-reads the file, applies fn and writes the result. Concurrent
+// buildextend-* processes each adding their own images entry therefore
+// never overwrite one another. If fn returns an error nothing is written.
+func (d *Dir) UpdateMeta(ctx context.Context, id, arch string, fn func(*Meta) error) error {
+	if err := checkIDArch(id, arch); err != nil {
+		return err
+	}
+	purpose := fmt.Sprintf("update %s/%s/%s", id, arch, MetaFile)
+	return d.WithLock(ctx, purpose, func() error {
+		m, err := d.ReadMeta(id, arch)
+		if err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		return d.WriteMeta(id, arch, m)
+	})
+}
+
+// HasBuild reports whether builds/<id> exists as a directory. builds.json
+// can list builds whose directories were removed by hand.
+func (d *Dir) HasBuild(id string) bool {
+	if ValidBuildID(id) != nil {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(d.Root, id))
+	return err == nil && fi.IsDir()
+}

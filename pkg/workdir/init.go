@@ -1,0 +1,175 @@
+package workdir
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	defaultconfig "github.com/cosa-build/cosa/src/config"
+)
+
+// InitOptions configure Init.
+type InitOptions struct {
+	Source string // git URL, local directory, or "" for the embedded default
+	Branch string // git branch (git sources only)
+	Force  bool   // allow a non-empty dir; replaces src/config
+}
+
+// IsGitURL tells a git remote from a local path.
+func IsGitURL(s string) bool {
+	if strings.Contains(s, "://") {
+		return true
+	}
+	// scp-like git@host:path, but not a local path containing ':'
+	if i := strings.Index(s, ":"); i > 0 && !strings.Contains(s[:i], "/") {
+		if _, err := os.Stat(s); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Init creates the working directory layout at dir and fills src/config.
+// The config is assembled in a temp dir and renamed into place, so a
+// failed clone or copy leaves no half config behind.
+func Init(dir string, o InitOptions) (*Workdir, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) > 0 && !o.Force {
+		return nil, fmt.Errorf("%s is not empty; use --force to initialize it anyway (src/config is then replaced)", abs)
+	}
+	if o.Branch != "" && (o.Source == "" || !IsGitURL(o.Source)) {
+		return nil, fmt.Errorf("--branch needs a git URL as the source")
+	}
+	w := &Workdir{Root: abs}
+	if err := os.MkdirAll(filepath.Join(abs, "src"), 0o755); err != nil {
+		return nil, err
+	}
+	staging, err := os.MkdirTemp(filepath.Join(abs, "src"), ".config-new-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(staging)
+	target := filepath.Join(staging, "config")
+	switch {
+	case o.Source == "":
+		err = writeFS(defaultconfig.FS, target)
+	case IsGitURL(o.Source):
+		args := []string{"clone", "--quiet", "--recurse-submodules"}
+		if o.Branch != "" {
+			args = append(args, "--branch", o.Branch)
+		}
+		args = append(args, "--", o.Source, target)
+		if out, cerr := exec.Command("git", args...).CombinedOutput(); cerr != nil {
+			err = fmt.Errorf("git clone %s: %v: %s", o.Source, cerr, strings.TrimSpace(string(out)))
+		}
+	default:
+		var st os.FileInfo
+		if st, err = os.Stat(o.Source); err == nil && !st.IsDir() {
+			err = fmt.Errorf("%s is not a directory", o.Source)
+		}
+		if err == nil {
+			err = copyTree(o.Source, target)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(target, "manifest.yaml")); err != nil {
+		return nil, fmt.Errorf("the config source %q has no manifest.yaml", o.Source)
+	}
+	final := w.ConfigDir()
+	if _, err := os.Lstat(final); err == nil {
+		old := filepath.Join(staging, "old")
+		if err := os.Rename(final, old); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(target, final); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// writeFS writes an embedded tree; scripts keep their executable bit
+// (embed drops modes, so anything under postprocess/ or tests/ is 0755).
+func writeFS(fsys fs.FS, dst string) error {
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, p)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o755)
+		}
+		data, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if top := strings.SplitN(p, "/", 2)[0]; (top == "postprocess" || top == "tests") && !strings.HasSuffix(p, ".md") {
+			mode = 0o755
+		}
+		return os.WriteFile(out, data, mode)
+	})
+}
+
+// copyTree copies a directory tree keeping modes and symlinks as they are.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		out := filepath.Join(dst, rel)
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(t, out)
+		case info.IsDir():
+			return os.MkdirAll(out, info.Mode().Perm())
+		case info.Mode().IsRegular():
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, in); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		default:
+			return fmt.Errorf("%s: cannot copy %s", p, info.Mode().Type())
+		}
+	})
+}

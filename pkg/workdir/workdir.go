@@ -1,0 +1,90 @@
+// Package workdir knows the layout of a cosa working directory (DESIGN.md
+// section 2) and how `cosa init` creates one.
+package workdir
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/cosa-build/cosa/pkg/config"
+)
+
+// Workdir is a cosa working directory.
+type Workdir struct {
+	Root string // absolute
+}
+
+// ConfigDir is src/config.
+func (w *Workdir) ConfigDir() string { return filepath.Join(w.Root, "src", "config") }
+
+// CacheDir is cache/: packages, indexes and the pipeline stage cache.
+func (w *Workdir) CacheDir() string { return filepath.Join(w.Root, "cache") }
+
+// TmpDir is tmp/: scratch space and the shared OSTree repo.
+func (w *Workdir) TmpDir() string { return filepath.Join(w.Root, "tmp") }
+
+// RepoDir is tmp/repo, the OSTree repo all builds commit to.
+func (w *Workdir) RepoDir() string { return filepath.Join(w.Root, "tmp", "repo") }
+
+// BuildsDir is builds/.
+func (w *Workdir) BuildsDir() string { return filepath.Join(w.Root, "builds") }
+
+// Open finds the workdir at dir: it must hold src/config/manifest.yaml.
+// Missing cache/, tmp/ and builds/ are created, so a config checked out by
+// hand (or this repository itself) works without `cosa init`.
+func Open(dir string) (*Workdir, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &Workdir{Root: abs}
+	if _, err := os.Stat(filepath.Join(w.ConfigDir(), config.ManifestFile)); err != nil {
+		return nil, fmt.Errorf("%s is not a cosa working directory (no src/config/%s); run `cosa init` first", abs, config.ManifestFile)
+	}
+	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// LoadConfig loads src/config, naming files relative to the workdir in errors.
+func (w *Workdir) LoadConfig() (*config.Config, error) {
+	rel, err := filepath.Rel(mustGetwd(), w.ConfigDir())
+	if err != nil || strings.HasPrefix(rel, "..") {
+		rel = w.ConfigDir()
+	}
+	return config.Load(rel)
+}
+
+func mustGetwd() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "/"
+	}
+	return wd
+}
+
+// GitInfo describes the config's git state for meta.json.
+type GitInfo struct {
+	Rev   string // empty if the config is not a git checkout
+	Dirty bool
+}
+
+// ConfigGit reads the config repo's HEAD and whether it has changes.
+func (w *Workdir) ConfigGit() GitInfo {
+	dir := w.ConfigDir()
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		return GitInfo{}
+	}
+	rev, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return GitInfo{}
+	}
+	st, err := exec.Command("git", "-C", dir, "status", "--porcelain").Output()
+	return GitInfo{Rev: strings.TrimSpace(string(rev)), Dirty: err != nil || len(strings.TrimSpace(string(st))) > 0}
+}
