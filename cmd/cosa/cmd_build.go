@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/builder"
+	"github.com/cosa-build/cosa/pkg/compose"
+)
+
+type buildOptions struct {
+	Force     bool
+	Version   string
+	SkipPrune bool
+	Fetch     bool
+}
+
+func newBuildCmd(g *globals) *cobra.Command {
+	o := &buildOptions{}
+	c := &cobra.Command{
+		Use:   "build",
+		Short: "Compose the OS, commit it to OSTree and record a new build (offline; no-op if inputs are unchanged)",
+		Args:  maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			w, err := g.openWorkdir()
+			if err != nil {
+				return err
+			}
+			cfg, err := w.LoadConfig()
+			if err != nil {
+				return err
+			}
+			if o.Fetch {
+				if err := runFetch(c.Context(), g, w, cfg, &fetchOptions{}); err != nil {
+					return err
+				}
+			}
+			if err := os.MkdirAll(filepath.Join(w.TmpDir(), "logs"), 0o755); err != nil {
+				return err
+			}
+			logPath := filepath.Join(w.TmpDir(), "logs", "build.log")
+			logf, err := os.Create(logPath)
+			if err != nil {
+				return err
+			}
+			defer logf.Close()
+			res, err := builder.Build(c.Context(), builder.Options{
+				Workdir: w, Config: cfg, Arch: compose.BaseArch(),
+				Force: o.Force, Version: o.Version, SkipPrune: o.SkipPrune,
+				LockTimeout: g.LockTimeout, Progress: g.progress(), Out: g.Stdout, Log: logf,
+			})
+			if err != nil {
+				return fmt.Errorf("%w\n(full log: %s)", err, logPath)
+			}
+			_ = res
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.Force, "force", false, "build even if the inputs are unchanged")
+	f.StringVar(&o.Version, "version", "", "build id to use instead of <prefix>.<YYYYMMDD>.<stream>.<n>")
+	f.BoolVar(&o.SkipPrune, "skip-prune", false, "do not prune old builds afterwards")
+	f.BoolVar(&o.Fetch, "fetch", false, "run `cosa fetch` first")
+	return c
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/workdir"
+)
+
+type initOptions struct {
+	Source string
+	Branch string
+	Force  bool
+}
+
+func newInitCmd(g *globals) *cobra.Command {
+	o := &initOptions{}
+	c := &cobra.Command{
+		Use:   "init [SOURCE]",
+		Short: "Create a working directory from a config (git URL, local dir, or the built-in default)",
+		Args:  maxArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Source = args[0]
+			}
+			return runInit(g, o)
+		},
+	}
+	c.Flags().BoolVar(&o.Force, "force", false, "initialize a non-empty directory, replacing src/config")
+	c.Flags().StringVar(&o.Branch, "branch", "", "git branch to check out (git sources only)")
+	return c
+}
+
+func runInit(g *globals, o *initOptions) error {
+	w, err := workdir.Init(g.Workdir, workdir.InitOptions{Source: o.Source, Branch: o.Branch, Force: o.Force})
+	if err != nil {
+		return err
+	}
+	// Fail now, not at the first build, if the config is bad.
+	if _, err := w.LoadConfig(); err != nil {
+		return err
+	}
+	src := o.Source
+	if src == "" {
+		src = "the built-in default config"
+	}
+	fmt.Fprintf(g.Stdout, "Initialized %s from %s\n", w.Root, src)
+	return nil
+}

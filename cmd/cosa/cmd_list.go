@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+// listEntry is one row of `cosa list`, and its JSON form.
+type listEntry struct {
+	ID        string   `json:"id"`
+	Arches    []string `json:"arches"`
+	Timestamp string   `json:"timestamp,omitempty"`
+	Commit    string   `json:"ostree-commit,omitempty"`
+	Tags      []string `json:"tags"`
+	OnDisk    bool     `json:"on-disk"`
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List builds, newest first",
+		Args:  maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			w, err := g.openWorkdir()
+			if err != nil {
+				return err
+			}
+			d, err := g.buildsDir(w)
+			if err != nil {
+				return err
+			}
+			idx, err := d.ReadIndex()
+			if err != nil {
+				return err
+			}
+			rows := []listEntry{}
+			for _, b := range idx.Builds {
+				e := listEntry{ID: b.ID, Arches: b.Arches, Tags: idx.TagsOf(b.ID), OnDisk: d.HasBuild(b.ID)}
+				if e.Tags == nil {
+					e.Tags = []string{}
+				}
+				if e.OnDisk && len(b.Arches) > 0 {
+					if m, err := d.ReadMeta(b.ID, b.Arches[0]); err == nil {
+						e.Timestamp, e.Commit = m.BuildTimestamp, m.OSTreeCommit
+					}
+				}
+				rows = append(rows, e)
+			}
+			if g.JSON {
+				out, _ := json.MarshalIndent(rows, "", "  ")
+				fmt.Fprintf(g.Stdout, "%s\n", out)
+				return nil
+			}
+			if len(rows) == 0 {
+				fmt.Fprintln(g.Stdout, "No builds.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BUILD\tARCHES\tTIMESTAMP\tCOMMIT\tTAGS")
+			for _, r := range rows {
+				commit := r.Commit
+				if len(commit) > 12 {
+					commit = commit[:12]
+				}
+				if !r.OnDisk {
+					commit = "(not on disk)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, strings.Join(r.Arches, ","), dash(r.Timestamp), dash(commit), dash(strings.Join(r.Tags, ",")))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

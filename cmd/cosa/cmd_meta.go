@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/compose"
+)
+
+type metaOptions struct {
+	Build string
+	Arch  string
+	Get   []string
+	Set   []string
+	Dump  bool
+}
+
+func newMetaCmd(g *globals) *cobra.Command {
+	o := &metaOptions{}
+	c := &cobra.Command{
+		Use:   "meta (--get KEY | --set KEY=VALUE | --dump) [--build ID]",
+		Short: "Read or change a build's meta.json",
+		Args:  maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			n := 0
+			for _, b := range []bool{len(o.Get) > 0, len(o.Set) > 0, o.Dump} {
+				if b {
+					n++
+				}
+			}
+			if n != 1 {
+				return usageError{fmt.Errorf("give exactly one of --get, --set or --dump")}
+			}
+			w, err := g.openWorkdir()
+			if err != nil {
+				return err
+			}
+			d, err := g.buildsDir(w)
+			if err != nil {
+				return err
+			}
+			id, err := resolveBuild(d, o.Build)
+			if err != nil {
+				return err
+			}
+			if len(o.Set) > 0 {
+				for _, kv := range o.Set {
+					if !strings.Contains(kv, "=") {
+						return usageError{fmt.Errorf("--set %q: want KEY=VALUE", kv)}
+					}
+				}
+				return d.UpdateMeta(c.Context(), id, o.Arch, func(m *build.Meta) error {
+					for _, kv := range o.Set {
+						k, v, _ := strings.Cut(kv, "=")
+						if err := m.Set(k, v); err != nil {
+							return fmt.Errorf("--set %s: %w", k, err)
+						}
+					}
+					return nil
+				})
+			}
+			m, err := d.ReadMeta(id, o.Arch)
+			if err != nil {
+				return err
+			}
+			if o.Dump {
+				data, err := m.Dump()
+				if err != nil {
+					return err
+				}
+				_, err = g.Stdout.Write(data)
+				return err
+			}
+			for _, k := range o.Get {
+				v, err := m.Get(k)
+				if err != nil {
+					return fmt.Errorf("build %s: %w", id, err)
+				}
+				if s, ok := v.(string); ok {
+					fmt.Fprintln(g.Stdout, s)
+					continue
+				}
+				b, _ := json.MarshalIndent(v, "", "  ")
+				fmt.Fprintf(g.Stdout, "%s\n", b)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
+	f.StringArrayVar(&o.Get, "get", nil, "print the value at KEY (dotted path, e.g. images.ostree.sha256)")
+	f.StringArrayVar(&o.Set, "set", nil, "set KEY=VALUE (VALUE is JSON if it parses, else a string); validated before writing")
+	f.BoolVar(&o.Dump, "dump", false, "print the whole meta.json")
+	return c
+}
+
+// resolveBuild maps "latest" or an id to an existing local build id.
+func resolveBuild(d *build.Dir, id string) (string, error) {
+	if id == "" || id == "latest" {
+		l, err := d.Latest()
+		if err != nil {
+			return "", err
+		}
+		if l == "" {
+			return "", fmt.Errorf("there are no builds yet; run `cosa build`")
+		}
+		return l, nil
+	}
+	if err := build.ValidBuildID(id); err != nil {
+		return "", usageError{err}
+	}
+	if !d.HasBuild(id) {
+		return "", fmt.Errorf("build %s is not in %s", id, d.Root)
+	}
+	return id, nil
+}

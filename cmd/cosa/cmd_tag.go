@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+type tagOptions struct {
+	Tag         string
+	Build       string
+	Description string
+}
+
+func newTagCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "tag", Short: "Name builds (tagged builds are never pruned)"}
+	o := &tagOptions{}
+	update := &cobra.Command{
+		Use:   "update --tag NAME [--build ID]",
+		Short: "Create a tag or move it to a build",
+		Args:  maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runTag(g, c, "update", o)
+		},
+	}
+	update.Flags().StringVar(&o.Tag, "tag", "", "tag name")
+	update.Flags().StringVar(&o.Build, "build", "latest", "build id")
+	update.Flags().StringVar(&o.Description, "description", "", "free text kept with the tag")
+	del := &cobra.Command{
+		Use:   "delete --tag NAME",
+		Short: "Delete a tag",
+		Args:  maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runTag(g, c, "delete", o)
+		},
+	}
+	del.Flags().StringVar(&o.Tag, "tag", "", "tag name")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List tags",
+		Args:  maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runTag(g, c, "list", o)
+		},
+	}
+	c.AddCommand(update, del, list)
+	return c
+}
+
+func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
+	if verb != "list" && o.Tag == "" {
+		return usageError{fmt.Errorf("--tag is required")}
+	}
+	w, err := g.openWorkdir()
+	if err != nil {
+		return err
+	}
+	d, err := g.buildsDir(w)
+	if err != nil {
+		return err
+	}
+	if verb == "list" {
+		idx, err := d.ReadIndex()
+		if err != nil {
+			return err
+		}
+		if len(idx.Tags) == 0 {
+			fmt.Fprintln(g.Stdout, "No tags.")
+			return nil
+		}
+		tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TAG\tBUILD\tCREATED\tDESCRIPTION")
+		for _, t := range idx.Tags {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Target, t.Created, t.Description)
+		}
+		return tw.Flush()
+	}
+	return d.WithLock(c.Context(), "cosa tag", func() error {
+		idx, err := d.ReadIndex()
+		if err != nil {
+			return err
+		}
+		if verb == "delete" {
+			if !idx.DeleteTag(o.Tag) {
+				return fmt.Errorf("no tag named %q", o.Tag)
+			}
+		} else {
+			id := o.Build
+			if id == "latest" {
+				if id, err = resolveBuild(d, id); err != nil {
+					return err
+				}
+			}
+			if idx.Find(id) == nil {
+				return fmt.Errorf("build %s is not in builds.json", id)
+			}
+			if err := idx.SetTag(o.Tag, id, o.Description, time.Now()); err != nil {
+				return err
+			}
+		}
+		return d.WriteIndex(idx)
+	})
+}

@@ -1,0 +1,120 @@
+// Command cosa builds OSTree-based operating system images from a
+// declarative config into a versioned build directory.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/progress"
+	"github.com/cosa-build/cosa/pkg/workdir"
+)
+
+// Exit codes: 1 for failures, 2 for bad input (config or command line).
+const (
+	exitFailure  = 1
+	exitBadInput = 2
+)
+
+// usageError marks a bad command line.
+type usageError struct{ error }
+
+// globals are the flags every command shares.
+type globals struct {
+	Workdir     string
+	JSON        bool
+	LockTimeout time.Duration
+	Stdout      io.Writer
+	Stderr      io.Writer
+}
+
+func (g *globals) progress() *progress.Reporter {
+	if g.JSON {
+		return progress.New(g.Stdout, true)
+	}
+	return progress.New(g.Stderr, false)
+}
+
+func (g *globals) openWorkdir() (*workdir.Workdir, error) { return workdir.Open(g.Workdir) }
+
+func (g *globals) buildsDir(w *workdir.Workdir) (*build.Dir, error) {
+	d, err := build.Open(w.BuildsDir())
+	if err != nil {
+		return nil, err
+	}
+	d.LockTimeout = g.LockTimeout
+	d.LockWait = g.Stderr
+	return d, nil
+}
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cosa",
+		Short:         "Build OSTree-based OS images from a declarative config",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(g.Stdout)
+	root.SetErr(g.Stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.Workdir, "workdir", "C", ".", "cosa working directory")
+	pf.BoolVar(&g.JSON, "json", false, "machine-readable output: JSON progress events, JSON results")
+	pf.DurationVar(&g.LockTimeout, "lock-timeout", build.DefaultLockTimeout, "how long to wait for another cosa holding the build directory")
+	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g))
+	return root
+}
+
+// maxArgs limits positional arguments, reporting a usage error.
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageError{fmt.Errorf("%s takes at most %d argument(s), got %d", c.CommandPath(), n, len(args))}
+		}
+		return nil
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{Stdout: stdout, Stderr: stderr}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "error: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || config.IsConfigError(err) || isCobraUsage(err) {
+		return exitBadInput
+	}
+	return exitFailure
+}
+
+// isCobraUsage spots cobra's own argument errors (unknown command/flag).
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "invalid argument", "accepts ", "requires at least", "flag needs an argument", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
