@@ -89,6 +89,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer release()
 	cleanStaging(w.BuildsDir())
+	cleanScratch(w.TmpDir(), o.Out)
 
 	idx, err := dir.ReadIndex()
 	if err != nil {
@@ -324,6 +325,17 @@ func cleanStaging(buildsDir string) {
 	old, _ := filepath.Glob(filepath.Join(buildsDir, ".staging-*"))
 	for _, d := range old {
 		os.RemoveAll(d)
+	}
+}
+
+// cleanScratch removes the scratch dirs of interrupted builds (caller holds
+// the lock). RemoveTree refuses any dir that still has something mounted.
+func cleanScratch(tmpDir string, out io.Writer) {
+	old, _ := filepath.Glob(filepath.Join(tmpDir, "build-*"))
+	for _, d := range old {
+		if err := compose.RemoveTree(d); err != nil {
+			fmt.Fprintf(out, "warning: leftover of an interrupted build: %v\n", err)
+		}
 	}
 }
 

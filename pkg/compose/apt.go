@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // aptState is a private apt root under cache/apt: its own sources, lists,
@@ -67,6 +68,7 @@ Debug::NoLocking "true";
 // run runs an apt tool with the private config and returns stdout.
 func (a *aptState) run(ctx context.Context, tool string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, tool, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "APT_CONFIG="+a.conf, "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

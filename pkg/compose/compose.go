@@ -179,7 +179,7 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) err
 	// no later rm -rf of the root can reach through a leftover mount.
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c",
 		`mount --make-rprivate / && exec mmdebstrap "$@"`, "mmdebstrap"}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	// INITRD=No stops Debian's kernel hook from building an initramfs we
 	// would throw away; Compose builds the ostree-capable one itself.
 	cmd.Env = append(os.Environ(), "INITRD=No", "LC_ALL=C.UTF-8")

@@ -107,6 +107,11 @@ func ToOstreeLayout(root string) error {
 		switch {
 		case err == nil && fi.IsDir():
 			dst := filepath.Join(factory, l.varDir)
+			// Debian ships an empty /var/opt (and maybe others): the
+			// top-level directory's content wins over an empty one.
+			if n, err := os.ReadDir(dst); err == nil && len(n) == 0 {
+				os.Remove(dst)
+			}
 			if err := os.Rename(p, dst); err != nil {
 				return err
 			}

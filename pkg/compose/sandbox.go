@@ -47,6 +47,9 @@ func RunInRoot(ctx context.Context, root string, binds []Bind, argv []string, ou
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		// If cosa is killed, the sandbox goes too, taking every process
+		// in its pid namespace with it.
+		Pdeathsig: syscall.SIGKILL,
 	}
 	cmd.Env = []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

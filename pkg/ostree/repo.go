@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 )
 
 // Mode is an OSTree repository mode (see ostree-init(1)).
@@ -50,6 +51,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // run executes ostree with args and returns its stdout.
 func run(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "ostree", args...)
+	// An ostree left running after cosa is killed would keep the repo
+	// locked and keep writing; it dies with its parent instead.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

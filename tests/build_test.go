@@ -1,0 +1,339 @@
+package tests
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/compose"
+)
+
+// TestBuildLifecycle is the first-build story end to end: init from the
+// embedded config, build without and with fetch, the no-op rebuild, a
+// change that needs a new fetch, pkgdiff, a build interrupted by SIGKILL,
+// a writer blocked by the lock while readers go on, auto-prune, tags and
+// manual prune.
+func TestBuildLifecycle(t *testing.T) {
+	needTools(t, "mmdebstrap", "ostree", "apt-get", "tar")
+	w := t.TempDir()
+	mustCosa(t, w, "init")
+
+	// A postprocess script that records what network the build can see.
+	cfg := filepath.Join(w, "src", "config")
+	writeFile(t, filepath.Join(cfg, "postprocess", "20-e2e.sh"),
+		"#!/bin/sh\nset -eu\nsed 1,2d /proc/net/dev | cut -d: -f1 | tr -d ' ' > /etc/cosa-e2e-netdevs\n", 0o755)
+	manifest := filepath.Join(cfg, "manifest.yaml")
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/20-e2e.sh\n", 1)
+	writeFile(t, manifest, m, 0o644)
+
+	// 1. No fetch yet: a clear error, nothing built.
+	r := cosa(t, w, "build")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "cosa fetch") {
+		t.Fatalf("build before fetch: exit %d, stderr %q; want exit 1 mentioning cosa fetch", r.Code, r.Stderr)
+	}
+	if len(readIndex(t, w).Builds) != 0 {
+		t.Fatal("a failed build was recorded")
+	}
+
+	// 2. The first build.
+	r = mustCosa(t, w, "build", "--fetch")
+	idx := readIndex(t, w)
+	if len(idx.Builds) != 1 {
+		t.Fatalf("builds = %+v", idx.Builds)
+	}
+	id0 := idx.Builds[0].ID
+	if !regexp.MustCompile(`^12\.\d{8}\.dev\.0$`).MatchString(id0) || latest(t, w) != id0 {
+		t.Fatalf("first build id %q, latest %q", id0, latest(t, w))
+	}
+	if !strings.Contains(r.Stdout, "Built "+id0) {
+		t.Errorf("stdout %q lacks the build summary", r.Stdout)
+	}
+	meta0 := checkBuild(t, w, id0)
+	if len(meta0.PkgDiff) != 0 {
+		t.Errorf("first build has a pkgdiff: %v", meta0.PkgDiff)
+	}
+	repo := filepath.Join(w, "tmp", "repo")
+	commit := meta0.OSTreeCommit
+	// The postprocess script ran inside a network namespace of its own.
+	if devs := strings.Fields(ostreeCmd(t, "--repo="+repo, "cat", commit, "/usr/etc/cosa-e2e-netdevs")); len(devs) != 1 || devs[0] != "lo" {
+		t.Errorf("postprocess saw network devices %v, want only lo", devs)
+	}
+
+	// 3. Same inputs: no new build, and fast.
+	r = mustCosa(t, w, "build")
+	if !strings.Contains(r.Stdout, "No changes in build inputs.") || len(readIndex(t, w).Builds) != 1 {
+		t.Fatalf("unchanged rebuild: %q, builds %v", r.Stdout, readIndex(t, w).IDs())
+	}
+
+	// 4. An overlay change plus a new package: the cache is stale until
+	// fetched, then the new build has a pkgdiff.
+	overlay := filepath.Join(cfg, "overlay.d", "10-network", "usr", "lib", "systemd", "network", "80-cosa-dhcp.network")
+	writeFile(t, overlay, "[Match]\nName=en*\n\n[Network]\nDHCP=ipv4\n", 0o644)
+	writeFile(t, manifest, strings.Replace(m, "  - openssh-server\n", "  - openssh-server\n  - less\n", 1), 0o644)
+	r = cosa(t, w, "build")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "cosa fetch") {
+		t.Fatalf("build with a stale fetch: exit %d, %q", r.Code, r.Stderr)
+	}
+	mustCosa(t, w, "build", "--fetch")
+	id1 := latest(t, w)
+	if id1 == id0 || !strings.HasSuffix(id1, ".dev.1") {
+		t.Fatalf("second build id %q", id1)
+	}
+	meta1 := checkBuild(t, w, id1)
+	if meta1.RpmOstreeInputHash == meta0.RpmOstreeInputHash {
+		t.Error("input hash did not change")
+	}
+	var added bool
+	for _, e := range meta1.PkgDiff {
+		if e.Name == "less" && e.Kind == build.PkgAdded {
+			added = true
+		}
+	}
+	if !added {
+		t.Errorf("pkgdiff %v lacks less as added", meta1.PkgDiff)
+	}
+	if got := ostreeCmd(t, "--repo="+repo, "cat", meta1.OSTreeCommit, "/usr/lib/systemd/network/80-cosa-dhcp.network"); !strings.Contains(got, "DHCP=ipv4") {
+		t.Errorf("changed overlay not in the commit: %q", got)
+	}
+
+	// 5. SIGKILL in the middle of a build: the build dir stays valid and
+	// nothing is left mounted; the next build cleans up after it.
+	killDuring(t, w, "==> compose: install", "build", "--force")
+	if ids := readIndex(t, w).IDs(); len(ids) != 2 || latest(t, w) != id1 {
+		t.Fatalf("after a killed build: builds %v, latest %s", ids, latest(t, w))
+	}
+	if mounts := mountsUnder(t, w); len(mounts) > 0 {
+		t.Fatalf("a killed build left mounts: %v", mounts)
+	}
+
+	// 6. A writer holds the lock: another writer times out with a clear
+	// message, a reader is not blocked.
+	bg := exec.Command(cosaBin, "build", "--force", "--version", "12.e2e.0", "--skip-prune")
+	bg.Dir = w
+	stderr, err := bg.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForLine(t, stderr, "==> compose: install")
+	r = cosa(t, w, "tag", "update", "--tag", "stable", "--build", id1, "--lock-timeout", "1s")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "timed out") || !strings.Contains(r.Stderr, "cosa build") {
+		t.Errorf("tag during a build: exit %d, %q; want a lock timeout naming cosa build", r.Code, r.Stderr)
+	}
+	r = mustCosa(t, w, "list", "--json")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil || len(rows) != 2 {
+		t.Errorf("list during a build: %v, %q", err, r.Stdout)
+	}
+	go func() { bufio.NewReader(stderr).WriteTo(os.Stderr) }()
+	if err := bg.Wait(); err != nil {
+		t.Fatalf("background build: %v", err)
+	}
+	checkBuild(t, w, "12.e2e.0")
+
+	// 7. A fourth build: auto-prune keeps 3 and drops the oldest with its ref.
+	mustCosa(t, w, "build", "--force")
+	id2 := latest(t, w)
+	if ids := readIndex(t, w).IDs(); strings.Join(ids, " ") != id2+" 12.e2e.0 "+id1 {
+		t.Fatalf("after auto-prune: %v", ids)
+	}
+	if _, err := os.Stat(filepath.Join(w, "builds", id0)); !os.IsNotExist(err) {
+		t.Errorf("pruned build dir still there: %v", err)
+	}
+	if refs := ostreeCmd(t, "--repo="+repo, "refs"); strings.Contains(refs, id0) || !strings.Contains(refs, id1) {
+		t.Errorf("refs after prune:\n%s", refs)
+	}
+	if err := exec.Command("ostree", "--repo="+repo, "show", meta0.OSTreeCommit).Run(); err == nil {
+		t.Errorf("commit of the pruned build %s is still in the repo", id0)
+	}
+
+	// 8. Tags protect builds; prune leaves entries that are not on disk.
+	mustCosa(t, w, "tag", "update", "--tag", "stable", "--build", id1)
+	d := &build.Dir{Root: filepath.Join(w, "builds")}
+	idx = readIndex(t, w)
+	idx.Builds = append(idx.Builds, build.BuildEntry{ID: "12.20200101.dev.0", Arches: []string{"x86_64"}})
+	if err := d.WriteIndex(idx); err != nil {
+		t.Fatal(err)
+	}
+	r = mustCosa(t, w, "prune", "--keep-last-n", "1", "--dry-run")
+	if !strings.Contains(r.Stdout, "Would prune 12.e2e.0") || strings.Contains(r.Stdout, "prune "+id1) {
+		t.Errorf("dry run: %q", r.Stdout)
+	}
+	if _, err := os.Stat(filepath.Join(w, "builds", "12.e2e.0")); err != nil {
+		t.Errorf("dry run deleted a build: %v", err)
+	}
+	mustCosa(t, w, "prune", "--keep-last-n", "1")
+	if ids := strings.Join(readIndex(t, w).IDs(), " "); ids != id2+" "+id1+" 12.20200101.dev.0" {
+		t.Errorf("after prune: %s", ids)
+	}
+	r = mustCosa(t, w, "list")
+	if !strings.Contains(r.Stdout, "(not on disk)") || !strings.Contains(r.Stdout, "stable") {
+		t.Errorf("list:\n%s", r.Stdout)
+	}
+	r = mustCosa(t, w, "meta", "--get", "ostree-commit")
+	if m2, _ := readMeta(t, w, id2); strings.TrimSpace(r.Stdout) != m2.OSTreeCommit {
+		t.Errorf("meta --get ostree-commit = %q, want %q", r.Stdout, m2.OSTreeCommit)
+	}
+}
+
+// checkBuild asserts everything a finished build must have and returns its meta.
+func checkBuild(t *testing.T, w, id string) *build.Meta {
+	t.Helper()
+	m, data := readMeta(t, w, id)
+	if err := build.ValidateMeta(data); err != nil {
+		t.Errorf("%s meta.json fails our schema: %v", id, err)
+	}
+	if doc, err := os.ReadFile(cosaSchemaPath()); err == nil {
+		s, err := build.CompileSchema("file:///coreos-assembler/cosa-meta-v1.json", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := build.ValidateWith(s, data); err != nil {
+			t.Errorf("%s meta.json fails coreos-assembler's schema: %v", id, err)
+		}
+	} else {
+		t.Logf("coreos-assembler schema not found at %s; skipped that check", cosaSchemaPath())
+	}
+	if m.BuildID != id || m.Name != "debian-ostree" || len(m.OSTreeCommit) != 64 || m.OSTreeVersion != id ||
+		len(m.RpmOstreeInputHash) != 64 || m.BaseArch != "x86_64" || m.Ref != "debian/bookworm/x86_64" {
+		t.Errorf("%s meta: %+v", id, m)
+	}
+	arch := filepath.Join(w, "builds", id, "x86_64")
+	art, ok := m.Images["ostree"]
+	if !ok || art.Path != "debian-ostree-"+id+"-ostree.x86_64.tar" {
+		t.Fatalf("%s images.ostree = %+v", id, art)
+	}
+	st, err := os.Stat(filepath.Join(arch, art.Path))
+	if err != nil || st.Size() != art.Size || st.Mode().Perm() != 0o644 {
+		t.Errorf("%s ostree tar: %v size %d mode %v, meta says %d", id, err, st.Size(), st.Mode(), art.Size)
+	}
+	out, err := exec.Command("sha256sum", filepath.Join(arch, art.Path)).Output()
+	if err != nil || !strings.HasPrefix(string(out), art.Sha256) {
+		t.Errorf("%s: sha256 %q, meta says %s", id, out, art.Sha256)
+	}
+	for _, f := range []string{"commitmeta.json", "pkglist.json", "meta.json"} {
+		if _, err := os.Stat(filepath.Join(arch, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	var pkgs []compose.Package
+	pl, _ := os.ReadFile(filepath.Join(arch, "pkglist.json"))
+	if err := json.Unmarshal(pl, &pkgs); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, p := range pkgs {
+		have[p.Name] = true
+	}
+	for _, want := range []string{"linux-image-amd64", "ostree-boot", "dracut", "systemd-sysv", "openssh-server"} {
+		if !have[want] {
+			t.Errorf("%s package list lacks %s", id, want)
+		}
+	}
+	if have["initramfs-tools"] {
+		t.Errorf("%s: excluded initramfs-tools was installed", id)
+	}
+
+	// The commit is in the workdir's repo under the manifest ref's history
+	// and the build's own ref, with the version and input hash as metadata.
+	repo := filepath.Join(w, "tmp", "repo")
+	if v := strings.Trim(strings.TrimSpace(ostreeCmd(t, "--repo="+repo, "show", "--print-metadata-key=version", m.OSTreeCommit)), "'"); v != id {
+		t.Errorf("commit version %q, want %s", v, id)
+	}
+	if got := strings.TrimSpace(ostreeCmd(t, "--repo="+repo, "rev-parse", "cosa/builds/"+id+"/x86_64")); got != m.OSTreeCommit {
+		t.Errorf("build ref -> %s, want %s", got, m.OSTreeCommit)
+	}
+	// OSTree layout (DESIGN.md section 9).
+	ls := ostreeCmd(t, "--repo="+repo, "ls", m.OSTreeCommit, "/")
+	for _, want := range []string{"/usr", "/ostree -> sysroot/ostree", "/home -> var/home", "/root -> var/roothome", "/sysroot", "/boot"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("%s: / lacks %q:\n%s", id, want, ls)
+		}
+	}
+	if strings.Contains(ls, " /etc\n") {
+		t.Errorf("%s: /etc should have moved to /usr/etc", id)
+	}
+	mods := ostreeCmd(t, "--repo="+repo, "ls", "-R", m.OSTreeCommit, "/usr/lib/modules")
+	if !regexp.MustCompile(`/usr/lib/modules/[^/]+/vmlinuz\n`).MatchString(mods) || !regexp.MustCompile(`/usr/lib/modules/[^/]+/initramfs.img\n`).MatchString(mods) {
+		t.Errorf("%s: kernel or initramfs missing from /usr/lib/modules", id)
+	}
+	if h := ostreeCmd(t, "--repo="+repo, "cat", m.OSTreeCommit, "/usr/etc/hostname"); strings.TrimSpace(h) != "debian-ostree" {
+		t.Errorf("%s: hostname %q: postprocess did not run", id, h)
+	}
+	if tf := ostreeCmd(t, "--repo="+repo, "cat", m.OSTreeCommit, "/usr/lib/tmpfiles.d/cosa-var.conf"); !strings.Contains(tf, "C /var/lib/dpkg") {
+		t.Errorf("%s: tmpfiles for /var: %q", id, tf)
+	}
+	if err := exec.Command("ostree", "--repo="+repo, "ls", m.OSTreeCommit, "/usr/share/man").Run(); err == nil {
+		t.Errorf("%s: remove-files did not remove /usr/share/man", id)
+	}
+	// The exported tarball is an archive repo that holds the commit.
+	unpacked := t.TempDir()
+	if out, err := exec.Command("tar", "-xf", filepath.Join(arch, art.Path), "-C", unpacked).CombinedOutput(); err != nil {
+		t.Fatalf("untar: %v %s", err, out)
+	}
+	if got := strings.TrimSpace(ostreeCmd(t, "--repo="+unpacked, "rev-parse", m.Ref)); got != m.OSTreeCommit {
+		t.Errorf("%s: exported repo has %s at %s, want %s", id, got, m.Ref, m.OSTreeCommit)
+	}
+	return m
+}
+
+// killDuring starts cosa, SIGKILLs it once its stderr shows marker, and
+// waits for it to be gone.
+func killDuring(t *testing.T, w, marker string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(cosaBin, args...)
+	cmd.Dir = w
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForLine(t, stderr, marker)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	// Children die with cosa (Pdeathsig); wait until no process still has
+	// the workdir's scratch open by checking for leftover mounts next.
+}
+
+// waitForLine reads r until a line contains marker (fails at EOF).
+func waitForLine(t *testing.T, r interface{ Read([]byte) (int, error) }, marker string) {
+	t.Helper()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), marker) {
+			return
+		}
+	}
+	t.Fatalf("process ended before printing %q", marker)
+}
+
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
