@@ -120,7 +120,10 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 	}
 	for _, k := range kernels {
 		step = p.Start("compose: initramfs for " + k.Version)
+		// gzip -1 instead of dracut's default -9: 14 s instead of 60 s on
+		// 2 cores for a 44 MB instead of 39 MB image (measured).
 		err := sandbox("dracut", "--force", "--quiet", "--no-hostonly", "--reproducible", "--add", "ostree",
+			"--compress=gzip -n -1",
 			"/usr/lib/modules/"+k.Version+"/initramfs.img", k.Version)
 		if err := step.Done(err); err != nil {
 			return nil, err
