@@ -53,7 +53,12 @@ func newBuildCmd(g *globals) *cobra.Command {
 				LockTimeout: g.LockTimeout, Progress: g.progress(), Out: g.Stdout, Log: logf,
 			})
 			if err != nil {
-				return fmt.Errorf("%w\n(full log: %s)", err, logPath)
+				// Point at the log only if a tool wrote to it; errors found
+				// before that (say, no `cosa fetch` yet) stand on their own.
+				if st, serr := logf.Stat(); serr == nil && st.Size() > 0 {
+					return fmt.Errorf("%w\n(full log: %s)", err, logPath)
+				}
+				return err
 			}
 			_ = res
 			return nil

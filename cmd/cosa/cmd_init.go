@@ -33,6 +33,9 @@ func newInitCmd(g *globals) *cobra.Command {
 }
 
 func runInit(g *globals, o *initOptions) error {
+	if o.Branch != "" && (o.Source == "" || !workdir.IsGitURL(o.Source)) {
+		return usageError{fmt.Errorf("--branch needs a git URL as the source")}
+	}
 	w, err := workdir.Init(g.Workdir, workdir.InitOptions{Source: o.Source, Branch: o.Branch, Force: o.Force})
 	if err != nil {
 		return err

@@ -15,7 +15,17 @@ type tagOptions struct {
 }
 
 func newTagCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "tag", Short: "Name builds (tagged builds are never pruned)"}
+	c := &cobra.Command{
+		Use:   "tag",
+		Short: "Name builds (tagged builds are never pruned)",
+		// Without RunE, cobra prints help and exits 0 for `cosa tag bogus`.
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], c.CommandPath())}
+			}
+			return c.Help()
+		},
+	}
 	o := &tagOptions{}
 	update := &cobra.Command{
 		Use:   "update --tag NAME [--build ID]",
@@ -73,7 +83,7 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 		tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TAG\tBUILD\tCREATED\tDESCRIPTION")
 		for _, t := range idx.Tags {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Target, t.Created, t.Description)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Target, t.Created, dash(t.Description))
 		}
 		return tw.Flush()
 	}

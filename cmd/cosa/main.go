@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +36,10 @@ type globals struct {
 	LockTimeout time.Duration
 	Stdout      io.Writer
 	Stderr      io.Writer
+
+	// ran is set once a command's RunE starts: any error before that
+	// is cobra rejecting the command line.
+	ran bool
 }
 
 func (g *globals) progress() *progress.Reporter {
@@ -72,8 +75,23 @@ func newRootCmd(g *globals) *cobra.Command {
 	pf.StringVarP(&g.Workdir, "workdir", "C", ".", "cosa working directory")
 	pf.BoolVar(&g.JSON, "json", false, "machine-readable output: JSON progress events, JSON results")
 	pf.DurationVar(&g.LockTimeout, "lock-timeout", build.DefaultLockTimeout, "how long to wait for another cosa holding the build directory")
-	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g))
+	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g), newPipelineCmd(g))
+	root.AddCommand(newBuildextendCmds(g)...)
+	markRun(root, g)
 	return root
+}
+
+// markRun wraps the RunE of c and its subcommands to set g.ran.
+func markRun(c *cobra.Command, g *globals) {
+	if f := c.RunE; f != nil {
+		c.RunE = func(c *cobra.Command, args []string) error {
+			g.ran = true
+			return f(c, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRun(sub, g)
+	}
 }
 
 // maxArgs limits positional arguments, reporting a usage error.
@@ -95,22 +113,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "error: %v\n", err)
+	// Errors before a command ran are cobra's own (unknown command or
+	// flag, bad flag value); matching their text instead would also catch
+	// failures that merely mention "invalid argument" (EINVAL) or the like.
 	var ue usageError
-	if errors.As(err, &ue) || config.IsConfigError(err) || isCobraUsage(err) {
+	if errors.As(err, &ue) || config.IsConfigError(err) || !g.ran {
 		return exitBadInput
 	}
 	return exitFailure
-}
-
-// isCobraUsage spots cobra's own argument errors (unknown command/flag).
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "invalid argument", "accepts ", "requires at least", "flag needs an argument", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func main() {

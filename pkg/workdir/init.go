@@ -35,13 +35,28 @@ func IsGitURL(s string) bool {
 
 // Init creates the working directory layout at dir and fills src/config.
 // The config is assembled in a temp dir and renamed into place, so a
-// failed clone or copy leaves no half config behind.
-func Init(dir string, o InitOptions) (*Workdir, error) {
+// failed clone or copy leaves no half config behind, and the directories
+// a failed Init created are removed again, so that it can be retried
+// without --force.
+func Init(dir string, o InitOptions) (w *Workdir, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if o.Branch != "" && (o.Source == "" || !IsGitURL(o.Source)) {
+		return nil, fmt.Errorf("--branch needs a git URL as the source")
+	}
+	// On failure, remove the directories made here (innermost first; only
+	// empty ones go, so nothing else is touched).
+	var created []string
+	defer func() {
+		if err != nil {
+			for i := len(created) - 1; i >= 0; i-- {
+				os.Remove(created[i])
+			}
+		}
+	}()
+	if err := mkdirAllTrack(abs, &created); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(abs)
@@ -51,11 +66,8 @@ func Init(dir string, o InitOptions) (*Workdir, error) {
 	if len(entries) > 0 && !o.Force {
 		return nil, fmt.Errorf("%s is not empty; use --force to initialize it anyway (src/config is then replaced)", abs)
 	}
-	if o.Branch != "" && (o.Source == "" || !IsGitURL(o.Source)) {
-		return nil, fmt.Errorf("--branch needs a git URL as the source")
-	}
-	w := &Workdir{Root: abs}
-	if err := os.MkdirAll(filepath.Join(abs, "src"), 0o755); err != nil {
+	w = &Workdir{Root: abs, dir: dir}
+	if err := mkdirAllTrack(filepath.Join(abs, "src"), &created); err != nil {
 		return nil, err
 	}
 	staging, err := os.MkdirTemp(filepath.Join(abs, "src"), ".config-new-")
@@ -81,8 +93,13 @@ func Init(dir string, o InitOptions) (*Workdir, error) {
 		if st, err = os.Stat(o.Source); err == nil && !st.IsDir() {
 			err = fmt.Errorf("%s is not a directory", o.Source)
 		}
+		// Copy the tree a symlinked source points at, not the link.
+		var src string
 		if err == nil {
-			err = copyTree(o.Source, target)
+			src, err = filepath.EvalSymlinks(o.Source)
+		}
+		if err == nil {
+			err = copyTree(src, target)
 		}
 	}
 	if err != nil {
@@ -92,13 +109,17 @@ func Init(dir string, o InitOptions) (*Workdir, error) {
 		return nil, fmt.Errorf("the config source %q has no manifest.yaml", o.Source)
 	}
 	final := w.ConfigDir()
+	old := ""
 	if _, err := os.Lstat(final); err == nil {
-		old := filepath.Join(staging, "old")
+		old = filepath.Join(staging, "old")
 		if err := os.Rename(final, old); err != nil {
 			return nil, err
 		}
 	}
 	if err := os.Rename(target, final); err != nil {
+		if old != "" {
+			os.Rename(old, final) // put the previous config back
+		}
 		return nil, err
 	}
 	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
@@ -107,6 +128,25 @@ func Init(dir string, o InitOptions) (*Workdir, error) {
 		}
 	}
 	return w, nil
+}
+
+// mkdirAllTrack is os.MkdirAll that appends the directories it creates to
+// *created, outermost first.
+func mkdirAllTrack(dir string, created *[]string) error {
+	var missing []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		missing = append(missing, p)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		*created = append(*created, missing[i])
+	}
+	return nil
 }
 
 // writeFS writes an embedded tree; scripts keep their executable bit

@@ -15,6 +15,11 @@ import (
 // Workdir is a cosa working directory.
 type Workdir struct {
 	Root string // absolute
+
+	// dir is the workdir as the caller spelled it (e.g. "." or "../w"),
+	// so that config errors name files the way the user can open them.
+	// Empty means Root.
+	dir string
 }
 
 // ConfigDir is src/config.
@@ -40,7 +45,7 @@ func Open(dir string) (*Workdir, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Workdir{Root: abs}
+	w := &Workdir{Root: abs, dir: dir}
 	if _, err := os.Stat(filepath.Join(w.ConfigDir(), config.ManifestFile)); err != nil {
 		return nil, fmt.Errorf("%s is not a cosa working directory (no src/config/%s); run `cosa init` first", abs, config.ManifestFile)
 	}
@@ -52,21 +57,25 @@ func Open(dir string) (*Workdir, error) {
 	return w, nil
 }
 
-// LoadConfig loads src/config, naming files relative to the workdir in errors.
+// LoadConfig loads src/config. Errors name files under the workdir as it
+// was given to Open or Init ("src/config/manifest.yaml" for ".",
+// "/abs/w/src/config/manifest.yaml" for "/abs/w"), which is a path the user
+// can open from where they ran cosa, as docs/config.md promises.
 func (w *Workdir) LoadConfig() (*config.Config, error) {
-	rel, err := filepath.Rel(mustGetwd(), w.ConfigDir())
-	if err != nil || strings.HasPrefix(rel, "..") {
-		rel = w.ConfigDir()
-	}
-	return config.Load(rel)
+	return config.Load(w.displayConfigDir())
 }
 
-func mustGetwd() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "/"
+// displayConfigDir is src/config under the workdir as the caller spelled
+// it. A relative spelling is used only while it still names Root from the
+// current directory; otherwise (or if the current directory is gone) the
+// absolute path is.
+func (w *Workdir) displayConfigDir() string {
+	if w.dir != "" && !filepath.IsAbs(w.dir) {
+		if abs, err := filepath.Abs(w.dir); err == nil && abs == w.Root {
+			return filepath.Join(w.dir, "src", "config")
+		}
 	}
-	return wd
+	return w.ConfigDir()
 }
 
 // GitInfo describes the config's git state for meta.json.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/workdir"
+)
+
+type pipelineRunOptions struct {
+	Exports    []string
+	Output     string
+	Store      string
+	OSTreeRepo string
+	CacheGiB   int
+}
+
+func newPipelineCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "pipeline", Short: "Run image pipeline manifests directly"}
+	o := &pipelineRunOptions{}
+	run := &cobra.Command{
+		Use:   "run MANIFEST.json [--export NAME]... [--output DIR]",
+		Short: "Run a pipeline manifest (what buildextend saves next to each image)",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("pipeline run takes exactly one manifest file")}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := images.LoadManifest(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			store, repo := o.Store, o.OSTreeRepo
+			if w, err := workdir.Open(g.Workdir); err == nil {
+				if store == "" {
+					store = filepath.Join(w.CacheDir(), "objects")
+				}
+				if repo == "" {
+					repo = w.RepoDir()
+				}
+			}
+			if store == "" {
+				return usageError{fmt.Errorf("not in a cosa working directory: give --store DIR")}
+			}
+			exports := o.Exports
+			if len(exports) == 0 {
+				exports = []string{m.Pipelines[len(m.Pipelines)-1].Name}
+			}
+			logf, err := os.CreateTemp("", "cosa-pipeline-*.log")
+			if err != nil {
+				return err
+			}
+			defer logf.Close()
+			en := &images.Engine{
+				Store:   &images.Store{Dir: store, MaxSize: int64(o.CacheGiB) << 30},
+				Scratch: filepath.Join(filepath.Dir(store), "pipeline-scratch"),
+				Sources: images.Sources{OSTreeRepo: repo},
+				Events:  g.events(),
+				Log:     logf,
+			}
+			res, err := en.Run(c.Context(), m, exports)
+			if err != nil {
+				return fmt.Errorf("%w\n(full log: %s)", err, logf.Name())
+			}
+			for _, e := range exports {
+				dst := res.Exports[e]
+				if o.Output != "" {
+					dst = filepath.Join(o.Output, e)
+					if err := os.MkdirAll(o.Output, 0o755); err != nil {
+						return err
+					}
+					os.RemoveAll(dst)
+					if out, err := exec.Command("cp", "-a", "--sparse=always", "--reflink=auto", res.Exports[e], dst).CombinedOutput(); err != nil {
+						return fmt.Errorf("exporting %s: %v: %s", e, err, out)
+					}
+				}
+				en.Events.Emit(images.Event{Type: "result", Pipeline: e,
+					Message: fmt.Sprintf("exported %s: %s (%d stages run, %d pipelines cached)", e, dst, res.Ran, res.Cached)})
+			}
+			return nil
+		},
+	}
+	f := run.Flags()
+	f.StringArrayVar(&o.Exports, "export", nil, "pipeline to export (default: the last one); repeatable")
+	f.StringVar(&o.Output, "output", "", "copy exported trees to DIR/<pipeline>")
+	f.StringVar(&o.Store, "store", "", "object store (default: the workdir's cache/objects)")
+	f.StringVar(&o.OSTreeRepo, "ostree-repo", "", "OSTree repo to pull commits from (default: the workdir's tmp/repo)")
+	f.IntVar(&o.CacheGiB, "cache-size", 20, "object store size cap in GiB (least recently used objects go first)")
+	c.AddCommand(run)
+	return c
+}

@@ -1,0 +1,190 @@
+package extend
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/ostree"
+	"github.com/cosa-build/cosa/pkg/workdir"
+)
+
+// Engine returns the pipeline engine for a workdir: objects in
+// cache/objects (capped by image.yaml cache-size), scratch in tmp/.
+func Engine(w *workdir.Workdir, cfg *config.Config, ev *images.Printer, log io.Writer) *images.Engine {
+	return &images.Engine{
+		Store:   &images.Store{Dir: filepath.Join(w.CacheDir(), "objects"), MaxSize: int64(cfg.Image.CacheSize) << 30},
+		Scratch: filepath.Join(w.TmpDir(), "pipeline"),
+		Sources: images.Sources{OSTreeRepo: w.RepoDir()},
+		Events:  ev,
+		Log:     log,
+	}
+}
+
+// Spec builds the image spec for a commit: kernel arguments are the ones
+// the build was made with (commit metadata) plus image.yaml's extra-kargs.
+func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p images.Platform, commit, ref string) (images.ImageSpec, error) {
+	kargs, err := repo.MetadataString(ctx, commit, "cosa.kernel-args")
+	if err != nil {
+		return images.ImageSpec{}, fmt.Errorf("commit %s: %w", commit[:12], err)
+	}
+	po := cfg.Image.ForPlatform(string(p))
+	size := cfg.Image.Size
+	if po.Size > 0 {
+		size = po.Size
+	}
+	extra := cfg.Image.ExtraKargs
+	if po.ExtraKargs != nil {
+		extra = po.ExtraKargs
+	}
+	return images.ImageSpec{
+		Commit: commit, Ref: ref, OSName: osName(cfg.Manifest.Name),
+		KernelArgs: append(strings.Fields(kargs), extra...), SizeGiB: size, Rootfs: cfg.Image.Rootfs,
+	}, nil
+}
+
+// osName is the OSTree stateroot: the config name.
+func osName(name string) string { return name }
+
+// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (DESIGN.md section 2).
+func ArtifactName(name, id string, p images.Platform, arch string) string {
+	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p, arch, p.Extension())
+}
+
+// MakeImage runs the platform's manifest and writes the image into dir
+// (temp name, then rename), with its manifest next to it. It returns the
+// artifact for meta.json and the engine's result.
+func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p images.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
+	m, export, file, err := spec.Manifest(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := en.Run(ctx, m, []string{export})
+	if err != nil {
+		return nil, nil, err
+	}
+	art := ArtifactName(name, id, p, arch)
+	mdata, err := m.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := build.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension())+".manifest.json"), mdata, 0o644); err != nil {
+		return nil, nil, err
+	}
+	tmp := filepath.Join(dir, "."+art+".tmp")
+	src := filepath.Join(res.Exports[export], file)
+	if out, err := exec.CommandContext(ctx, "cp", "--sparse=always", "--reflink=auto", src, tmp).CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return nil, nil, fmt.Errorf("copying %s: %v: %s", src, err, out)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return nil, nil, err
+	}
+	sum, size, err := hashFile(tmp)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, art)); err != nil {
+		return nil, nil, err
+	}
+	return &build.Artifact{Path: art, Sha256: sum, Size: size}, res, nil
+}
+
+func hashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// Options configure BuildExtend.
+type Options struct {
+	Workdir  *workdir.Workdir
+	Config   *config.Config
+	Dir      *build.Dir
+	BuildID  string
+	Arch     string
+	Platform images.Platform
+	Force    bool
+	Events   *images.Printer
+	Log      io.Writer
+	Out      io.Writer
+}
+
+// BuildExtend adds one platform's image to an existing build.
+func BuildExtend(ctx context.Context, o Options) error {
+	meta, err := o.Dir.ReadMeta(o.BuildID, o.Arch)
+	if err != nil {
+		return err
+	}
+	if a, ok := meta.Images[string(o.Platform)]; ok && !o.Force {
+		if _, err := os.Stat(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), a.Path)); err == nil {
+			fmt.Fprintf(o.Out, "%s already has a %s image (%s); use --force to rebuild it\n", o.BuildID, o.Platform, a.Path)
+			return nil
+		}
+	}
+	repo, cleanup, err := sourceRepo(ctx, o.Workdir, o.Dir, o.BuildID, o.Arch, meta)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	spec, err := Spec(ctx, repo, o.Config, o.Platform, meta.OSTreeCommit, meta.Ref)
+	if err != nil {
+		return err
+	}
+	en := Engine(o.Workdir, o.Config, o.Events, o.Log)
+	en.Sources.OSTreeRepo = repo.Path
+	t0 := time.Now()
+	art, res, err := MakeImage(ctx, en, spec, o.Platform, o.Dir.BuildDir(o.BuildID, o.Arch), meta.Name, o.BuildID, o.Arch)
+	if err != nil {
+		return err
+	}
+	if err := o.Dir.UpdateMeta(ctx, o.BuildID, o.Arch, func(m *build.Meta) error {
+		if m.Images == nil {
+			m.Images = map[string]build.Artifact{}
+		}
+		m.Images[string(o.Platform)] = *art
+		return nil
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "Added %s to %s (%d stages run, %d pipelines cached, %s)\n", art.Path, o.BuildID, res.Ran, res.Cached, time.Since(t0).Round(100*time.Millisecond))
+	return nil
+}
+
+// sourceRepo is the workdir repo if it still has the commit, else the
+// build's own exported archive repo, unpacked to a temp dir.
+func sourceRepo(ctx context.Context, w *workdir.Workdir, d *build.Dir, id, arch string, meta *build.Meta) (*ostree.Repo, func(), error) {
+	repo := &ostree.Repo{Path: w.RepoDir()}
+	if _, err := repo.Show(ctx, meta.OSTreeCommit); err == nil {
+		return repo, func() {}, nil
+	}
+	a, ok := meta.Images["ostree"]
+	if !ok {
+		return nil, nil, fmt.Errorf("build %s: commit %s is not in %s and the build has no ostree artifact", id, meta.OSTreeCommit[:12], w.RepoDir())
+	}
+	tmp, err := os.MkdirTemp(w.TmpDir(), "ostree-import-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	if out, err := exec.CommandContext(ctx, "tar", "-xf", filepath.Join(d.BuildDir(id, arch), a.Path), "-C", tmp).CombinedOutput(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("unpacking %s: %v: %s", a.Path, err, out)
+	}
+	return &ostree.Repo{Path: tmp}, cleanup, nil
+}

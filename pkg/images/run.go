@@ -1,0 +1,188 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Engine runs manifests against an object store.
+type Engine struct {
+	Store   *Store
+	Scratch string // where working trees live (same filesystem as Store for cheap renames)
+	Sources Sources
+	Events  *Printer
+	Log     io.Writer // full stage output
+}
+
+// Result of a run: where each exported pipeline's finished tree is. The
+// paths are objects in the store: read them, do not change them.
+type Result struct {
+	Exports map[string]string
+	// Ran and Cached count stages executed and pipelines served whole from
+	// the store.
+	Ran, Cached int
+	StageTimes  []StageTime
+}
+
+// StageTime records one executed stage.
+type StageTime struct {
+	Pipeline, Stage, ID string
+	Duration            time.Duration
+}
+
+// StageError is a failed stage.
+type StageError struct {
+	Pipeline, Stage, ID string
+	Err                 error
+}
+
+func (e *StageError) Error() string {
+	return fmt.Sprintf("pipeline %s, stage %s (id %s): %v", e.Pipeline, e.Stage, e.ID[:12], e.Err)
+}
+
+func (e *StageError) Unwrap() error { return e.Err }
+
+// Run builds the exported pipelines (and what they need).
+func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Result, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	ids, err := m.IDs()
+	if err != nil {
+		return nil, err
+	}
+	pipes, err := m.needed(exports)
+	if err != nil {
+		return nil, err
+	}
+	en.Store.Clean()
+	if err := os.MkdirAll(en.Scratch, 0o755); err != nil {
+		return nil, err
+	}
+	log := en.Log
+	if log == nil {
+		log = io.Discard
+	}
+	res := &Result{Exports: map[string]string{}}
+	done := map[string]string{} // pipeline -> finished object path
+	for _, p := range pipes {
+		pids := ids[p.Name]
+		final := pids[len(pids)-1]
+		en.Events.Emit(Event{Type: "pipeline-start", Pipeline: p.Name, ID: final})
+		if en.Store.Has(final) {
+			en.Events.Emit(Event{Type: "stage-cached", Pipeline: p.Name, ID: final,
+				Message: fmt.Sprintf("%s: all %d stages cached", p.Name, len(p.Stages))})
+			done[p.Name] = en.Store.Path(final)
+			res.Cached++
+			continue
+		}
+		if err := en.runPipeline(ctx, p, pids, done, log, res); err != nil {
+			return nil, err
+		}
+		done[p.Name] = en.Store.Path(final)
+	}
+	keep := map[string]bool{}
+	for _, p := range pipes {
+		keep[ids[p.Name][len(ids[p.Name])-1]] = true
+	}
+	if evicted, err := en.Store.Evict(keep); err != nil {
+		return nil, err
+	} else if len(evicted) > 0 {
+		en.Events.Emit(Event{Type: "stage-cached", Message: fmt.Sprintf("evicted %d cached objects to stay under the cache size cap", len(evicted))})
+	}
+	for _, e := range exports {
+		res.Exports[e] = done[e]
+	}
+	return res, nil
+}
+
+func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, done map[string]string, log io.Writer, res *Result) error {
+	work := filepath.Join(en.Scratch, "tree-"+p.Name+"-"+randHex(4))
+	defer RemoveAll(work)
+	// Resume from the newest stored stage.
+	start := 0
+	for i := len(pids) - 2; i >= 0; i-- {
+		if en.Store.Has(pids[i]) {
+			if err := copyTree(en.Store.Path(pids[i]), work); err != nil {
+				return err
+			}
+			start = i + 1
+			en.Events.Emit(Event{Type: "stage-cached", Pipeline: p.Name, ID: pids[i],
+				Message: fmt.Sprintf("%s: resuming after cached stage %d/%d (%s)", p.Name, i+1, len(pids), p.Stages[i].Type)})
+			break
+		}
+	}
+	if start == 0 {
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			return err
+		}
+	}
+	for i := start; i < len(p.Stages); i++ {
+		s := p.Stages[i]
+		id := pids[i]
+		impl, _ := newStage(s.Type)
+		if err := decodeOptions(s.Options, impl); err != nil {
+			return &StageError{p.Name, s.Type, id, err}
+		}
+		inputs := map[string]string{}
+		for name, ref := range s.Inputs {
+			inputs[name] = done[strings.TrimPrefix(ref, "name:")]
+		}
+		scratch := filepath.Join(en.Scratch, "stage-"+randHex(4))
+		if err := os.MkdirAll(scratch, 0o755); err != nil {
+			return err
+		}
+		tail := &tailBuffer{max: 25}
+		env := &Env{Tree: work, Inputs: inputs, Sources: en.Sources, Scratch: scratch, Log: io.MultiWriter(log, tail)}
+		en.Events.Emit(Event{Type: "stage-start", Pipeline: p.Name, Stage: s.Type, ID: id})
+		t0 := time.Now()
+		err := impl.Run(ctx, env)
+		RemoveAll(scratch)
+		if err != nil {
+			se := &StageError{p.Name, s.Type, id, fmt.Errorf("%v\n--- last output ---\n%s", err, tail.String())}
+			en.Events.Emit(Event{Type: "error", Pipeline: p.Name, Stage: s.Type, ID: id, Message: err.Error()})
+			return se
+		}
+		d := time.Since(t0)
+		res.Ran++
+		res.StageTimes = append(res.StageTimes, StageTime{p.Name, s.Type, id, d})
+		en.Events.Emit(Event{Type: "stage-finish", Pipeline: p.Name, Stage: s.Type, ID: id, Duration: d.Seconds()})
+		switch {
+		case i == len(p.Stages)-1:
+			if err := en.Store.CommitMove(work, id); err != nil {
+				return err
+			}
+		case s.Checkpoint:
+			if err := en.Store.Commit(work, id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tailBuffer keeps the last lines written.
+type tailBuffer struct {
+	max   int
+	lines []string
+	part  string
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	parts := strings.Split(t.part+string(p), "\n")
+	t.part = parts[len(parts)-1]
+	t.lines = append(t.lines, parts[:len(parts)-1]...)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	return strings.Join(append(append([]string{}, t.lines...), t.part), "\n")
+}

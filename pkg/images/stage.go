@@ -1,0 +1,101 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// StageImpl is a stage type: its options struct, decoded strictly from the
+// manifest, validated, then run against the pipeline's tree.
+type StageImpl interface {
+	// Validate checks the options without touching the system.
+	Validate() error
+	// Inputs names the inputs the stage needs (usually none).
+	Inputs() []string
+	// Run changes env.Tree in place.
+	Run(ctx context.Context, env *Env) error
+}
+
+// registry maps stage type names to constructors of empty option structs.
+var registry = map[string]func() StageImpl{}
+
+func register(name string, f func() StageImpl) { registry[name] = f }
+
+// StageTypes lists the registered stage types, sorted.
+func StageTypes() []string {
+	var out []string
+	for k := range registry {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func newStage(typ string) (StageImpl, error) {
+	f, ok := registry[typ]
+	if !ok {
+		return nil, fmt.Errorf("unknown stage type %q", typ)
+	}
+	return f(), nil
+}
+
+func decodeOptions(raw json.RawMessage, st StageImpl) error {
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(st); err != nil {
+			return err
+		}
+	}
+	return st.Validate()
+}
+
+// Sources are run-time locations stages read from; not part of stage IDs.
+type Sources struct {
+	// OSTreeRepo is the repo ostree stages pull commits from.
+	OSTreeRepo string `json:"ostree-repo,omitempty"`
+}
+
+// Env is what a running stage sees.
+type Env struct {
+	Tree    string            // the pipeline's working tree, changed in place
+	Inputs  map[string]string // input name -> finished tree of that pipeline (read-only)
+	Sources Sources
+	Scratch string    // a private scratch dir, removed after the stage
+	Log     io.Writer // the stage's output; its tail goes into errors
+}
+
+// Cmd runs a host tool, logging its output; the error carries the tail.
+func (e *Env) Cmd(ctx context.Context, name string, args ...string) error {
+	_, err := e.Output(ctx, name, args...)
+	return err
+}
+
+// Output runs a host tool and returns its stdout.
+func (e *Env) Output(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out, errb bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&out, e.Log)
+	cmd.Stderr = io.MultiWriter(&errb, e.Log)
+	fmt.Fprintf(e.Log, "+ %s %s\n", name, strings.Join(args, " "))
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(lastLines(errb.String()+out.String(), 10)))
+	}
+	return out.String(), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,145 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Stages that build an OSTree sysroot in the tree (ostree-admin(1)). The
+// tree is the future root filesystem: ostree/repo, ostree/deploy/... and
+// boot/ (which the image stages put on its own partition).
+
+func init() {
+	register("org.cosa.ostree.init-fs", func() StageImpl { return &OSTreeInitFS{} })
+	register("org.cosa.ostree.os-init", func() StageImpl { return &OSTreeOSInit{} })
+	register("org.cosa.ostree.config", func() StageImpl { return &OSTreeConfig{} })
+	register("org.cosa.ostree.pull-local", func() StageImpl { return &OSTreePullLocal{} })
+	register("org.cosa.ostree.deploy", func() StageImpl { return &OSTreeDeploy{} })
+}
+
+var (
+	osnameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	refRE    = regexp.MustCompile(`^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$`)
+	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// OSTreeInitFS creates an empty sysroot (`ostree admin init-fs --modern`).
+type OSTreeInitFS struct{}
+
+func (s *OSTreeInitFS) Validate() error  { return nil }
+func (s *OSTreeInitFS) Inputs() []string { return nil }
+func (s *OSTreeInitFS) Run(ctx context.Context, e *Env) error {
+	return e.Cmd(ctx, "ostree", "admin", "init-fs", "--modern", e.Tree)
+}
+
+// OSTreeOSInit creates the stateroot for an OS name.
+type OSTreeOSInit struct {
+	OSName string `json:"osname"`
+}
+
+func (s *OSTreeOSInit) Validate() error {
+	if !osnameRE.MatchString(s.OSName) {
+		return fmt.Errorf("osname: %q is not a valid OS name", s.OSName)
+	}
+	return nil
+}
+func (s *OSTreeOSInit) Inputs() []string { return nil }
+func (s *OSTreeOSInit) Run(ctx context.Context, e *Env) error {
+	return e.Cmd(ctx, "ostree", "admin", "os-init", "--sysroot="+e.Tree, s.OSName)
+}
+
+// OSTreeConfig sets keys in the sysroot repo's config.
+type OSTreeConfig struct {
+	Config map[string]string `json:"config"`
+}
+
+func (s *OSTreeConfig) Validate() error {
+	if len(s.Config) == 0 {
+		return fmt.Errorf("config: at least one key")
+	}
+	for k := range s.Config {
+		if !regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$`).MatchString(k) {
+			return fmt.Errorf("config: %q is not a section.key name", k)
+		}
+	}
+	return nil
+}
+func (s *OSTreeConfig) Inputs() []string { return nil }
+func (s *OSTreeConfig) Run(ctx context.Context, e *Env) error {
+	keys := make([]string, 0, len(s.Config))
+	for k := range s.Config {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := e.Cmd(ctx, "ostree", "config", "--repo="+filepath.Join(e.Tree, "ostree/repo"), "set", k, s.Config[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OSTreePullLocal copies a commit from the source repo (Sources.OSTreeRepo)
+// and points ref at it. The commit checksum, not the repo path, is what
+// identifies the stage's output.
+type OSTreePullLocal struct {
+	Commit string `json:"commit"`
+	Ref    string `json:"ref"`
+}
+
+func (s *OSTreePullLocal) Validate() error {
+	if !sha256RE.MatchString(s.Commit) {
+		return fmt.Errorf("commit: %q is not a 64-hex commit checksum", s.Commit)
+	}
+	if !refRE.MatchString(s.Ref) {
+		return fmt.Errorf("ref: %q is not a valid ref", s.Ref)
+	}
+	return nil
+}
+func (s *OSTreePullLocal) Inputs() []string { return nil }
+func (s *OSTreePullLocal) Run(ctx context.Context, e *Env) error {
+	if e.Sources.OSTreeRepo == "" {
+		return fmt.Errorf("no source OSTree repo given")
+	}
+	repo := "--repo=" + filepath.Join(e.Tree, "ostree/repo")
+	if err := e.Cmd(ctx, "ostree", "pull-local", repo, e.Sources.OSTreeRepo, s.Commit); err != nil {
+		return err
+	}
+	return e.Cmd(ctx, "ostree", "refs", repo, "--force", "--create="+s.Ref, s.Commit)
+}
+
+// OSTreeDeploy deploys ref with kernel arguments, writing the BLS entry,
+// kernel and initramfs under boot/.
+type OSTreeDeploy struct {
+	OSName     string   `json:"osname"`
+	Ref        string   `json:"ref"`
+	KernelArgs []string `json:"kernel_args"`
+}
+
+func (s *OSTreeDeploy) Validate() error {
+	if !osnameRE.MatchString(s.OSName) {
+		return fmt.Errorf("osname: %q is not a valid OS name", s.OSName)
+	}
+	if !refRE.MatchString(s.Ref) {
+		return fmt.Errorf("ref: %q is not a valid ref", s.Ref)
+	}
+	for i, k := range s.KernelArgs {
+		if k == "" || strings.ContainsAny(k, " \t\n") {
+			return fmt.Errorf("kernel_args[%d]: %q must be one non-empty argument", i, k)
+		}
+	}
+	return nil
+}
+func (s *OSTreeDeploy) Inputs() []string { return nil }
+func (s *OSTreeDeploy) Run(ctx context.Context, e *Env) error {
+	args := []string{"admin", "deploy", "--sysroot=" + e.Tree, "--os=" + s.OSName}
+	for _, k := range s.KernelArgs {
+		args = append(args, "--karg-append="+k)
+	}
+	args = append(args, s.Ref)
+	return e.Cmd(ctx, "ostree", args...)
+}

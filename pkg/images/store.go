@@ -1,0 +1,185 @@
+package images
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// Store is the content-addressed object store: cache/objects/<stage id>.
+// Objects are complete trees; a tree is only ever visible under its final
+// name after a rename, so a crash leaves at most a .tmp- dir behind.
+type Store struct {
+	Dir     string
+	MaxSize int64 // bytes; 0 = no limit
+}
+
+// Path is where the object for id lives (whether or not it exists).
+func (s *Store) Path(id string) string { return filepath.Join(s.Dir, id) }
+
+// Has reports whether id is stored, and marks it used for LRU eviction.
+func (s *Store) Has(id string) bool {
+	p := s.Path(id)
+	if _, err := os.Stat(p); err != nil {
+		return false
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now)
+	return true
+}
+
+// Commit stores a copy of tree as object id.
+func (s *Store) Commit(tree, id string) error {
+	if s.Has(id) {
+		return nil
+	}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.Dir, ".tmp-"+id+"-"+randHex(4))
+	if err := copyTree(tree, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, s.Path(id)); err != nil {
+		os.RemoveAll(tmp)
+		if s.Has(id) { // another run stored it first
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// CommitMove stores tree as object id by renaming it (the caller is done
+// with it), falling back to a copy across filesystems.
+func (s *Store) CommitMove(tree, id string) error {
+	if s.Has(id) {
+		return nil
+	}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tree, s.Path(id)); err == nil {
+		return nil
+	}
+	return s.Commit(tree, id)
+}
+
+// Clean removes leftovers of interrupted commits.
+func (s *Store) Clean() {
+	old, _ := filepath.Glob(filepath.Join(s.Dir, ".tmp-*"))
+	for _, d := range old {
+		os.RemoveAll(d)
+	}
+}
+
+// Evict deletes least recently used objects until the store is under
+// MaxSize, never touching the ids in keep.
+func (s *Store) Evict(keep map[string]bool) ([]string, error) {
+	if s.MaxSize <= 0 {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	type obj struct {
+		id   string
+		used time.Time
+		size int64
+	}
+	var objs []obj
+	var total int64
+	for _, e := range entries {
+		if !e.IsDir() || e.Name()[0] == '.' {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		size := diskUsage(s.Path(e.Name()))
+		total += size
+		objs = append(objs, obj{e.Name(), info.ModTime(), size})
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].used.Before(objs[j].used) })
+	var evicted []string
+	for _, o := range objs {
+		if total <= s.MaxSize {
+			break
+		}
+		if keep[o.id] {
+			continue
+		}
+		if err := makeWritable(s.Path(o.id)); err != nil {
+			return evicted, err
+		}
+		if err := os.RemoveAll(s.Path(o.id)); err != nil {
+			return evicted, err
+		}
+		total -= o.size
+		evicted = append(evicted, o.id)
+	}
+	return evicted, nil
+}
+
+// Size is the disk space the store uses, in bytes.
+func (s *Store) Size() int64 { return diskUsage(s.Dir) }
+
+// diskUsage counts allocated blocks, so sparse disk images count for what
+// they really use.
+func diskUsage(root string) int64 {
+	var total int64
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				total += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+// copyTree copies a tree keeping ownership, modes, xattrs, hardlinks and
+// holes, with reflinks where the filesystem has them.
+func copyTree(src, dst string) error {
+	cmd := exec.Command("cp", "-a", "--reflink=auto", "--sparse=always", src, dst)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("copying %s: %v: %s", src, err, out)
+	}
+	return nil
+}
+
+// makeWritable undoes `chattr +i`, which ostree sets on deployment dirs.
+func makeWritable(dir string) error {
+	deploys, _ := filepath.Glob(filepath.Join(dir, "*", "ostree", "deploy", "*", "deploy", "*"))
+	deploys2, _ := filepath.Glob(filepath.Join(dir, "ostree", "deploy", "*", "deploy", "*"))
+	for _, d := range append(deploys, deploys2...) {
+		exec.Command("chattr", "-i", d).Run()
+	}
+	return nil
+}
+
+// RemoveAll removes a tree that may hold immutable ostree deployments.
+func RemoveAll(dir string) error {
+	makeWritable(dir)
+	return os.RemoveAll(dir)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
