@@ -38,7 +38,7 @@ func TestBuildLifecycle(t *testing.T) {
 	writeFile(t, manifest, m, 0o644)
 
 	// 1. No fetch yet: a clear error, nothing built.
-	r := cosa(t, w, "build")
+	r := cosa(t, w, "build", "--skip-image")
 	if r.Code != 1 || !strings.Contains(r.Stderr, "cosa fetch") {
 		t.Fatalf("build before fetch: exit %d, stderr %q; want exit 1 mentioning cosa fetch", r.Code, r.Stderr)
 	}
@@ -47,7 +47,7 @@ func TestBuildLifecycle(t *testing.T) {
 	}
 
 	// 2. The first build.
-	r = mustCosa(t, w, "build", "--fetch")
+	r = mustCosa(t, w, "build", "--fetch", "--skip-image")
 	idx := readIndex(t, w)
 	if len(idx.Builds) != 1 {
 		t.Fatalf("builds = %+v", idx.Builds)
@@ -71,7 +71,7 @@ func TestBuildLifecycle(t *testing.T) {
 	}
 
 	// 3. Same inputs: no new build, and fast.
-	r = mustCosa(t, w, "build")
+	r = mustCosa(t, w, "build", "--skip-image")
 	if !strings.Contains(r.Stdout, "No changes in build inputs.") || len(readIndex(t, w).Builds) != 1 {
 		t.Fatalf("unchanged rebuild: %q, builds %v", r.Stdout, readIndex(t, w).IDs())
 	}
@@ -81,11 +81,11 @@ func TestBuildLifecycle(t *testing.T) {
 	overlay := filepath.Join(cfg, "overlay.d", "10-network", "usr", "lib", "systemd", "network", "80-cosa-dhcp.network")
 	writeFile(t, overlay, "[Match]\nName=en*\n\n[Network]\nDHCP=ipv4\n", 0o644)
 	writeFile(t, manifest, strings.Replace(m, "  - openssh-server\n", "  - openssh-server\n  - less\n", 1), 0o644)
-	r = cosa(t, w, "build")
+	r = cosa(t, w, "build", "--skip-image")
 	if r.Code != 1 || !strings.Contains(r.Stderr, "cosa fetch") {
 		t.Fatalf("build with a stale fetch: exit %d, %q", r.Code, r.Stderr)
 	}
-	mustCosa(t, w, "build", "--fetch")
+	mustCosa(t, w, "build", "--fetch", "--skip-image")
 	id1 := latest(t, w)
 	if id1 == id0 || !strings.HasSuffix(id1, ".dev.1") {
 		t.Fatalf("second build id %q", id1)
@@ -109,7 +109,7 @@ func TestBuildLifecycle(t *testing.T) {
 
 	// 5. SIGKILL in the middle of a build: the build dir stays valid and
 	// nothing is left mounted; the next build cleans up after it.
-	killDuring(t, w, "==> compose: install", "build", "--force")
+	killDuring(t, w, "==> compose: install", "build", "--force", "--skip-image")
 	if ids := readIndex(t, w).IDs(); len(ids) != 2 || latest(t, w) != id1 {
 		t.Fatalf("after a killed build: builds %v, latest %s", ids, latest(t, w))
 	}
@@ -119,7 +119,7 @@ func TestBuildLifecycle(t *testing.T) {
 
 	// 6. A writer holds the lock: another writer times out with a clear
 	// message, a reader is not blocked.
-	bg := exec.Command(cosaBin, "build", "--force", "--version", "12.e2e.0", "--skip-prune")
+	bg := exec.Command(cosaBin, "build", "--force", "--version", "12.e2e.0", "--skip-prune", "--skip-image")
 	bg.Dir = w
 	stderr, err := bg.StderrPipe()
 	if err != nil {
@@ -145,7 +145,7 @@ func TestBuildLifecycle(t *testing.T) {
 	checkBuild(t, w, "12.e2e.0")
 
 	// 7. A fourth build: auto-prune keeps 3 and drops the oldest with its ref.
-	mustCosa(t, w, "build", "--force")
+	mustCosa(t, w, "build", "--force", "--skip-image")
 	id2 := latest(t, w)
 	if ids := readIndex(t, w).IDs(); strings.Join(ids, " ") != id2+" 12.e2e.0 "+id1 {
 		t.Fatalf("after auto-prune: %v", ids)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/images"
 )
 
 type buildOptions struct {
@@ -16,6 +17,7 @@ type buildOptions struct {
 	Version   string
 	SkipPrune bool
 	Fetch     bool
+	SkipImage bool
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -47,10 +49,14 @@ func newBuildCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer logf.Close()
+			var imgs []images.Platform
+			if !o.SkipImage {
+				imgs = []images.Platform{images.PlatformQemu}
+			}
 			res, err := builder.Build(c.Context(), builder.Options{
 				Workdir: w, Config: cfg, Arch: compose.BaseArch(),
-				Force: o.Force, Version: o.Version, SkipPrune: o.SkipPrune,
-				LockTimeout: g.LockTimeout, Progress: g.progress(), Out: g.Stdout, Log: logf,
+				Force: o.Force, Version: o.Version, SkipPrune: o.SkipPrune, Images: imgs, Events: g.events(),
+				LockTimeout: g.LockTimeout, LockWait: g.Stderr, Progress: g.progress(), Out: g.Stdout, Log: logf,
 			})
 			if err != nil {
 				// Point at the log only if a tool wrote to it; errors found
@@ -69,5 +75,6 @@ func newBuildCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.Version, "version", "", "build id to use instead of <prefix>.<YYYYMMDD>.<stream>.<n>")
 	f.BoolVar(&o.SkipPrune, "skip-prune", false, "do not prune old builds afterwards")
 	f.BoolVar(&o.Fetch, "fetch", false, "run `cosa fetch` first")
+	f.BoolVar(&o.SkipImage, "skip-image", false, "only make the OSTree commit, no qemu image")
 	return c
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/extend"
+	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/prune"
@@ -28,15 +30,20 @@ const DefaultKeep = 3
 
 // Options configure Build.
 type Options struct {
-	Workdir     *workdir.Workdir
-	Config      *config.Config
-	Arch        string
-	Force       bool   // build even if inputs are unchanged
-	Version     string // build id; empty = next <prefix>.<date>.<stream>.<n>
-	SkipPrune   bool
+	Workdir   *workdir.Workdir
+	Config    *config.Config
+	Arch      string
+	Force     bool   // build even if inputs are unchanged
+	Version   string // build id; empty = next <prefix>.<date>.<stream>.<n>
+	SkipPrune bool
+	// Images are the platforms built with the commit (default: qemu, as
+	// coreos-assembler's classic build did); empty with SkipImages.
+	Images      []images.Platform
+	Events      *images.Printer
 	LockTimeout time.Duration
 	Progress    *progress.Reporter
 	Out         io.Writer // user-facing lines
+	LockWait    io.Writer // where "waiting for lock" goes
 	Log         io.Writer // full tool output
 	Now         func() time.Time
 }
@@ -83,7 +90,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	release, err := dir.Lock(ctx, o.LockTimeout, "cosa build", os.Stderr)
+	release, err := dir.Lock(ctx, o.LockTimeout, "cosa build", o.LockWait)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +195,22 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	imageArts := map[string]build.Artifact{"ostree": *ostreeArt}
+	for _, p := range o.Images {
+		spec, err := extend.Spec(ctx, repo, cfg, p, stats.Commit, m.Ref)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		o.Progress.Infof("==> image: %s", p)
+		art, _, err := extend.MakeImage(ctx, extend.Engine(w, cfg, o.Events, o.Log), spec, p, archDir, m.Name, id, o.Arch)
+		if err != nil {
+			return nil, fmt.Errorf("%s image: %w", p, err)
+		}
+		imageArts[string(p)] = *art
+		o.Progress.Infof("    image %s: %s in %s", p, art.Path, time.Since(t0).Round(100*time.Millisecond))
+	}
+
 	pkgJSON, err := json.MarshalIndent(res.Packages, "", "  ")
 	if err != nil {
 		return nil, err
@@ -237,7 +260,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		ConfigGitRev:              git.Rev,
 		RpmOstreeInputHash:        inputHash,
 		PkgDiff:                   diff,
-		Images:                    map[string]build.Artifact{"ostree": *ostreeArt},
+		Images:                    imageArts,
 	}
 	if git.Rev != "" {
 		meta.ConfigDirty = fmt.Sprint(git.Dirty)
