@@ -40,12 +40,8 @@ func newPruneCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			idx, err := d.ReadIndex()
-			if err != nil {
-				return err
-			}
 			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun},
-				builder.RefRemover(ctx, repo, idx))
+				builder.RefRemover(ctx, repo))
 			if err != nil {
 				return err
 			}

@@ -299,7 +299,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		if len(remove) > 0 {
-			if err := prune.Execute(ctx, dir, remove, RefRemover(ctx, repo, idx)); err != nil {
+			if err := prune.Execute(ctx, dir, remove, RefRemover(ctx, repo)); err != nil {
 				return nil, fmt.Errorf("auto-prune: %w", err)
 			}
 			if err := repo.PruneRefsOnly(ctx); err != nil {
@@ -312,16 +312,19 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	return result, nil
 }
 
-// RefRemover deletes the OSTree refs of a build, for every arch it has.
-func RefRemover(ctx context.Context, repo *ostree.Repo, idx *build.BuildsIndex) func(string) error {
-	arches := map[string][]string{}
-	for _, b := range idx.Builds {
-		arches[b.ID] = append([]string(nil), b.Arches...)
-	}
+// RefRemover deletes every OSTree ref of a build (one per arch). It reads
+// the refs when called, so it sees the repo as it is under the caller's lock.
+func RefRemover(ctx context.Context, repo *ostree.Repo) func(string) error {
 	return func(id string) error {
-		for _, a := range arches[id] {
-			if err := repo.DeleteRef(ctx, BuildRef(id, a)); err != nil {
-				return err
+		refs, err := repo.Refs(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if strings.HasPrefix(r, "cosa/builds/"+id+"/") {
+				if err := repo.DeleteRef(ctx, r); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

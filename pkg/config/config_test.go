@@ -42,7 +42,7 @@ func TestLoadFullConfig(t *testing.T) {
 		"postprocess/10-cleanup.sh": "#!/bin/sh\n",
 		"image.yaml": lines(
 			"size: 16",
-			"rootfs: xfs",
+			"rootfs: ext4",
 			"bootloader: grub",
 			"extra-kargs: [rw]",
 			"compressor: zstd",
@@ -81,7 +81,7 @@ func TestLoadFullConfig(t *testing.T) {
 		t.Errorf("manifest:\n got %+v\nwant %+v", c.Manifest, wantM)
 	}
 	wantI := Image{
-		Size: 16, Rootfs: "xfs", Bootloader: "grub", ExtraKargs: []string{"rw"}, Compressor: "zstd", CacheSize: 5,
+		Size: 16, Rootfs: "ext4", Bootloader: "grub", ExtraKargs: []string{"rw"}, Compressor: "zstd", CacheSize: 5,
 		Platforms: map[string]PlatformOverride{
 			"metal4k": {Size: 20},
 			"qemu":    {ExtraKargs: []string{}},
@@ -433,7 +433,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:  "bad rootfs",
 			files: map[string]string{"image.yaml": "size: 8\nrootfs: btrfs\n"},
-			want:  `DIR/image.yaml:2: rootfs: unsupported value "btrfs" (allowed: ext4, xfs)`,
+			want:  `DIR/image.yaml:2: rootfs: unsupported value "btrfs" (allowed: ext4)`,
 		},
 		{
 			name:  "size 0",

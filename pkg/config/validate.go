@@ -25,7 +25,7 @@ var (
 var (
 	familyValues     = []string{"debian"}
 	variantValues    = []string{"minbase", "required", "important", "standard"}
-	rootfsValues     = []string{"ext4", "xfs"}
+	rootfsValues     = []string{"ext4"} // xfs needs a mount-free way to fill it (mkfs.xfs -p) first
 	bootloaderValues = []string{"grub"}
 	compressorValues = []string{"gzip", "xz", "zstd"}
 	platformNames    = []string{"qemu", "metal", "metal4k", "aws", "openstack", "gcp", "azure", "vmware"}
