@@ -7,7 +7,8 @@ GO       ?= go
 PREFIX   ?= /usr/local
 BIN      := bin/cosa
 # Host tools cosa runs. Keep in sync with README.md.
-APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux
+APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs dosfstools mtools \
+            grub-efi-amd64-bin grub-pc-bin grub2-common qemu-utils qemu-system-x86 ovmf
 
 .PHONY: all build deps run test test-unit test-e2e vet fmt clean install
 

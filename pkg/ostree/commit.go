@@ -201,9 +201,12 @@ func (r *Repo) Refs(ctx context.Context) ([]string, error) {
 	return refs, nil
 }
 
-// PruneRefsOnly deletes objects not reachable from any ref.
+// PruneRefsOnly deletes objects not reachable from any ref. Depth 0 keeps
+// only the commits refs point at, not their parents: every build has its
+// own ref, and the branch's history would otherwise keep every old build
+// alive through parent links.
 func (r *Repo) PruneRefsOnly(ctx context.Context) error {
-	_, err := r.run(ctx, "prune", "--refs-only")
+	_, err := r.run(ctx, "prune", "--refs-only", "--depth=0")
 	return err
 }
 

@@ -90,6 +90,22 @@ func TestCommitShowRefs(t *testing.T) {
 		t.Error("orphan commit survived prune --refs-only")
 	}
 	_, err = repo.RevParse(ctx, "no/such/ref")
+	// A later commit on the same branch has the first as its parent; once
+	// no ref points at the first, prune must drop it despite that link.
+	os.WriteFile(filepath.Join(tree, "usr/bin/hello"), []byte("hello again\n"), 0o755)
+	s3, err := repo.CommitDir(ctx, tree, CommitOptions{Branch: "test/x86_64", Metadata: map[string]string{"version": "2.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.PruneRefsOnly(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Show(ctx, s1.Commit); err == nil {
+		t.Error("the branch's parent commit survived prune although no ref points at it")
+	}
+	if _, err := repo.Show(ctx, s3.Commit); err != nil {
+		t.Errorf("the branch head was pruned: %v", err)
+	}
 	var oe *Error
 	if err == nil || !asError(err, &oe) {
 		t.Fatalf("want *Error, got %v", err)
