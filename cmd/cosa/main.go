@@ -75,7 +75,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	pf.StringVarP(&g.Workdir, "workdir", "C", ".", "cosa working directory")
 	pf.BoolVar(&g.JSON, "json", false, "machine-readable output: JSON progress events, JSON results")
 	pf.DurationVar(&g.LockTimeout, "lock-timeout", build.DefaultLockTimeout, "how long to wait for another cosa holding the build directory")
-	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g), newPipelineCmd(g))
+	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g), newPipelineCmd(g), newRunCmd(g), newTestCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
 	markRun(root, g)
 	return root

@@ -2,8 +2,6 @@ package extend
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -83,32 +81,15 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	}
 	tmp := filepath.Join(dir, "."+art+".tmp")
 	src := filepath.Join(res.Exports[export], file)
-	if out, err := exec.CommandContext(ctx, "cp", "--sparse=always", "--reflink=auto", src, tmp).CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return nil, nil, fmt.Errorf("copying %s: %v: %s", src, err, out)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return nil, nil, err
-	}
-	sum, size, err := hashFile(tmp)
+	sum, size, err := copySparseHash(src, tmp)
 	if err != nil {
-		return nil, nil, err
+		os.Remove(tmp)
+		return nil, nil, fmt.Errorf("copying %s: %w", src, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, art)); err != nil {
 		return nil, nil, err
 	}
 	return &build.Artifact{Path: art, Sha256: sum, Size: size}, res, nil
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
 // Options configure BuildExtend.

@@ -3,9 +3,11 @@ package qemu
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +41,27 @@ type Options struct {
 	CPUs      int
 	WorkDir   string // overlay, firmware vars and console log go here
 	ExtraArgs []string
+
+	// Network: user-mode networking restricted to the host forwards below
+	// (the guest reaches nothing else). SSHPort > 0 forwards
+	// 127.0.0.1:SSHPort to the guest's port 22.
+	Network bool
+	SSHPort int
+	// GuestForwards lets the guest reach host services: guest IP:port ->
+	// host address, e.g. {"10.0.2.100:80": "127.0.0.1:8080"}.
+	GuestForwards map[string]string
+	// AuthorizedKey is an SSH public key for root, handed to the guest as a
+	// systemd credential in SMBIOS type 11 (systemd's provision.conf
+	// writes it to /root/.ssh/authorized_keys): nothing in the image changes.
+	AuthorizedKey string
+	// QMPSocket, if set, is where QEMU listens for QMP.
+	QMPSocket string
+	// Interactive connects the serial console (multiplexed with the QEMU
+	// monitor: Ctrl-A X quits, Ctrl-A C switches) to this process's
+	// terminal instead of capturing it; it is still logged.
+	Interactive bool
+	// Reboot lets a guest reboot instead of QEMU exiting.
+	Reboot bool
 }
 
 // VM is a running QEMU.
@@ -54,15 +77,32 @@ type VM struct {
 	waitErr error
 }
 
-// KVMUsable reports whether /dev/kvm can be opened.
+// KVMUsable reports whether QEMU can really run a guest with KVM here. An
+// openable /dev/kvm is not enough: nested setups (a VM inside a microVM)
+// hand out /dev/kvm and then abort at vCPU setup ("failed to set MSR"), so
+// QEMU is asked to create the same machine, paused, and quit. The answer
+// is cached for the process.
 func KVMUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
+	kvmOnce.Do(func() {
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			return
+		}
+		f.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "max", "-m", "128",
+			"-nodefaults", "-display", "none", "-S", "-qmp", "stdio")
+		cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
+		kvmOK = cmd.Run() == nil
+	})
+	return kvmOK
 }
+
+var (
+	kvmOnce sync.Once
+	kvmOK   bool
+)
 
 func imageFormat(path string) string {
 	f, err := os.Open(path)
@@ -102,10 +142,38 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	if KVMUsable() {
 		accel = "kvm"
 	}
+	logPath := filepath.Join(o.WorkDir, "console.txt")
 	args := []string{
 		"-machine", "q35,accel=" + accel, "-cpu", "max", "-m", strconv.Itoa(o.MemoryMiB), "-smp", strconv.Itoa(o.CPUs),
-		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-		"-drive", "if=virtio,format=qcow2,file=" + overlay,
+		"-display", "none", "-drive", "if=virtio,format=qcow2,file=" + overlay,
+	}
+	if o.Interactive {
+		args = append(args, "-chardev", "stdio,id=con0,mux=on,signal=off,logfile="+logPath,
+			"-serial", "chardev:con0", "-mon", "chardev=con0,mode=readline")
+	} else {
+		args = append(args, "-monitor", "none", "-serial", "stdio")
+	}
+	if !o.Reboot {
+		args = append(args, "-no-reboot")
+	}
+	if o.Network {
+		nic := "user,model=virtio-net-pci,restrict=on"
+		if o.SSHPort > 0 {
+			nic += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:22", o.SSHPort)
+		}
+		for guest, host := range o.GuestForwards {
+			nic += ",guestfwd=tcp:" + guest + "-tcp:" + host
+		}
+		args = append(args, "-nic", nic)
+	} else {
+		args = append(args, "-nic", "none")
+	}
+	if o.AuthorizedKey != "" {
+		enc := base64.StdEncoding.EncodeToString([]byte(strings.TrimSpace(o.AuthorizedKey) + "\n"))
+		args = append(args, "-smbios", "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root="+enc)
+	}
+	if o.QMPSocket != "" {
+		args = append(args, "-qmp", "unix:"+o.QMPSocket+",server=on,wait=off")
 	}
 	if o.Firmware == UEFI {
 		vars := filepath.Join(o.WorkDir, "OVMF_VARS.fd")
@@ -122,18 +190,32 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	args = append(args, o.ExtraArgs...)
 	cmd := exec.Command("qemu-system-x86_64", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	v := &VM{cmd: cmd, ConsoleLog: logPath, changed: make(chan struct{}), exited: make(chan struct{})}
+	if o.Interactive {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		v.Started = time.Now()
+		go func() {
+			err := cmd.Wait()
+			v.mu.Lock()
+			v.waitErr = err
+			v.mu.Unlock()
+			close(v.exited)
+		}()
+		return v, nil
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	logPath := filepath.Join(o.WorkDir, "console.txt")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	v := &VM{cmd: cmd, ConsoleLog: logPath, changed: make(chan struct{}), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
@@ -182,9 +264,22 @@ var ErrExited = errors.New("QEMU exited")
 // WaitFor blocks until re matches the console, failRE matches (an error
 // naming the match), QEMU exits, or ctx ends.
 func (v *VM) WaitFor(ctx context.Context, re, failRE *regexp.Regexp) (string, error) {
+	return v.WaitFrom(ctx, 0, re, failRE)
+}
+
+// ConsoleLen is how many bytes of console output have arrived; pass it to
+// WaitFrom to look only at what comes next (after a reboot, say).
+func (v *VM) ConsoleLen() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.Len()
+}
+
+// WaitFrom is WaitFor over the console output from byte offset from on.
+func (v *VM) WaitFrom(ctx context.Context, from int, re, failRE *regexp.Regexp) (string, error) {
 	for {
 		v.mu.Lock()
-		text, ch := v.console.String(), v.changed
+		text, ch := v.console.String()[from:], v.changed
 		v.mu.Unlock()
 		if failRE != nil {
 			if m := failRE.FindString(text); m != "" {
@@ -198,7 +293,7 @@ func (v *VM) WaitFor(ctx context.Context, re, failRE *regexp.Regexp) (string, er
 		case <-ch:
 		case <-v.exited:
 			// One last look at what arrived before the exit.
-			if m := re.FindString(v.Console()); m != "" {
+			if m := re.FindString(v.Console()[from:]); m != "" {
 				return m, nil
 			}
 			v.mu.Lock()
@@ -215,4 +310,29 @@ func (v *VM) WaitFor(ctx context.Context, re, failRE *regexp.Regexp) (string, er
 func (v *VM) Kill() {
 	v.cmd.Process.Kill()
 	<-v.exited
+}
+
+// Wait blocks until QEMU exits or ctx ends.
+func (v *VM) Wait(ctx context.Context) error {
+	select {
+	case <-v.exited:
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.waitErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Exited is closed when QEMU has exited.
+func (v *VM) Exited() <-chan struct{} { return v.exited }
+
+// FreePort asks the kernel for a free TCP port on loopback.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

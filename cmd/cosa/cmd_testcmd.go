@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/boottest"
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/qemu"
+)
+
+type testOptions struct {
+	Build       string
+	UEFI, BIOS  bool
+	UpgradeFrom string
+}
+
+// failedTestsError makes `cosa test` exit 1 after printing the summary.
+type failedTestsError struct{ failed, total int }
+
+func (e failedTestsError) Error() string {
+	return fmt.Sprintf("%d of %d tests failed", e.failed, e.total)
+}
+
+func newTestCmd(g *globals) *cobra.Command {
+	o := &testOptions{}
+	c := &cobra.Command{
+		Use:   "test [--build ID] [--uefi|--bios] [--upgrade-from ID] [PATTERN]",
+		Short: "Boot a build's qemu image and run the boot checks and the config's tests in it",
+		Args:  maxArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.UEFI && o.BIOS {
+				return usageError{fmt.Errorf("give --uefi or --bios, not both (neither = both)")}
+			}
+			pattern := ""
+			if len(args) == 1 {
+				pattern = args[0]
+				if _, err := filepath.Match(pattern, ""); err != nil {
+					return usageError{fmt.Errorf("bad pattern %q: %v", pattern, err)}
+				}
+			}
+			w, err := g.openWorkdir()
+			if err != nil {
+				return err
+			}
+			d, err := g.buildsDir(w)
+			if err != nil {
+				return err
+			}
+			id, err := resolveBuild(d, o.Build)
+			if err != nil {
+				return err
+			}
+			arch := compose.BaseArch()
+			m, err := d.ReadMeta(id, arch)
+			if err != nil {
+				return err
+			}
+			img, err := imagePath(d, id, arch, m, "qemu")
+			if err != nil {
+				return err
+			}
+			tests, err := boottest.Discover(filepath.Join(w.ConfigDir(), "tests"), pattern)
+			if err != nil {
+				return err
+			}
+			firmwares := []qemu.Firmware{qemu.UEFI, qemu.BIOS}
+			if o.UEFI {
+				firmwares = []qemu.Firmware{qemu.UEFI}
+			} else if o.BIOS {
+				firmwares = []qemu.Firmware{qemu.BIOS}
+			}
+			out := filepath.Join(w.TmpDir(), "test")
+			os.RemoveAll(out)
+			ctx := c.Context()
+			var results []boottest.Result
+			for _, fw := range firmwares {
+				fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), fw, len(tests))
+				rs, err := boottest.Run(ctx, boottest.Options{Image: img, Firmware: fw, Tests: tests, OutDir: out})
+				if err != nil {
+					return err
+				}
+				results = append(results, rs...)
+				if o.UpgradeFrom != "" {
+					r, err := runUpgrade(c, d, o.UpgradeFrom, id, arch, m, fw, out)
+					if err != nil {
+						return err
+					}
+					results = append(results, r)
+				}
+			}
+			return report(g, results, out)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF) only")
+	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS) only")
+	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build and upgrade it to --build over HTTP")
+	return c
+}
+
+func runUpgrade(c *cobra.Command, d *build.Dir, fromID, toID, arch string, to *build.Meta, fw qemu.Firmware, out string) (boottest.Result, error) {
+	if err := build.ValidBuildID(fromID); err != nil {
+		return boottest.Result{}, usageError{err}
+	}
+	from, err := d.ReadMeta(fromID, arch)
+	if err != nil {
+		return boottest.Result{}, err
+	}
+	fromImg, err := imagePath(d, fromID, arch, from, "qemu")
+	if err != nil {
+		return boottest.Result{}, err
+	}
+	tar, ok := to.Images["ostree"]
+	if !ok {
+		return boottest.Result{}, fmt.Errorf("build %s has no ostree artifact to upgrade to", toID)
+	}
+	return boottest.Upgrade(c.Context(), boottest.UpgradeOptions{
+		FromImage: fromImg, ToArchive: filepath.Join(d.BuildDir(toID, arch), tar.Path),
+		ToCommit: to.OSTreeCommit, Ref: to.Ref, Firmware: fw, OutDir: out,
+	})
+}
+
+// imagePath is a build's image file for platform, or a clear error.
+func imagePath(d *build.Dir, id, arch string, m *build.Meta, platform string) (string, error) {
+	a, ok := m.Images[platform]
+	if !ok {
+		return "", fmt.Errorf("build %s has no %s image; run `cosa buildextend-%s --build %s`", id, platform, platform, id)
+	}
+	p := filepath.Join(d.BuildDir(id, arch), a.Path)
+	if _, err := os.Stat(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+func report(g *globals, results []boottest.Result, out string) error {
+	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEST\tFIRMWARE\tRESULT\tTIME\tDETAIL")
+	failed := 0
+	for _, r := range results {
+		res, detail := "PASS", ""
+		if r.Name == "boot" && r.Passed {
+			detail = fmt.Sprintf("kernel %.0fs, multi-user %.0fs, login %.0fs", r.Kernel, r.MultiUser, r.Login)
+		}
+		if !r.Passed {
+			res, detail = "FAIL", strings.SplitN(r.Reason, "\n", 2)[0]
+			failed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0fs\t%s\n", r.Name, r.Firmware, res, r.Duration, detail)
+	}
+	tw.Flush()
+	for _, r := range results {
+		if !r.Passed && r.Output != "" {
+			fmt.Fprintf(g.Stdout, "\n--- %s (%s): %s\n%s\n", r.Name, r.Firmware, r.Reason, r.Output)
+		}
+	}
+	fmt.Fprintf(g.Stdout, "%d passed, %d failed (results in %s)\n", len(results)-failed, failed, out)
+	if failed > 0 {
+		return failedTestsError{failed, len(results)}
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// SSHKey is a throwaway key pair made for one VM.
+type SSHKey struct {
+	Private string // path
+	Public  string // the public key line
+}
+
+// NewSSHKey makes an ed25519 key pair in dir with ssh-keygen.
+func NewSSHKey(ctx context.Context, dir string) (*SSHKey, error) {
+	priv := filepath.Join(dir, "id_ed25519")
+	os.Remove(priv)
+	os.Remove(priv + ".pub")
+	if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cosa", "-f", priv).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ssh-keygen (openssh-client): %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(priv + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	return &SSHKey{Private: priv, Public: strings.TrimSpace(string(pub))}, nil
+}
+
+// SSH runs commands as root in a guest reachable on a loopback port.
+type SSH struct {
+	Port int
+	Key  *SSHKey
+}
+
+// Args is the ssh command line (without the remote command).
+func (s *SSH) Args() []string {
+	return []string{"ssh", "-i", s.Key.Private, "-p", strconv.Itoa(s.Port),
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1"}
+}
+
+// Run runs cmd in the guest with stdin, returning combined output and
+// the remote exit code (-1 when ssh itself failed).
+func (s *SSH) Run(ctx context.Context, stdin io.Reader, cmd string) (string, int, error) {
+	args := s.Args()
+	c := exec.CommandContext(ctx, args[0], append(args[1:], cmd)...)
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out bytes.Buffer
+	c.Stdin, c.Stdout, c.Stderr = stdin, &out, &out
+	err := c.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		// ssh exits 255 for its own errors.
+		if ee.ExitCode() == 255 {
+			return out.String(), -1, fmt.Errorf("ssh: %s", strings.TrimSpace(out.String()))
+		}
+		return out.String(), ee.ExitCode(), nil
+	}
+	if err != nil {
+		return out.String(), -1, err
+	}
+	return out.String(), 0, nil
+}
+
+// WaitReady retries a trivial command until sshd accepts the key or ctx
+// ends. sshd comes up some seconds after the login prompt under TCG.
+func (s *SSH) WaitReady(ctx context.Context) error {
+	delay := 500 * time.Millisecond
+	var last error
+	for {
+		_, code, err := s.Run(ctx, nil, "true")
+		if err == nil && code == 0 {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("guest ssh never became ready: %v", last)
+		case <-time.After(delay):
+		}
+		if delay < 4*time.Second {
+			delay *= 2
+		}
+	}
+}
