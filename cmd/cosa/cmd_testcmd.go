@@ -82,7 +82,7 @@ func newTestCmd(g *globals) *cobra.Command {
 			var results []boottest.Result
 			for _, fw := range firmwares {
 				fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), fw, len(tests))
-				rs, err := boottest.Run(ctx, boottest.Options{Image: img, Firmware: fw, Tests: tests, OutDir: out})
+				rs, err := boottest.Run(ctx, boottest.Options{Image: img, Firmware: fw, Tests: tests, Commit: m.OSTreeCommit, OutDir: out})
 				if err != nil {
 					return err
 				}

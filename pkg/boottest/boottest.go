@@ -81,6 +81,7 @@ type Options struct {
 	Image    string
 	Firmware qemu.Firmware
 	Tests    []Test
+	Commit   string // the OSTree commit the image must boot
 	OutDir   string // tmp/test
 	Log      io.Writer
 }
@@ -110,7 +111,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	defer vm.Kill()
 	ssh := &qemu.SSH{Port: port, Key: key}
 
-	boot := Boot(ctx, vm, ssh, fw)
+	boot := Boot(ctx, vm, ssh, fw, o.Commit)
 	results := []Result{boot}
 	for _, t := range o.Tests {
 		if !boot.Passed {
@@ -129,9 +130,10 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	return results, nil
 }
 
-// Boot waits for the guest to come up and checks it is healthy.
-func Boot(ctx context.Context, vm *qemu.VM, ssh *qemu.SSH, fw string) Result {
-	r := Result{Name: "boot", Firmware: fw}
+// Boot waits for the guest to come up and checks it is healthy and, when
+// commit is given, booted from that OSTree commit.
+func Boot(ctx context.Context, vm *qemu.VM, ssh *qemu.SSH, fw, commit string) (r Result) {
+	r = Result{Name: "boot", Firmware: fw}
 	t0 := time.Now()
 	defer func() { r.Duration = time.Since(t0).Seconds() }()
 	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
@@ -166,6 +168,16 @@ func Boot(ctx context.Context, vm *qemu.VM, ssh *qemu.SSH, fw string) Result {
 	if m := FailRE.FindString(vm.Console()); m != "" {
 		r.Reason = "console shows " + m
 		return r
+	}
+	if commit != "" {
+		out, _, err := ssh.Run(bctx, nil, "ostree admin status")
+		if err != nil {
+			return fail("ostree admin status", err)
+		}
+		if got := bootedCommit(out); got != commit {
+			r.Reason = fmt.Sprintf("booted deployment is %q, want the build's commit %s:\n%s", got, commit, strings.TrimSpace(out))
+			return r
+		}
 	}
 	r.Passed = true
 	return r
@@ -226,4 +238,14 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+var bootedRE = regexp.MustCompile(`(?m)^\* \S+ ([0-9a-f]{64})\.\d+`)
+
+// bootedCommit finds the booted deployment's commit in `ostree admin status`.
+func bootedCommit(status string) string {
+	if m := bootedRE.FindStringSubmatch(status); m != nil {
+		return m[1]
+	}
+	return ""
 }

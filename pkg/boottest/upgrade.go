@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -77,7 +76,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 		r.Output = tail(vm.Console(), 30)
 		return r, nil
 	}
-	if b := Boot(ctx, vm, ssh, fw); !b.Passed {
+	if b := Boot(ctx, vm, ssh, fw, ""); !b.Passed {
 		return fail("first boot: %s", b.Reason)
 	}
 	// Pull and deploy the new commit the way a machine in the field would.
@@ -113,8 +112,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 	if err != nil {
 		return fail("ostree admin status: %v", err)
 	}
-	booted := regexp.MustCompile(`(?m)^\* \S+ ([0-9a-f]{64})\.\d+`).FindStringSubmatch(out)
-	if booted == nil || booted[1] != o.ToCommit {
+	if bootedCommit(out) != o.ToCommit {
 		return fail("after the upgrade the booted deployment is not %s:\n%s", o.ToCommit, strings.TrimSpace(out))
 	}
 	r.Passed = true
