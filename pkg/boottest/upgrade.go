@@ -3,8 +3,6 @@ package boottest
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +13,13 @@ import (
 )
 
 // UpgradeOptions describe an upgrade test: boot FromImage, update the
-// guest to ToCommit served from ToArchive (a build's exported archive-repo
-// tarball) over HTTP, reboot, and check ToCommit is what runs.
+// guest to ToCommit from ToArchive (a build's exported archive-repo
+// tarball) handed to the guest as an extra read-only disk and added as an
+// ostree remote, reboot, and check ToCommit is what runs.
+//
+// Why a disk and not HTTP: QEMU's user networking can only forward a
+// guest connection to a host socket once (guestfwd is a single chardev),
+// and ostree pull opens many; a disk needs no network at all.
 type UpgradeOptions struct {
 	FromImage string
 	ToArchive string
@@ -26,9 +29,8 @@ type UpgradeOptions struct {
 	OutDir    string
 }
 
-// guestRepoAddr is where the guest sees the host's HTTP server: a QEMU
-// guestfwd, so the guest still reaches nothing else.
-const guestRepoAddr = "10.0.2.100:8080"
+// repoLabel is the filesystem label of the disk holding the new commit.
+const repoLabel = "cosa-upgrade"
 
 // Upgrade runs the upgrade test; the result is named "upgrade".
 func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
@@ -43,13 +45,10 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 	if out, err := exec.CommandContext(ctx, "tar", "-xf", o.ToArchive, "-C", repo).CombinedOutput(); err != nil {
 		return r, fmt.Errorf("unpacking %s: %v: %s", o.ToArchive, err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	repoImg := filepath.Join(vmDir, "repo.img")
+	if err := makeRepoDisk(ctx, repo, repoImg); err != nil {
 		return r, err
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(repo))}
-	go srv.Serve(l)
-	defer srv.Close()
 
 	key, err := qemu.NewSSHKey(ctx, vmDir)
 	if err != nil {
@@ -61,7 +60,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 	}
 	vm, err := qemu.Start(ctx, qemu.Options{Image: o.FromImage, Firmware: o.Firmware, WorkDir: vmDir, Reboot: true,
 		Network: true, SSHPort: port, AuthorizedKey: key.Public,
-		GuestForwards: map[string]string{guestRepoAddr: l.Addr().String()}})
+		ExtraArgs: []string{"-drive", "if=virtio,format=raw,readonly=on,file=" + repoImg}})
 	if err != nil {
 		return r, err
 	}
@@ -80,10 +79,13 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 		return fail("first boot: %s", b.Reason)
 	}
 	// Pull and deploy the new commit the way a machine in the field would.
-	cmd := fmt.Sprintf("set -e; ostree remote add --if-not-exists --no-gpg-verify cosa-upgrade http://%s; "+
-		"ostree pull cosa-upgrade %s; os=$(ostree admin status | sed -n 's/^\\* \\([^ ]*\\) .*/\\1/p'); "+
-		"ostree admin deploy --os=\"$os\" cosa-upgrade:%s", guestRepoAddr, o.Ref, o.Ref)
-	if out, code, err := ssh.Run(ctx, nil, cmd); err != nil || code != 0 {
+	cmd := fmt.Sprintf("set -e; mkdir -p /run/%[1]s; mount -o ro /dev/disk/by-label/%[1]s /run/%[1]s; "+
+		"ostree remote add --if-not-exists --no-gpg-verify %[1]s file:///run/%[1]s; "+
+		"ostree pull %[1]s %[2]s; os=$(ostree admin status | sed -n 's/^\\* \\([^ ]*\\) .*/\\1/p'); "+
+		"ostree admin deploy --os=\"$os\" %[1]s:%[2]s", repoLabel, o.Ref)
+	uctx, ucancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer ucancel()
+	if out, code, err := ssh.Run(uctx, nil, cmd); err != nil || code != 0 {
 		return fail("pull and deploy in the guest (exit %d, %v):\n%s", code, err, out)
 	}
 	// The image's path unit regenerates grub.cfg from the new BLS entries;
@@ -95,7 +97,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 		case "$first" in *"$o"*) exit 0;; esac
 		sleep 1
 	done; echo "grub.cfg was not regenerated:"; cat /boot/grub/grub.cfg; exit 1`
-	if out, code, err := ssh.Run(ctx, nil, wait); err != nil || code != 0 {
+	if out, code, err := ssh.Run(uctx, nil, wait); err != nil || code != 0 {
 		return fail("grub.cfg after deploy (exit %d, %v):\n%s", code, err, out)
 	}
 	mark := vm.ConsoleLen()
@@ -118,4 +120,21 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (Result, error) {
 	r.Passed = true
 	r.Output = strings.TrimSpace(out)
 	return r, nil
+}
+
+// makeRepoDisk writes dir into a fresh ext4 image (no mount needed).
+func makeRepoDisk(ctx context.Context, dir, img string) error {
+	var size int64
+	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil {
+			size += info.Size() + 4096
+		}
+		return nil
+	})
+	size = size*13/10 + 64<<20
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", repoLabel, "-d", dir, img,
+		fmt.Sprintf("%dk", size>>10)).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 for the upgrade disk: %v: %s", err, out)
+	}
+	return nil
 }

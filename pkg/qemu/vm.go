@@ -47,9 +47,6 @@ type Options struct {
 	// 127.0.0.1:SSHPort to the guest's port 22.
 	Network bool
 	SSHPort int
-	// GuestForwards lets the guest reach host services: guest IP:port ->
-	// host address, e.g. {"10.0.2.100:80": "127.0.0.1:8080"}.
-	GuestForwards map[string]string
 	// AuthorizedKey is an SSH public key for root, handed to the guest as a
 	// systemd credential in SMBIOS type 11 (systemd's provision.conf
 	// writes it to /root/.ssh/authorized_keys): nothing in the image changes.
@@ -160,9 +157,6 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		nic := "user,model=virtio-net-pci,restrict=on"
 		if o.SSHPort > 0 {
 			nic += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:22", o.SSHPort)
-		}
-		for guest, host := range o.GuestForwards {
-			nic += ",guestfwd=tcp:" + guest + "-tcp:" + host
 		}
 		args = append(args, "-nic", nic)
 	} else {
