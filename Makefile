@@ -8,9 +8,11 @@ PREFIX   ?= /usr/local
 BIN      := bin/cosa
 # Host tools cosa runs. Keep in sync with README.md.
 APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs dosfstools mtools \
-            grub-efi-amd64-bin grub-pc-bin grub2-common qemu-utils qemu-system-x86 ovmf
+            grub-efi-amd64-bin grub-pc-bin grub2-common qemu-utils qemu-system-x86 ovmf \
+            openssh-client xz-utils zstd gzip
 
-.PHONY: all build deps run test test-unit test-e2e vet fmt clean install
+
+.PHONY: all build deps test-deps run test test-unit test-e2e vet fmt clean install
 
 all: build
 
@@ -43,7 +45,11 @@ test-unit:
 test-e2e: build
 	$(GO) test -count=1 -timeout 80m -v ./tests/
 
-test: deps vet test-unit test-e2e
+# The S3 end-to-end tests need a real S3 server (versitygw, built with go install).
+test-deps: deps
+	bash .ci/install-versitygw
+
+test: test-deps vet test-unit test-e2e
 
 install: build
 	install -m 0755 $(BIN) $(PREFIX)/bin/cosa

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -25,6 +26,8 @@ import (
 func TestImages(t *testing.T) {
 	needTools(t, "mmdebstrap", "ostree", "qemu-img", "qemu-system-x86_64", "mkfs.ext4", "mkfs.vfat", "mcopy", "grub-mkimage", "fdisk", "ssh", "ssh-keygen")
 	w := t.TempDir()
+	// ostree marks deployments immutable; the stage cache holds some.
+	t.Cleanup(func() { images.RemoveAll(filepath.Join(w, "cache", "objects")) })
 	mustCosa(t, w, "init")
 	r := mustCosa(t, w, "build", "--fetch")
 	id := latest(t, w)

@@ -12,6 +12,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/boottest"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/compress"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -133,6 +134,9 @@ func imagePath(d *build.Dir, id, arch string, m *build.Meta, platform string) (s
 	a, ok := m.Images[platform]
 	if !ok {
 		return "", fmt.Errorf("build %s has no %s image; run `cosa buildextend-%s --build %s`", id, platform, platform, id)
+	}
+	if compress.IsCompressed(a.Path) {
+		return "", fmt.Errorf("build %s's %s image is compressed (%s); run `cosa decompress --build %s --artifact %s` first", id, platform, a.Path, id, platform)
 	}
 	p := filepath.Join(d.BuildDir(id, arch), a.Path)
 	if _, err := os.Stat(p); err != nil {

@@ -89,7 +89,13 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	if err := os.Rename(tmp, filepath.Join(dir, art)); err != nil {
 		return nil, nil, err
 	}
-	return &build.Artifact{Path: art, Sha256: sum, Size: size}, res, nil
+	a := &build.Artifact{Path: art, Sha256: sum, Size: size}
+	// streamOptimized vmdk (and the ova holding one) is compressed already,
+	// and clouds import it as is.
+	if p == images.PlatformAWS || p == images.PlatformVMware {
+		a.SkipCompression = true
+	}
+	return a, res, nil
 }
 
 // Options configure BuildExtend.

@@ -12,10 +12,25 @@ const (
 	PlatformQemu    Platform = "qemu"    // qcow2, 512-byte sectors, BIOS + UEFI
 	PlatformMetal   Platform = "metal"   // raw, 512-byte sectors, BIOS + UEFI
 	PlatformMetal4k Platform = "metal4k" // raw, 4096-byte sectors, UEFI only
+	// Cloud images: the qemu/metal disk (shared tree and image pipelines)
+	// converted to each cloud's upload format.
+	PlatformAWS       Platform = "aws"       // vmdk, streamOptimized (ImportSnapshot)
+	PlatformOpenStack Platform = "openstack" // qcow2
+	PlatformGCP       Platform = "gcp"       // disk.raw in a GNU sparse tar.gz
+	PlatformAzure     Platform = "azure"     // fixed VHD, virtual size a whole number of MiB
+	PlatformVMware    Platform = "vmware"    // OVA: OVF descriptor + streamOptimized vmdk
 )
 
 // Platforms lists the supported platforms.
-func Platforms() []Platform { return []Platform{PlatformQemu, PlatformMetal, PlatformMetal4k} }
+func Platforms() []Platform {
+	return []Platform{PlatformQemu, PlatformMetal, PlatformMetal4k,
+		PlatformAWS, PlatformOpenStack, PlatformGCP, PlatformAzure, PlatformVMware}
+}
+
+// CloudPlatforms lists the platforms whose image is a cloud upload format.
+func CloudPlatforms() []Platform {
+	return []Platform{PlatformAWS, PlatformOpenStack, PlatformGCP, PlatformAzure, PlatformVMware}
+}
 
 // ParsePlatform checks a platform name.
 func ParsePlatform(s string) (Platform, error) {
@@ -29,8 +44,17 @@ func ParsePlatform(s string) (Platform, error) {
 
 // Extension is the artifact file extension of the platform.
 func (p Platform) Extension() string {
-	if p == PlatformQemu {
+	switch p {
+	case PlatformQemu, PlatformOpenStack:
 		return "qcow2"
+	case PlatformAWS:
+		return "vmdk"
+	case PlatformGCP:
+		return "tar.gz"
+	case PlatformAzure:
+		return "vhd"
+	case PlatformVMware:
+		return "ova"
 	}
 	return "raw"
 }
@@ -125,6 +149,9 @@ func (spec ImageSpec) Manifest(p Platform) (*Manifest, string, string, error) {
 	case PlatformMetal, PlatformMetal4k:
 		// metal ships the image pipeline's raw disk as is.
 		return m, name, raw, m.Validate()
+	case PlatformOpenStack, PlatformAWS, PlatformGCP, PlatformAzure, PlatformVMware:
+		export, file := cloudPipelines(m, p, name, raw, spec)
+		return m, export, file, m.Validate()
 	}
 	return nil, "", "", fmt.Errorf("unknown platform %q", p)
 }

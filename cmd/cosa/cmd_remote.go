@@ -1,0 +1,233 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/remote"
+)
+
+type builduploadOptions struct {
+	Build          string
+	All            bool
+	Artifacts      []string
+	Force          bool
+	DryRun         bool
+	SkipBuildsJSON bool
+
+	ACL           string
+	EndpointURL   string
+	AWSConfigFile string
+}
+
+// remoteEvents returns the progress sink for pkg/remote: one line per
+// object on stderr, or one JSON event per line on stdout with --json.
+func remoteEvents(g *globals) func(remote.Event) {
+	var mu sync.Mutex
+	return func(e remote.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if g.JSON {
+			b, _ := json.Marshal(struct {
+				remote.Event
+				Time string `json:"time"`
+			}{e, time.Now().UTC().Format(time.RFC3339Nano)})
+			fmt.Fprintf(g.Stdout, "%s\n", b)
+			return
+		}
+		fmt.Fprintln(g.Stderr, e.String())
+	}
+}
+
+func newBuilduploadCmd(g *globals) *cobra.Command {
+	o := &builduploadOptions{}
+	c := &cobra.Command{
+		Use:   "buildupload [--build ID|--all] [--artifact NAME]... [--force] [--dry-run] [--skip-builds-json] s3 [flags] BUCKET/PREFIX",
+		Short: "Upload builds to remote storage",
+		Long: `Upload builds to remote storage. Artifacts go first, then commitmeta.json,
+pkglist.json and meta.json, and the remote builds.json is merged and written
+last with a conditional write, so it never lists a build that is not
+completely uploaded. Objects already present with the same sha256 are
+skipped unless --force.`,
+		Args: maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			return usageError{fmt.Errorf("give a target: cosa buildupload s3 BUCKET/PREFIX")}
+		},
+	}
+	pf := c.PersistentFlags()
+	pf.StringVar(&o.Build, "build", "latest", "build id to upload")
+	pf.BoolVar(&o.All, "all", false, "upload every build on disk")
+	pf.StringArrayVar(&o.Artifacts, "artifact", nil, "upload only this image (repeatable); a build is added to builds.json only once all its images are in the bucket")
+	pf.BoolVar(&o.Force, "force", false, "upload even objects already present with the same sha256")
+	pf.BoolVar(&o.DryRun, "dry-run", false, "print what would be uploaded, upload nothing")
+	pf.BoolVar(&o.SkipBuildsJSON, "skip-builds-json", false, "do not update the remote builds.json")
+
+	s3c := &cobra.Command{
+		Use:   "s3 [--acl ACL] [--endpoint-url URL] [--aws-config-file FILE] BUCKET/PREFIX",
+		Short: "Upload to s3://BUCKET/PREFIX (builds.json and <id>/<arch>/<file>)",
+		Args:  maxArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("give the destination: BUCKET/PREFIX")}
+			}
+			if o.All && c.Flags().Changed("build") {
+				return usageError{fmt.Errorf("--build and --all are mutually exclusive")}
+			}
+			if !slices.Contains(remote.CannedACLs, o.ACL) {
+				return usageError{fmt.Errorf("invalid --acl %q: want one of %s", o.ACL, strings.Join(remote.CannedACLs, ", "))}
+			}
+			dest, err := remote.ParseS3Location(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			w, err := g.openWorkdir()
+			if err != nil {
+				return err
+			}
+			d, err := g.buildsDir(w)
+			if err != nil {
+				return err
+			}
+			var ids []string
+			if o.All {
+				idx, err := d.ReadIndex()
+				if err != nil {
+					return err
+				}
+				// Oldest first, so an interrupted --all has published
+				// the older builds.
+				for i := len(idx.Builds) - 1; i >= 0; i-- {
+					if d.HasBuild(idx.Builds[i].ID) {
+						ids = append(ids, idx.Builds[i].ID)
+					}
+				}
+				if len(ids) == 0 {
+					return fmt.Errorf("there are no builds on disk to upload")
+				}
+			} else {
+				id, err := resolveBuild(d, o.Build)
+				if err != nil {
+					return err
+				}
+				ids = []string{id}
+			}
+			client, err := remote.NewS3Client(c.Context(), remote.S3Config{EndpointURL: o.EndpointURL, ConfigFile: o.AWSConfigFile})
+			if err != nil {
+				return err
+			}
+			res, err := remote.Upload(c.Context(), remote.UploadOptions{
+				Client: client, Dest: dest, Dir: d, Builds: ids, Artifacts: o.Artifacts,
+				Force: o.Force, DryRun: o.DryRun, SkipIndex: o.SkipBuildsJSON, ACL: o.ACL,
+				Events: remoteEvents(g),
+			})
+			if err != nil {
+				return err
+			}
+			if g.JSON {
+				b, _ := json.Marshal(map[string]any{
+					"event": "result", "destination": dest.String(), "builds": ids, "dry_run": o.DryRun,
+					"uploaded": res.Uploaded, "skipped": res.Skipped, "bytes": res.Bytes,
+					"seconds": res.Elapsed.Seconds(), "mb_per_s": res.Rate(),
+					"indexed": res.Indexed, "builds_json_written": res.IndexWritten,
+				})
+				fmt.Fprintf(g.Stdout, "%s\n", b)
+				return nil
+			}
+			verb := "Uploaded"
+			if o.DryRun {
+				verb = "Dry run: nothing uploaded;"
+			}
+			fmt.Fprintf(g.Stdout, "%s %s to %s: %d objects uploaded (%s, %.1f MB/s), %d unchanged\n",
+				verb, strings.Join(ids, ", "), dest, res.Uploaded, remote.HumanBytes(res.Bytes), res.Rate(), res.Skipped)
+			return nil
+		},
+	}
+	f := s3c.Flags()
+	f.StringVar(&o.ACL, "acl", "private", "canned ACL for the uploaded objects ("+strings.Join(remote.CannedACLs, ", ")+")")
+	f.StringVar(&o.EndpointURL, "endpoint-url", "", "S3-compatible endpoint, e.g. http://127.0.0.1:7070 (path-style addressing)")
+	f.StringVar(&o.AWSConfigFile, "aws-config-file", "", "AWS shared config file to use instead of ~/.aws/config (like AWS_CONFIG_FILE)")
+	c.AddCommand(s3c)
+	return c
+}
+
+type buildfetchOptions struct {
+	URL           string
+	Build         string
+	Arch          string
+	Artifacts     []string
+	Force         bool
+	EndpointURL   string
+	AWSConfigFile string
+}
+
+func newBuildfetchCmd(g *globals) *cobra.Command {
+	o := &buildfetchOptions{}
+	c := &cobra.Command{
+		Use:   "buildfetch --url URL [--build ID] [--artifact NAME|all]... [--force]",
+		Short: "Fetch a build's metadata (and chosen artifacts) from remote storage",
+		Long: `Fetch a build from s3://BUCKET/PREFIX, http(s)://..., file://... or a local
+path laid out like builds/. By default only meta.json, commitmeta.json and
+pkglist.json are fetched, which is enough for the next build to continue the
+numbering and diff its packages; --artifact NAME fetches images too
+(--artifact all for every one). Every artifact is verified against the
+sha256 in meta.json. The remote builds.json is merged into the local one.`,
+		Args: maxArgs(0),
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.URL == "" {
+				return usageError{fmt.Errorf("--url is required (s3://BUCKET/PREFIX, https://..., file://... or a path)")}
+			}
+			if o.Build != "" && o.Build != "latest" {
+				if err := build.ValidBuildID(o.Build); err != nil {
+					return usageError{err}
+				}
+			}
+			src, err := remote.NewSource(c.Context(), o.URL, remote.S3Config{EndpointURL: o.EndpointURL, ConfigFile: o.AWSConfigFile})
+			if err != nil {
+				return usageError{err}
+			}
+			w, err := g.openWorkdir()
+			if err != nil {
+				return err
+			}
+			d, err := g.buildsDir(w)
+			if err != nil {
+				return err
+			}
+			res, err := remote.Fetch(c.Context(), remote.FetchOptions{
+				Source: src, Dir: d, Build: o.Build, Arch: o.Arch, Artifacts: o.Artifacts, Force: o.Force,
+				Events: remoteEvents(g),
+			})
+			if err != nil {
+				return err
+			}
+			if g.JSON {
+				b, _ := json.Marshal(map[string]any{
+					"event": "result", "build": res.BuildID, "arch": res.Arch, "fetched": res.Fetched,
+					"kept": res.Kept, "bytes": res.Bytes, "seconds": res.Elapsed.Seconds(),
+				})
+				fmt.Fprintf(g.Stdout, "%s\n", b)
+				return nil
+			}
+			fmt.Fprintf(g.Stdout, "Fetched build %s (%s): %d files (%s), %d already present\n",
+				res.BuildID, res.Arch, res.Fetched, remote.HumanBytes(res.Bytes), res.Kept)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.URL, "url", "", "where to fetch from: s3://BUCKET/PREFIX, http(s)://..., file://... or a path")
+	f.StringVar(&o.Build, "build", "latest", "build id (default: the newest in the remote builds.json)")
+	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
+	f.StringArrayVar(&o.Artifacts, "artifact", nil, "also fetch this image (repeatable), or \"all\"")
+	f.BoolVar(&o.Force, "force", false, "overwrite a local build whose meta.json differs; re-download present artifacts")
+	f.StringVar(&o.EndpointURL, "endpoint-url", "", "S3-compatible endpoint for s3:// URLs (path-style addressing)")
+	f.StringVar(&o.AWSConfigFile, "aws-config-file", "", "AWS shared config file to use instead of ~/.aws/config")
+	return c
+}

@@ -1,0 +1,208 @@
+package compress
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkCompress compares our compressors with the command-line tools
+// on the same ~200 MB file: a tar of /usr/lib (binaries, libraries, text;
+// close to what disk images hold), or the file named by
+// $COSA_BENCH_FILE. Run it with
+//
+//	go test -run '^$' -bench Compress -benchtime 1x ./pkg/compress/
+//
+// b.SetBytes makes `go test` print MB/s of uncompressed input.
+func BenchmarkCompress(b *testing.B) {
+	if testing.Short() {
+		b.Skip("slow: compresses 200 MB several times")
+	}
+	path := benchFile(b)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, a := range Algorithms {
+		for _, fast := range []bool{false, true} {
+			name := string(a)
+			if fast {
+				name += "-fast"
+			}
+			b.Run("cosa-"+name, func(b *testing.B) {
+				b.SetBytes(fi.Size())
+				var out int64
+				for i := 0; i < b.N; i++ {
+					f, err := os.Open(path)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cw := &countWriter{}
+					if err := CompressStream(ctx, a, cw, f, StreamOptions{Fast: fast}); err != nil {
+						b.Fatal(err)
+					}
+					f.Close()
+					out = cw.n
+				}
+				b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+			})
+			if a == Zstd {
+				// The in-process encoder, used when zstd(1) is missing.
+				b.Run("go-"+name, func(b *testing.B) {
+					defer func(c string) { zstdCommand = c }(zstdCommand)
+					zstdCommand = "cosa-bench-no-such-zstd"
+					b.SetBytes(fi.Size())
+					var out int64
+					for i := 0; i < b.N; i++ {
+						f, err := os.Open(path)
+						if err != nil {
+							b.Fatal(err)
+						}
+						cw := &countWriter{}
+						if err := CompressStream(ctx, a, cw, f, StreamOptions{Fast: fast}); err != nil {
+							b.Fatal(err)
+						}
+						f.Close()
+						out = cw.n
+					}
+					b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+				})
+			}
+			tool, args := cliCommand(a, fast)
+			b.Run("cli-"+name, func(b *testing.B) {
+				if _, err := exec.LookPath(tool); err != nil {
+					b.Skipf("%s not installed", tool)
+				}
+				b.SetBytes(fi.Size())
+				var out int64
+				for i := 0; i < b.N; i++ {
+					f, err := os.Open(path)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cw := &countWriter{}
+					cmd := exec.Command(tool, args...)
+					cmd.Stdin, cmd.Stdout = f, cw
+					if err := cmd.Run(); err != nil {
+						b.Fatal(err)
+					}
+					f.Close()
+					out = cw.n
+				}
+				b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+			})
+		}
+	}
+}
+
+// cliCommand is the command line a user would type for the same job.
+func cliCommand(a Algorithm, fast bool) (string, []string) {
+	switch a {
+	case Gzip:
+		if fast {
+			return "gzip", []string{"-c", "-1"}
+		}
+		return "gzip", []string{"-c", "-6"}
+	case XZ:
+		if fast {
+			return "xz", []string{"-c", "-0", "-T0"}
+		}
+		return "xz", []string{"-c", "-6", "-T0"}
+	default:
+		if fast {
+			return "zstd", []string{"-c", "-q", "-1", "-T0"}
+		}
+		return "zstd", []string{"-c", "-q", "-3", "-T0"}
+	}
+}
+
+// BenchmarkDecompress measures decompression of the benchmark file, in MB/s
+// of uncompressed output.
+func BenchmarkDecompress(b *testing.B) {
+	if testing.Short() {
+		b.Skip("slow")
+	}
+	path := benchFile(b)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, a := range Algorithms {
+		var comp bytes.Buffer
+		if err := CompressStream(ctx, a, &comp, bytes.NewReader(data), StreamOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("cosa-"+string(a), func(b *testing.B) {
+			b.SetBytes(fi.Size())
+			for i := 0; i < b.N; i++ {
+				if err := DecompressStream(ctx, a, io.Discard, bytes.NewReader(comp.Bytes()), StreamOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		tool := map[Algorithm]string{Gzip: "gzip", XZ: "xz", Zstd: "zstd"}[a]
+		b.Run("cli-"+string(a), func(b *testing.B) {
+			if _, err := exec.LookPath(tool); err != nil {
+				b.Skipf("%s not installed", tool)
+			}
+			b.SetBytes(fi.Size())
+			for i := 0; i < b.N; i++ {
+				cmd := exec.Command(tool, "-d", "-c", "-T0")
+				if a == Gzip {
+					cmd = exec.Command(tool, "-d", "-c")
+				}
+				cmd.Stdin, cmd.Stdout = bytes.NewReader(comp.Bytes()), io.Discard
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchFile returns $COSA_BENCH_FILE or makes a 200 MB tar of /usr/lib.
+func benchFile(b *testing.B) string {
+	b.Helper()
+	if p := os.Getenv("COSA_BENCH_FILE"); p != "" {
+		return p
+	}
+	path := filepath.Join(b.TempDir(), "usr-lib.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("tar", "-cf", "-", "-C", "/", "usr/lib")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Skipf("tar: %v", err)
+	}
+	n, err := io.CopyN(f, out, 200<<20)
+	out.Close()
+	cmd.Process.Kill()
+	cmd.Wait()
+	if n < 20<<20 {
+		b.Skipf("only %d bytes under /usr/lib: %v", n, err)
+	}
+	return path
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}

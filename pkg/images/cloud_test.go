@@ -1,0 +1,309 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+func testSpec() ImageSpec {
+	return ImageSpec{Commit: strings.Repeat("c", 64), Ref: "os/x86_64", OSName: "testos", SizeGiB: 10, KernelArgs: []string{"console=ttyS0"}}
+}
+
+// Every cloud manifest validates, exports a file with the platform's
+// extension, and shares the tree and image pipelines with qemu's manifest
+// stage for stage, so a build's cached disk is reused.
+func TestCloudManifestsShareQemuPipelines(t *testing.T) {
+	spec := testSpec()
+	qm, _, _, err := spec.Manifest(PlatformQemu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qids, _ := qm.IDs()
+	wantExt := map[Platform]string{PlatformAWS: "vmdk", PlatformOpenStack: "qcow2", PlatformGCP: "tar.gz", PlatformAzure: "vhd", PlatformVMware: "ova"}
+	for _, p := range CloudPlatforms() {
+		m, export, file, err := spec.Manifest(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if p.Extension() != wantExt[p] {
+			t.Errorf("%s: extension %q, want %q", p, p.Extension(), wantExt[p])
+		}
+		if !strings.HasSuffix(file, "."+wantExt[p]) {
+			t.Errorf("%s: exports %s, want a .%s file", p, file, wantExt[p])
+		}
+		if m.Pipeline(export) == nil {
+			t.Errorf("%s: export %q is not a pipeline", p, export)
+		}
+		// Round trip through JSON: what is saved next to the image re-runs.
+		data, _ := m.Marshal()
+		if _, err := ParseManifest(data); err != nil {
+			t.Errorf("%s: saved manifest does not parse: %v", p, err)
+		}
+		ids, err := m.IDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"tree", "image"} {
+			if strings.Join(ids[name], ",") != strings.Join(qids[name], ",") {
+				t.Errorf("%s: pipeline %s ids differ from qemu's", p, name)
+			}
+		}
+		if p == PlatformOpenStack && ids["openstack"][0] != qids["qemu"][0] {
+			t.Errorf("openstack's qcow2 should be qemu's cached object")
+		}
+	}
+	am, _, _, _ := spec.Manifest(PlatformAWS)
+	vm, _, _, _ := spec.Manifest(PlatformVMware)
+	aids, _ := am.IDs()
+	vids, _ := vm.IDs()
+	if aids["vmdk"][0] != vids["vmdk"][0] {
+		t.Error("vmware should reuse aws' vmdk pipeline")
+	}
+	for _, p := range []Platform{PlatformAWS, PlatformOpenStack, PlatformGCP, PlatformAzure, PlatformVMware} {
+		if got, err := ParsePlatform(string(p)); err != nil || got != p {
+			t.Errorf("ParsePlatform(%s) = %v, %v", p, got, err)
+		}
+	}
+}
+
+func TestCloudStageOptionsValidated(t *testing.T) {
+	bad := []string{
+		`{"type":"org.cosa.tar.gnu-sparse","inputs":{"image":"name:image"},"options":{"source":"disk.raw","member":"disk.raw","filename":"disk.tar"}}`,
+		`{"type":"org.cosa.tar.gnu-sparse","inputs":{"image":"name:image"},"options":{"source":"../x","member":"disk.raw","filename":"d.tar.gz"}}`,
+		`{"type":"org.cosa.tar.gnu-sparse","inputs":{"image":"name:image"},"options":{"source":"disk.raw","member":"disk.raw","filename":"d.tar.gz","level":9}}`,
+		`{"type":"org.cosa.tar.gnu-sparse","options":{"source":"disk.raw","member":"disk.raw","filename":"d.tar.gz"}}`,
+		`{"type":"org.cosa.ova","inputs":{"disk":"name:image"},"options":{"disk":"disk.vmdk","filename":"x.ova","name":"vm","cpus":0,"memory_mib":2048,"firmware":"efi"}}`,
+		`{"type":"org.cosa.ova","inputs":{"disk":"name:image"},"options":{"disk":"disk.vmdk","filename":"x.ova","name":"vm","cpus":2,"memory_mib":100,"firmware":"efi"}}`,
+		`{"type":"org.cosa.ova","inputs":{"disk":"name:image"},"options":{"disk":"disk.vmdk","filename":"x.ova","name":"a b","cpus":2,"memory_mib":2048,"firmware":"efi"}}`,
+		`{"type":"org.cosa.ova","inputs":{"disk":"name:image"},"options":{"disk":"disk.vmdk","filename":"x.tar","name":"vm","cpus":2,"memory_mib":2048,"firmware":"efi"}}`,
+		`{"type":"org.cosa.ova","inputs":{"disk":"name:image"},"options":{"disk":"disk.vmdk","filename":"x.ova","name":"vm","cpus":2,"memory_mib":2048,"firmware":"coreboot"}}`,
+	}
+	good := `{"type":"org.cosa.ova","inputs":{"disk":"name:image"},"options":{"disk":"disk.vmdk","filename":"x.ova","name":"vm","cpus":2,"memory_mib":2048,"firmware":"bios"}}`
+	wrap := func(stage string) string {
+		return `{"version":"2","pipelines":[{"name":"image","stages":[{"type":"org.cosa.truncate","options":{"filename":"disk.raw","size":1073741824}}]},
+			{"name":"out","stages":[` + stage + `]}]}`
+	}
+	if _, err := ParseManifest([]byte(wrap(good))); err != nil {
+		t.Fatalf("good manifest: %v", err)
+	}
+	for _, s := range bad {
+		if _, err := ParseManifest([]byte(wrap(s))); err == nil {
+			t.Errorf("accepted %s", s)
+		}
+	}
+}
+
+// fakeDisk is a 1 GiB sparse raw file with a little data, in an "image"
+// input tree.
+func fakeDisk(t *testing.T) string {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 300 << 20, (1 << 30) - 4096} {
+		if _, err := f.WriteAt(bytes.Repeat([]byte("cosa"), 1024), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func runStage(t *testing.T, st StageImpl, inputs map[string]string) string {
+	t.Helper()
+	if err := st.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tree := t.TempDir()
+	var log bytes.Buffer
+	env := &Env{Tree: tree, Inputs: inputs, Scratch: t.TempDir(), Log: &log}
+	if err := st.Run(context.Background(), env); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	return tree
+}
+
+func needTool(t *testing.T, tools ...string) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+func TestTarGNUSparseStage(t *testing.T) {
+	needTool(t, "tar")
+	img := fakeDisk(t)
+	st := &TarGNUSparse{Source: "disk.raw", Member: "disk.raw", Filename: "disk.tar.gz"}
+	tree := runStage(t, st, map[string]string{"image": img})
+	out := filepath.Join(tree, "disk.tar.gz")
+	fi, _ := os.Stat(out)
+	if fi.Size() > 1<<20 {
+		t.Errorf("tar.gz of a mostly-hole disk is %d bytes: holes were stored", fi.Size())
+	}
+	f, _ := os.Open(out)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// GNU sparse member: type flag 'S' and GNU magic in the first header.
+	if raw[156] != 'S' || string(raw[257:265]) != "ustar  \x00" {
+		t.Errorf("first header: type %q magic %q, want a GNU sparse member", raw[156], raw[257:265])
+	}
+	tr := tar.NewReader(bytes.NewReader(raw))
+	h, err := tr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Name != "disk.raw" || h.Size != 1<<30 {
+		t.Errorf("member %s size %d", h.Name, h.Size)
+	}
+	data, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(img, "disk.raw"))
+	if !bytes.Equal(data, want) {
+		t.Error("unpacked disk.raw differs from the source")
+	}
+	if _, err := tr.Next(); err != io.EOF {
+		t.Errorf("more than one member: %v", err)
+	}
+	// Same input, same bytes.
+	again := runStage(t, st, map[string]string{"image": img})
+	a, _ := os.ReadFile(out)
+	b, _ := os.ReadFile(filepath.Join(again, "disk.tar.gz"))
+	if !bytes.Equal(a, b) {
+		t.Error("tar.gz is not reproducible")
+	}
+}
+
+func qemuInfo(t *testing.T, path string, format ...string) map[string]any {
+	t.Helper()
+	args := []string{"info", "--output=json"}
+	if len(format) > 0 {
+		// qemu-img does not probe fixed VHDs (the footer is at the end).
+		args = append(args, "-f", format[0])
+	}
+	out, err := exec.Command("qemu-img", append(args, path)...).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info %s: %v", path, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestVHDAndOVAStages(t *testing.T) {
+	needTool(t, "qemu-img")
+	img := fakeDisk(t)
+	in := map[string]string{"image": img}
+
+	vhd := runStage(t, &QemuImgConvert{Source: "disk.raw", Filename: "disk.vhd", Format: "vpc", Options: vhdOptions}, in)
+	info := qemuInfo(t, filepath.Join(vhd, "disk.vhd"), "vpc")
+	if info["format"] != "vpc" || info["virtual-size"].(float64) != 1<<30 {
+		t.Errorf("vhd: %v", info)
+	}
+	fi, _ := os.Stat(filepath.Join(vhd, "disk.vhd"))
+	if fi.Size() != 1<<30+512 {
+		t.Errorf("fixed vhd is %d bytes, want the disk plus a 512-byte footer", fi.Size())
+	}
+
+	vmdkTree := runStage(t, &QemuImgConvert{Source: "disk.raw", Filename: "disk.vmdk", Format: "vmdk", Options: vmdkOptions}, in)
+	head := make([]byte, 4)
+	f, _ := os.Open(filepath.Join(vmdkTree, "disk.vmdk"))
+	f.Read(head)
+	f.Close()
+	if string(head) != "KDMV" {
+		t.Errorf("vmdk magic %q", head)
+	}
+	ovaTree := runStage(t, &OVA{Disk: "disk.vmdk", Filename: "disk.ova", Name: "testos", CPUs: 2, MemoryMiB: 2048, Firmware: "efi"},
+		map[string]string{"disk": vmdkTree})
+	checkOVA(t, filepath.Join(ovaTree, "disk.ova"), 1<<30)
+}
+
+// checkOVA reads an OVA: descriptor first and well-formed, the disk it
+// references present with the declared size and capacity.
+func checkOVA(t *testing.T, path string, capacity int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	var names []string
+	sizes := map[string]int64{}
+	var ovf []byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		sizes[h.Name] = h.Size
+		if strings.HasSuffix(h.Name, ".ovf") {
+			ovf, _ = io.ReadAll(tr)
+		}
+	}
+	if len(names) != 3 || !strings.HasSuffix(names[0], ".ovf") || !strings.HasSuffix(names[1], ".mf") || !strings.HasSuffix(names[2], ".vmdk") {
+		t.Fatalf("ova members %v: want .ovf, .mf, .vmdk in that order", names)
+	}
+	var env struct {
+		XMLName xml.Name `xml:"http://schemas.dmtf.org/ovf/envelope/1 Envelope"`
+		Files   []struct {
+			Href string `xml:"http://schemas.dmtf.org/ovf/envelope/1 href,attr"`
+			Size int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 size,attr"`
+		} `xml:"References>File"`
+		Disks []struct {
+			Capacity int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 capacity,attr"`
+			Format   string `xml:"http://schemas.dmtf.org/ovf/envelope/1 format,attr"`
+		} `xml:"DiskSection>Disk"`
+		Items []struct {
+			ResourceType int `xml:"ResourceType"`
+		} `xml:"VirtualSystem>VirtualHardwareSection>Item"`
+	}
+	if err := xml.Unmarshal(ovf, &env); err != nil {
+		t.Fatalf("ovf: %v\n%s", err, ovf)
+	}
+	if len(env.Files) != 1 || env.Files[0].Href != names[2] || env.Files[0].Size != sizes[names[2]] {
+		t.Errorf("ovf References %+v, members %v", env.Files, sizes)
+	}
+	if len(env.Disks) != 1 || env.Disks[0].Capacity != capacity || !strings.HasSuffix(env.Disks[0].Format, "#streamOptimized") {
+		t.Errorf("ovf Disk %+v, want capacity %d", env.Disks, capacity)
+	}
+	types := map[int]bool{}
+	for _, it := range env.Items {
+		types[it.ResourceType] = true
+	}
+	for _, rt := range []int{3, 4, 6, 10, 17} { // CPU, memory, SCSI controller, NIC, disk
+		if !types[rt] {
+			t.Errorf("ovf has no hardware item of ResourceType %d", rt)
+		}
+	}
+}

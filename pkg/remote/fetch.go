@@ -1,0 +1,452 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/cosa-build/cosa/pkg/build"
+)
+
+// ErrNotFound is returned (wrapped) by Source.Open for a missing object.
+var ErrNotFound = errors.New("not found")
+
+// Source is somewhere builds can be fetched from: a tree laid out like
+// builds/ (builds.json, <id>/<arch>/<file>).
+type Source interface {
+	// Open returns the object at rel (slash-separated) and its size, or
+	// -1 if unknown.
+	Open(ctx context.Context, rel string) (io.ReadCloser, int64, error)
+	// URL names rel for messages.
+	URL(rel string) string
+}
+
+// NewSource parses s3://BUCKET/PREFIX, http(s)://..., file://... or a path.
+// s3cfg is used only for s3:// URLs.
+func NewSource(ctx context.Context, raw string, s3cfg S3Config) (Source, error) {
+	switch {
+	case strings.HasPrefix(raw, "s3://"):
+		loc, err := ParseS3Location(raw)
+		if err != nil {
+			return nil, err
+		}
+		c, err := NewS3Client(ctx, s3cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &S3Source{Client: c, Loc: loc}, nil
+	case strings.HasPrefix(raw, "http://"), strings.HasPrefix(raw, "https://"):
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("invalid URL %q", raw)
+		}
+		return &HTTPSource{Base: strings.TrimRight(raw, "/")}, nil
+	case strings.HasPrefix(raw, "file://"):
+		u, err := url.Parse(raw)
+		if err != nil || (u.Host != "" && u.Host != "localhost") || u.Path == "" {
+			return nil, fmt.Errorf("invalid file URL %q: want file:///ABSOLUTE/PATH", raw)
+		}
+		return &FileSource{Root: filepath.Clean(u.Path)}, nil
+	case strings.Contains(raw, "://"):
+		return nil, fmt.Errorf("unsupported URL %q: want s3://, http(s)://, file:// or a path", raw)
+	case raw == "":
+		return nil, fmt.Errorf("no URL given")
+	}
+	return &FileSource{Root: filepath.Clean(raw)}, nil
+}
+
+// S3Source reads from a bucket.
+type S3Source struct {
+	Client *s3.Client
+	Loc    S3Location
+}
+
+func (s *S3Source) URL(rel string) string { return s.Loc.URL(rel) }
+
+func (s *S3Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Loc.Bucket), Key: aws.String(s.Loc.Key(rel))})
+	if isNotFound(err) {
+		return nil, 0, fmt.Errorf("%s: %w", s.URL(rel), ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", s.URL(rel), err)
+	}
+	size := int64(-1)
+	if out.ContentLength != nil {
+		size = *out.ContentLength
+	}
+	return out.Body, size, nil
+}
+
+// HTTPSource reads over plain HTTP(S) GETs, e.g. from a bucket's public
+// website or any static file server.
+type HTTPSource struct {
+	Base   string
+	Client *http.Client // nil: http.DefaultClient
+}
+
+func (s *HTTPSource) URL(rel string) string { return s.Base + "/" + rel }
+
+func (s *HTTPSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL(rel), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	c := s.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return resp.Body, resp.ContentLength, nil
+	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusForbidden && strings.HasSuffix(rel, ".json"):
+		// S3 answers 403 for missing keys when listing is not public.
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("%s: %w", s.URL(rel), ErrNotFound)
+	}
+	resp.Body.Close()
+	return nil, 0, fmt.Errorf("GET %s: %s", s.URL(rel), resp.Status)
+}
+
+// FileSource reads a local directory (another workdir's builds/, a mounted
+// bucket, a copy on a share).
+type FileSource struct{ Root string }
+
+func (s *FileSource) URL(rel string) string { return filepath.Join(s.Root, filepath.FromSlash(rel)) }
+
+func (s *FileSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
+	f, err := os.Open(s.URL(rel))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%s: %w", s.URL(rel), ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s is a directory", s.URL(rel))
+	}
+	return f, fi.Size(), nil
+}
+
+// FetchOptions describes one buildfetch run.
+type FetchOptions struct {
+	Source Source
+	Dir    *build.Dir
+	// Build is the id to fetch; "" or "latest" is the newest build in the
+	// source's builds.json.
+	Build string
+	Arch  string
+	// Artifacts are images.* names to download besides the JSON files;
+	// "all" means every image.
+	Artifacts []string
+	// Force overwrites a local build whose meta.json differs and
+	// re-downloads artifacts already present.
+	Force  bool
+	Events func(Event)
+}
+
+// FetchResult says what a fetch did.
+type FetchResult struct {
+	BuildID, Arch string
+	Fetched       int
+	Kept          int
+	Bytes         int64
+	Elapsed       time.Duration
+}
+
+const maxJSONSize = 64 << 20
+
+// Fetch downloads a build's metadata (and chosen artifacts) into o.Dir and
+// merges the source's builds.json into the local one, all under the
+// builds/ lock. Artifacts are verified against meta.json's sha256 and size
+// in a temporary file that is renamed only when they match.
+func Fetch(ctx context.Context, o FetchOptions) (*FetchResult, error) {
+	var res *FetchResult
+	err := o.Dir.WithLock(ctx, "buildfetch", func() error {
+		var err error
+		res, err = fetchLocked(ctx, o)
+		return err
+	})
+	return res, err
+}
+
+func (o *FetchOptions) emit(e Event) {
+	if o.Events != nil {
+		o.Events(e)
+	}
+}
+
+func readAllFrom(ctx context.Context, src Source, rel string) ([]byte, error) {
+	rc, _, err := src.Open(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxJSONSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", src.URL(rel), err)
+	}
+	if len(data) > maxJSONSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", src.URL(rel), maxJSONSize)
+	}
+	return data, nil
+}
+
+func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error) {
+	start := time.Now()
+	ok := false
+	src := o.Source
+	data, err := readAllFrom(ctx, src, build.IndexFile)
+	if err != nil {
+		return nil, err
+	}
+	remoteIdx, err := parseIndex(src.URL(build.IndexFile), data)
+	if err != nil {
+		return nil, err
+	}
+	id := o.Build
+	if id == "" || id == "latest" {
+		if len(remoteIdx.Builds) == 0 {
+			return nil, fmt.Errorf("%s lists no builds", src.URL(build.IndexFile))
+		}
+		id = remoteIdx.Builds[0].ID
+	} else if err := build.ValidBuildID(id); err != nil {
+		return nil, err
+	}
+	entry := remoteIdx.Find(id)
+	if entry == nil {
+		return nil, fmt.Errorf("build %s is not in %s", id, src.URL(build.IndexFile))
+	}
+	if !slices.Contains(entry.Arches, o.Arch) {
+		return nil, fmt.Errorf("build %s has no %s build at %s (arches: %s)", id, o.Arch, src.URL(build.IndexFile), strings.Join(entry.Arches, ", "))
+	}
+	res := &FetchResult{BuildID: id, Arch: o.Arch}
+	base := id + "/" + o.Arch + "/"
+
+	metaData, err := readAllFrom(ctx, src, base+build.MetaFile)
+	if err != nil {
+		return nil, err
+	}
+	m := &build.Meta{}
+	if err := m.UnmarshalJSON(metaData); err != nil {
+		return nil, fmt.Errorf("%s: %w", src.URL(base+build.MetaFile), err)
+	}
+	if m.BuildID != id {
+		return nil, fmt.Errorf("%s: buildid %q does not match build %s", src.URL(base+build.MetaFile), m.BuildID, id)
+	}
+	metaPath := o.Dir.MetaPath(id, o.Arch)
+	if local, err := os.ReadFile(metaPath); err == nil && !bytes.Equal(local, metaData) && !o.Force {
+		return nil, fmt.Errorf("local build %s/%s differs from %s (its meta.json is not the same); use --force to overwrite it",
+			id, o.Arch, src.URL(base+build.MetaFile))
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+
+	names := make([]string, 0, len(m.Images))
+	for n := range m.Images {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var want []string
+	for _, a := range o.Artifacts {
+		if a == "all" {
+			want = names
+			break
+		}
+		if _, ok := m.Images[a]; !ok {
+			return nil, fmt.Errorf("build %s/%s has no artifact %q (has: %s)", id, o.Arch, a, strings.Join(names, ", "))
+		}
+		if !slices.Contains(want, a) {
+			want = append(want, a)
+		}
+	}
+
+	archDir := o.Dir.BuildDir(id, o.Arch)
+	buildDir := filepath.Dir(archDir)
+	_, statErr := os.Stat(buildDir)
+	if err := os.MkdirAll(archDir, 0o755); err != nil {
+		return nil, err
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		// A new build that fails half-way leaves nothing behind.
+		defer func() {
+			if !ok {
+				os.RemoveAll(buildDir)
+			}
+		}()
+	}
+	removeStaleTemps(archDir)
+
+	for _, name := range want {
+		a := m.Images[name]
+		rel, err := cleanRel(a.Path)
+		if err != nil {
+			return nil, fmt.Errorf("artifact %s: %w", name, err)
+		}
+		dst := filepath.Join(archDir, filepath.FromSlash(rel))
+		if !o.Force {
+			if sum, size, err := fileSha256(dst); err == nil && sum == a.Sha256 && size == a.Size {
+				res.Kept++
+				o.emit(Event{Event: "object", Action: "kept", Object: dst, Bytes: size, Message: "already present, sha256 matches"})
+				continue
+			}
+		}
+		n, d, err := downloadVerified(ctx, src, base+rel, dst, a.Sha256, a.Size, "artifact "+name)
+		if err != nil {
+			return nil, err
+		}
+		res.Fetched++
+		res.Bytes += n
+		o.emit(transferEvent("fetched", src.URL(base+rel), n, d))
+	}
+	for _, f := range []string{CommitMetaFile, PkgListFile} {
+		t0 := time.Now()
+		b, err := readAllFrom(ctx, src, base+f)
+		if errors.Is(err, ErrNotFound) {
+			o.emit(Event{Event: "warning", Message: fmt.Sprintf("%s does not exist; skipping it", src.URL(base+f))})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := build.WriteFileAtomic(filepath.Join(archDir, f), b, 0o644); err != nil {
+			return nil, err
+		}
+		res.Fetched++
+		res.Bytes += int64(len(b))
+		o.emit(transferEvent("fetched", src.URL(base+f), int64(len(b)), time.Since(t0)))
+	}
+	// meta.json last: its presence says the rest of the metadata is there.
+	if err := build.WriteFileAtomic(metaPath, metaData, 0o644); err != nil {
+		return nil, err
+	}
+	res.Fetched++
+	res.Bytes += int64(len(metaData))
+	o.emit(Event{Event: "object", Action: "fetched", Object: src.URL(base + build.MetaFile), Bytes: int64(len(metaData))})
+
+	localIdx, err := o.Dir.ReadIndex()
+	if err != nil {
+		return nil, err
+	}
+	// The source's builds stay listed even if not on disk (`cosa list`
+	// shows them so); local tags win over remote ones of the same name.
+	if MergeIndex(localIdx, remoteIdx.Builds, remoteIdx.Tags, false) {
+		if err := o.Dir.WriteIndex(localIdx); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range localIdx.Builds {
+		if o.Dir.HasBuild(b.ID) {
+			if b.ID == id {
+				if err := o.Dir.SetLatest(id); err != nil {
+					return nil, err
+				}
+			}
+			break
+		}
+	}
+	res.Elapsed = time.Since(start)
+	ok = true
+	return res, nil
+}
+
+const tempMarker = ".fetch-"
+
+// removeStaleTemps deletes temporary files an interrupted fetch left
+// behind (we hold the lock, so none is in use).
+func removeStaleTemps(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".") && strings.Contains(d.Name(), tempMarker) {
+			os.Remove(p)
+		}
+		return nil
+	})
+}
+
+// downloadVerified streams rel into a temporary file beside dst, checks
+// size and sha256, then renames it to dst. On any failure the temporary
+// file is removed and dst is left as it was.
+func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string, wantSize int64, what string) (n int64, d time.Duration, err error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return 0, 0, err
+	}
+	t0 := time.Now()
+	rc, _, err := src.Open(ctx, rel)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+tempMarker+"*")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	// Stop reading past the expected size: a bigger object is wrong anyway.
+	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, rc}, wantSize+1))
+	if err != nil {
+		return n, 0, fmt.Errorf("%s: downloading %s: %w", what, src.URL(rel), err)
+	}
+	if n != wantSize {
+		return n, 0, fmt.Errorf("%s: %s is corrupt: size %d bytes, meta.json says %d", what, src.URL(rel), n, wantSize)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != wantSum {
+		return n, 0, fmt.Errorf("%s: %s is corrupt: sha256 %s, meta.json says %s", what, src.URL(rel), got, wantSum)
+	}
+	if err = tmp.Sync(); err != nil {
+		return n, 0, err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return n, 0, err
+	}
+	if err = tmp.Close(); err != nil {
+		return n, 0, err
+	}
+	if err = os.Rename(tmp.Name(), dst); err != nil {
+		return n, 0, err
+	}
+	return n, time.Since(t0), syncDir(filepath.Dir(dst))
+}
+
+// ctxReader makes a long copy stop promptly when ctx is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,158 @@
+// Package remote moves finished builds between a local builds/ directory and
+// remote storage: buildupload to S3 (or any S3-compatible server) and
+// buildfetch from S3, http(s), file:// URLs or plain paths.
+//
+// The remote layout mirrors builds/: PREFIX/builds.json and
+// PREFIX/<id>/<arch>/<file>. Uploads go artifacts first, then
+// commitmeta.json and pkglist.json, then meta.json, and builds.json last, so
+// a reader that trusts builds.json never finds a listed build incomplete.
+package remote
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Files every build carries besides its images.
+const (
+	CommitMetaFile = "commitmeta.json"
+	PkgListFile    = "pkglist.json"
+)
+
+// Cache-Control values: artifacts never change once a build id exists;
+// JSON files (builds.json above all) do.
+const (
+	CacheControlArtifact = "max-age=31536000"
+	CacheControlJSON     = "max-age=300"
+)
+
+// ShaMetaKey is the user-metadata key (x-amz-meta-sha256) holding an
+// object's sha256, which is how an upload recognises objects already there.
+const ShaMetaKey = "sha256"
+
+// Event is one progress report. The JSON form is what `--json` prints.
+type Event struct {
+	Event   string  `json:"event"`            // "object", "index", "info", "warning"
+	Action  string  `json:"action,omitempty"` // uploaded, skipped, would-upload, fetched, kept, written, unchanged
+	Object  string  `json:"object,omitempty"` // s3://bucket/key, URL or path
+	Bytes   int64   `json:"bytes,omitempty"`
+	Seconds float64 `json:"seconds,omitempty"`
+	MBps    float64 `json:"mb_per_s,omitempty"`
+	Message string  `json:"message,omitempty"`
+}
+
+// String renders e as one human-readable line.
+func (e Event) String() string {
+	switch {
+	case e.Event == "warning":
+		return "warning: " + e.Message
+	case e.Event == "info":
+		return e.Message
+	case e.Action == "uploaded" || e.Action == "fetched":
+		return fmt.Sprintf("%s %s (%s in %s, %.1f MB/s)", e.Action, e.Object, HumanBytes(e.Bytes),
+			(time.Duration(e.Seconds * float64(time.Second))).Round(time.Millisecond), e.MBps)
+	case e.Action == "would-upload":
+		return fmt.Sprintf("would upload %s (%s)", e.Object, HumanBytes(e.Bytes))
+	case e.Message != "":
+		return fmt.Sprintf("%s %s (%s)", e.Action, e.Object, e.Message)
+	}
+	return fmt.Sprintf("%s %s", e.Action, e.Object)
+}
+
+// transferEvent builds the event for n bytes moved in d.
+func transferEvent(action, object string, n int64, d time.Duration) Event {
+	secs := d.Seconds()
+	var rate float64
+	if secs > 0 {
+		rate = float64(n) / 1e6 / secs
+	}
+	return Event{Event: "object", Action: action, Object: object, Bytes: n, Seconds: secs, MBps: rate}
+}
+
+// HumanBytes formats n in decimal units, as MB/s rates are.
+func HumanBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// contentTypes maps artifact suffixes to MIME types. A fixed table keeps
+// uploads independent of the machine's /etc/mime.types.
+var contentTypes = []struct{ suffix, typ string }{
+	{".json", "application/json"},
+	{".gz", "application/gzip"},
+	{".xz", "application/x-xz"},
+	{".zst", "application/zstd"},
+	{".tar", "application/x-tar"},
+	{".iso", "application/x-iso9660-image"},
+	{".qcow2", "application/x-qemu-disk"},
+	{".txt", "text/plain; charset=utf-8"},
+	{".sha256", "text/plain; charset=utf-8"},
+}
+
+// ContentType returns the Content-Type for a file name.
+func ContentType(name string) string {
+	lower := strings.ToLower(name)
+	for _, c := range contentTypes {
+		if strings.HasSuffix(lower, c.suffix) {
+			return c.typ
+		}
+	}
+	return "application/octet-stream"
+}
+
+// cleanRel checks that p (a meta.json images path) is a plain relative
+// path inside the build directory and returns it slash-separated.
+func cleanRel(p string) (string, error) {
+	if p == "" || strings.Contains(p, "\\") || path.IsAbs(p) || filepath.IsAbs(p) {
+		return "", fmt.Errorf("invalid artifact path %q", p)
+	}
+	c := path.Clean(p)
+	if c == "." || c == ".." || strings.HasPrefix(c, "../") || c != p {
+		return "", fmt.Errorf("invalid artifact path %q: must be a plain relative path", p)
+	}
+	return c, nil
+}
+
+// fileSha256 hashes a file.
+func fileSha256(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func bytesSha256(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// syncDir makes renames inside dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
