@@ -35,15 +35,7 @@ func newMetaCmd(g *globals) *cobra.Command {
 			if n != 1 {
 				return usageError{fmt.Errorf("give exactly one of --get, --set or --dump")}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
-			if err != nil {
-				return err
-			}
-			id, err := resolveBuild(d, o.Build)
+			_, d, id, err := g.openBuild(o.Build)
 			if err != nil {
 				return err
 			}

@@ -40,15 +40,7 @@ func newRunCmd(g *globals) *cobra.Command {
 			if o.Platform != "qemu" && o.Platform != "metal" {
 				return usageError{fmt.Errorf("--platform must be qemu or metal")}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
-			if err != nil {
-				return err
-			}
-			id, err := resolveBuild(d, o.Build)
+			w, d, id, err := g.openBuild(o.Build)
 			if err != nil {
 				return err
 			}

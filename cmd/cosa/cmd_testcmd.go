@@ -46,15 +46,7 @@ func newTestCmd(g *globals) *cobra.Command {
 					return usageError{fmt.Errorf("bad pattern %q: %v", pattern, err)}
 				}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
-			if err != nil {
-				return err
-			}
-			id, err := resolveBuild(d, o.Build)
+			w, d, id, err := g.openBuild(o.Build)
 			if err != nil {
 				return err
 			}

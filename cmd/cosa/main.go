@@ -61,6 +61,24 @@ func (g *globals) buildsDir(w *workdir.Workdir) (*build.Dir, error) {
 	return d, nil
 }
 
+// openBuild opens the workdir and its builds dir and resolves a --build
+// value ("latest" or an id) to an existing local build.
+func (g *globals) openBuild(buildFlag string) (*workdir.Workdir, *build.Dir, string, error) {
+	w, err := g.openWorkdir()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	d, err := g.buildsDir(w)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	id, err := resolveBuild(d, buildFlag)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return w, d, id, nil
+}
+
 func newRootCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "cosa",
