@@ -178,6 +178,12 @@ func TestImages(t *testing.T) {
 		t.Errorf("upgrade test:\n%s", r.Stdout)
 	}
 
+	if data, err := os.ReadFile(filepath.Join(w, "tmp", "test", "upgrade-uefi", "result.json")); err == nil {
+		var res struct{ Output string }
+		json.Unmarshal(data, &res)
+		t.Logf("e2e: upgrade %s -> %s: %s", id, id1, strings.SplitN(res.Output, "\n", 2)[0])
+	}
+
 	// cosa run -c: an interactive login on a terminal.
 	consoleLogin(t, w)
 }
