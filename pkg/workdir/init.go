@@ -1,6 +1,7 @@
 package workdir
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -149,8 +150,7 @@ func mkdirAllTrack(dir string, created *[]string) error {
 	return nil
 }
 
-// writeFS writes an embedded tree; scripts keep their executable bit
-// (embed drops modes, so anything under postprocess/ or tests/ is 0755).
+// writeFS writes an embedded tree.
 func writeFS(fsys fs.FS, dst string) error {
 	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -164,8 +164,11 @@ func writeFS(fsys fs.FS, dst string) error {
 		if err != nil {
 			return err
 		}
+		// embed drops file modes: anything starting with "#!" is a script
+		// (postprocess, tests, helpers shipped in overlays) and must stay
+		// executable.
 		mode := os.FileMode(0o644)
-		if top := strings.SplitN(p, "/", 2)[0]; (top == "postprocess" || top == "tests") && !strings.HasSuffix(p, ".md") {
+		if bytes.HasPrefix(data, []byte("#!")) {
 			mode = 0o755
 		}
 		return os.WriteFile(out, data, mode)
