@@ -69,6 +69,7 @@ func newPipelineCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w\n(full log: %s)", err, logf.Name())
 			}
+			defer res.Close()
 			for _, e := range exports {
 				dst := res.Exports[e]
 				if o.Output != "" {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cosa-build/cosa/pkg/build"
@@ -67,21 +68,64 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	if err != nil {
 		return nil, nil, err
 	}
+	// Every platform is made from the raw disk of the image pipeline, and
+	// metal ships that disk as is. Its checksum is worth having before
+	// anyone asks: hash it on the other core while the rest of the run
+	// (qemu-img convert, cloud conversions, the artifact copy) goes on,
+	// so a later buildextend-metal only copies.
+	var hashing sync.WaitGroup
+	rawPipe := rawPipeline(p)
+	prev := en.PipelineDone
+	en.PipelineDone = func(pipeline, objID, objDir string) {
+		if prev != nil {
+			prev(pipeline, objID, objDir)
+		}
+		if pipeline != rawPipe || pipeline == export {
+			return
+		}
+		if _, ok := en.Store.Sum(objID, rawDisk); ok {
+			return
+		}
+		hashing.Add(1)
+		go func() {
+			defer hashing.Done()
+			if sum, size, err := hashSparse(filepath.Join(objDir, rawDisk)); err == nil {
+				en.Store.SetSum(objID, rawDisk, images.FileSum{Sha256: sum, Size: size})
+			}
+		}()
+	}
+	defer func() { en.PipelineDone = prev }()
 	res, err := en.Run(ctx, m, []string{export})
 	if err != nil {
+		hashing.Wait()
 		return nil, nil, err
 	}
+	defer res.Close()
 	art := ArtifactName(name, id, p, arch)
 	mdata, err := m.Marshal()
 	if err != nil {
+		hashing.Wait()
 		return nil, nil, err
 	}
 	if err := build.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension())+".manifest.json"), mdata, 0o644); err != nil {
+		hashing.Wait()
 		return nil, nil, err
 	}
 	tmp := filepath.Join(dir, "."+art+".tmp")
 	src := filepath.Join(res.Exports[export], file)
-	sum, size, err := copySparseHash(src, tmp)
+	objID := filepath.Base(res.Exports[export])
+	var sum string
+	var size int64
+	if known, ok := en.Store.Sum(objID, file); ok {
+		sum, size = known.Sha256, known.Size
+		_, err = copySparseChecked(src, tmp, size)
+	} else {
+		sum, size, err = copySparseHash(src, tmp)
+		if err == nil {
+			en.Store.SetSum(objID, file, images.FileSum{Sha256: sum, Size: size})
+		}
+	}
+	hashing.Wait()
 	if err != nil {
 		os.Remove(tmp)
 		return nil, nil, fmt.Errorf("copying %s: %w", src, err)
@@ -96,6 +140,28 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		a.SkipCompression = true
 	}
 	return a, res, nil
+}
+
+// rawDisk is the file the image pipelines write.
+const rawDisk = "disk.raw"
+
+// rawPipeline names the pipeline that makes p's raw disk.
+func rawPipeline(p images.Platform) string {
+	if p == images.PlatformMetal4k {
+		return "image4k"
+	}
+	return "image"
+}
+
+// copySparseChecked copies a file whose checksum the store already holds.
+// The size is checked against the record; the content is trusted the way
+// the store is trusted (objects are written once, by rename).
+func copySparseChecked(src, dst string, want int64) (int64, error) {
+	_, n, err := copySparse(src, dst, false)
+	if err == nil && n != want {
+		err = fmt.Errorf("size %d, the store recorded %d", n, want)
+	}
+	return n, err
 }
 
 // Options configure BuildExtend.

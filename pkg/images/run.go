@@ -17,6 +17,10 @@ type Engine struct {
 	Sources Sources
 	Events  *Printer
 	Log     io.Writer // full stage output
+	// PipelineDone, if set, is called as soon as each pipeline's result is
+	// in the store (built or cached), with its final stage id and object
+	// path, so callers can start work on it while later pipelines run.
+	PipelineDone func(pipeline, id, dir string)
 }
 
 // Result of a run: where each exported pipeline's finished tree is. The
@@ -27,6 +31,7 @@ type Result struct {
 	// the store.
 	Ran, Cached int
 	StageTimes  []StageTime
+	hold        *storeUse
 }
 
 // StageTime records one executed stage.
@@ -60,7 +65,18 @@ func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Resu
 	if err != nil {
 		return nil, err
 	}
-	en.Store.Clean()
+	// Working trees of runs that were killed are garbage once no run is
+	// active (scratch is shared by all runs of this workdir).
+	use, err := en.Store.use(func() { RemoveAll(en.Scratch) })
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			use.release()
+		}
+	}()
 	if err := os.MkdirAll(en.Scratch, 0o755); err != nil {
 		return nil, err
 	}
@@ -79,26 +95,50 @@ func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Resu
 				Message: fmt.Sprintf("%s: all %d stages cached", p.Name, len(p.Stages))})
 			done[p.Name] = en.Store.Path(final)
 			res.Cached++
+			en.pipelineDone(p.Name, final)
 			continue
 		}
 		if err := en.runPipeline(ctx, p, pids, done, log, res); err != nil {
 			return nil, err
 		}
 		done[p.Name] = en.Store.Path(final)
+		en.pipelineDone(p.Name, final)
 	}
 	keep := map[string]bool{}
 	for _, p := range pipes {
 		keep[ids[p.Name][len(ids[p.Name])-1]] = true
 	}
-	if evicted, err := en.Store.Evict(keep); err != nil {
+	if use.tryExclusive() {
+		if evicted, err := en.Store.Evict(keep); err != nil {
+			return nil, err
+		} else if len(evicted) > 0 {
+			en.Events.Emit(Event{Type: "stage-cached", Message: fmt.Sprintf("evicted %d cached objects to stay under the cache size cap", len(evicted))})
+		}
+	}
+	// The exports stay readable until the caller is done with them.
+	if err := use.shared(); err != nil {
 		return nil, err
-	} else if len(evicted) > 0 {
-		en.Events.Emit(Event{Type: "stage-cached", Message: fmt.Sprintf("evicted %d cached objects to stay under the cache size cap", len(evicted))})
 	}
 	for _, e := range exports {
 		res.Exports[e] = done[e]
 	}
+	res.hold, ok = use, true
 	return res, nil
+}
+
+// Close ends the run's hold on the store: its exports may be evicted by
+// later runs from then on.
+func (r *Result) Close() {
+	if r != nil && r.hold != nil {
+		r.hold.release()
+		r.hold = nil
+	}
+}
+
+func (en *Engine) pipelineDone(name, id string) {
+	if en.PipelineDone != nil {
+		en.PipelineDone(name, id, en.Store.Path(id))
+	}
 }
 
 func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, done map[string]string, log io.Writer, res *Result) error {

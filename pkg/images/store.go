@@ -125,6 +125,7 @@ func (s *Store) Evict(keep map[string]bool) ([]string, error) {
 		if err := os.RemoveAll(s.Path(o.id)); err != nil {
 			return evicted, err
 		}
+		os.Remove(s.sumsPath(o.id))
 		total -= o.size
 		evicted = append(evicted, o.id)
 	}
