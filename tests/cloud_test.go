@@ -2,6 +2,7 @@ package tests
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"io"
@@ -13,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/cosa-build/cosa/internal/ec2double"
 	"github.com/cosa-build/cosa/pkg/images"
 )
 
@@ -114,6 +118,78 @@ func TestCloudImages(t *testing.T) {
 	checkGCP(t, file("gcp"), vsize)
 	// vmware: OVA = OVF descriptor + streamOptimized vmdk.
 	checkOVAFile(t, file("vmware"), vsize)
+
+	checkAWSUpload(t, w, id, file("aws"), m.Images["aws"].Sha256)
+}
+
+// checkAWSUpload runs `cosa buildextend-aws --upload` end to end: the
+// build's vmdk goes to a real S3 server (versitygw on loopback), and the
+// EC2 calls go to a TEST DOUBLE of EC2 (internal/ec2double; there is no
+// EC2 emulator to run here) that reads the uploaded object from that
+// server and refuses what EC2 would refuse.
+func checkAWSUpload(t *testing.T, w, id, vmdk, sum string) {
+	s3Env(t)
+	g := startGateway(t, versitygwBin(t))
+	const bucket = "amis"
+	if err := os.MkdirAll(filepath.Join(g.dataDir, bucket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := s3Client(t, g.url())
+	ec2 := ec2double.Start(t, func(b, key string) ([]byte, error) {
+		out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(b), Key: aws.String(key), Range: aws.String("bytes=0-65535")})
+		if err != nil {
+			return nil, err
+		}
+		defer out.Body.Close()
+		return io.ReadAll(out.Body)
+	})
+	t0 := time.Now()
+	r := mustCosa(t, w, "buildextend-aws", "--upload", "--region", "us-east-1", "--bucket", "s3://"+bucket+"/cosa/",
+		"--replicate", "eu-west-1", "--endpoint-url", g.url(), "--ec2-endpoint-url", ec2.URL, "--poll-interval", "50ms")
+	t.Logf("e2e: buildextend-aws --upload %s", time.Since(t0).Round(100*time.Millisecond))
+	if strings.Contains(r.Stdout+r.Stderr, s3TestSecretKey) {
+		t.Error("buildextend-aws printed the secret key")
+	}
+	if !strings.Contains(r.Stdout, "already has a aws image") {
+		t.Errorf("--upload rebuilt the existing vmdk:\n%s", r.Stderr)
+	}
+	// The object in S3 is the build's vmdk, whole.
+	fi, err := os.Stat(vmdk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(bucket),
+		Key: aws.String("cosa/" + filepath.Base(vmdk))})
+	if err != nil {
+		t.Fatalf("the vmdk is not in the bucket: %v", err)
+	}
+	if aws.ToInt64(head.ContentLength) != fi.Size() {
+		t.Errorf("S3 object %d bytes, vmdk %d", aws.ToInt64(head.ContentLength), fi.Size())
+	}
+	// meta.json records one AMI per region, with the ids EC2 handed out.
+	m, _ := readMeta(t, w, id)
+	if len(m.AMIs) != 2 {
+		t.Fatalf("amis = %+v", m.AMIs)
+	}
+	for _, a := range m.AMIs {
+		ims := ec2.RegionImages(a.Name)
+		if len(ims) != 1 || ims[0].ID != a.HVM || ims[0].Snapshot != a.Snapshot || ims[0].State != "available" {
+			t.Errorf("meta.json %+v, EC2 has %+v", a, ims)
+			continue
+		}
+		if ims[0].Tags["Name"] == "" || ims[0].Arch != "x86_64" || !ims[0].ENA || ims[0].VolumeType != "gp3" {
+			t.Errorf("%s image %+v", a.Name, ims[0])
+		}
+	}
+	if m.AMIs[0].Name != "us-east-1" || ec2.RegionImages("eu-west-1")[0].CopiedFrom != m.AMIs[0].HVM {
+		t.Errorf("amis %+v: eu-west-1 should be a copy of the us-east-1 image", m.AMIs)
+	}
+	if n := ec2.CallCount("DescribeImportSnapshotTasks"); n < ec2.PollsToComplete {
+		t.Errorf("the import was polled %d times; it completes after %d", n, ec2.PollsToComplete)
+	}
+	if m.Images["aws"].Sha256 != sum {
+		t.Errorf("aws image changed: %s, was %s", m.Images["aws"].Sha256, sum)
+	}
 }
 
 func diskUse(fi os.FileInfo) int64 {

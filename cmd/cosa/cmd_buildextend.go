@@ -18,20 +18,21 @@ type buildextendOptions struct {
 	Force bool
 
 	// aws only: --upload and what it needs.
-	Upload      bool
-	Region      string
-	Bucket      string
-	Name        string
-	GrantUsers  []string
-	Public      bool
-	Replicate   []string
-	S3Endpoint  string
-	EC2Endpoint string
-	WaitTimeout time.Duration
+	Upload       bool
+	Region       string
+	Bucket       string
+	Name         string
+	GrantUsers   []string
+	Public       bool
+	Replicate    []string
+	S3Endpoint   string
+	EC2Endpoint  string
+	WaitTimeout  time.Duration
+	PollInterval time.Duration
 }
 
 // awsUploadFlags are the flags that only mean something with --upload.
-var awsUploadFlags = []string{"region", "bucket", "name", "grant-user", "public", "replicate", "endpoint-url", "ec2-endpoint-url", "wait-timeout"}
+var awsUploadFlags = []string{"region", "bucket", "name", "grant-user", "public", "replicate", "endpoint-url", "ec2-endpoint-url", "wait-timeout", "poll-interval"}
 
 // newBuildextendCmds makes one buildextend-<platform> command per platform.
 func newBuildextendCmds(g *globals) []*cobra.Command {
@@ -101,6 +102,7 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 			f.StringVar(&o.S3Endpoint, "endpoint-url", "", "S3 endpoint URL (path-style addressing), e.g. a local S3 server")
 			f.StringVar(&o.EC2Endpoint, "ec2-endpoint-url", "", "EC2 endpoint URL used for every region")
 			f.DurationVar(&o.WaitTimeout, "wait-timeout", time.Hour, "how long to wait for the snapshot import and each copy")
+			f.DurationVar(&o.PollInterval, "poll-interval", 10*time.Second, "how often to ask EC2 about the import and copies")
 		}
 		cmds = append(cmds, c)
 	}
@@ -126,7 +128,8 @@ func checkAWSFlags(c *cobra.Command, o *buildextendOptions) error {
 
 func (o *buildextendOptions) awsOptions() *extend.AWSOptions {
 	return &extend.AWSOptions{Region: o.Region, Bucket: o.Bucket, Name: o.Name, GrantUsers: o.GrantUsers, Public: o.Public,
-		Replicate: o.Replicate, S3Endpoint: o.S3Endpoint, EC2Endpoint: o.EC2Endpoint, WaitTimeout: o.WaitTimeout}
+		Replicate: o.Replicate, S3Endpoint: o.S3Endpoint, EC2Endpoint: o.EC2Endpoint, WaitTimeout: o.WaitTimeout,
+		PollInterval: o.PollInterval}
 }
 
 func (g *globals) events() *images.Printer {

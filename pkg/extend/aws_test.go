@@ -20,6 +20,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/cosa-build/cosa/internal/ec2double"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 )
@@ -36,7 +37,7 @@ type awsFixture struct {
 	dir   *build.Dir
 	s3    *s3mem.Backend
 	s3URL string
-	ec2   *ec2Double
+	ec2   *ec2double.Double // a TEST DOUBLE of EC2: there is no EC2 emulator to run here
 }
 
 // fakeVMDK is the start of a streamOptimized vmdk: the sparse header
@@ -87,7 +88,21 @@ func newAWSFixture(t *testing.T, vmdk []byte) *awsFixture {
 	if err := d.WriteMeta(testBuild, "x86_64", m); err != nil {
 		t.Fatal(err)
 	}
-	return &awsFixture{dir: d, s3: backend, s3URL: s3srv.URL, ec2: newEC2Double(t, backend)}
+	return &awsFixture{dir: d, s3: backend, s3URL: s3srv.URL, ec2: ec2double.Start(t, s3memGetter(backend))}
+}
+
+// s3memGetter lets the EC2 double read imported disks from gofakes3.
+func s3memGetter(b *s3mem.Backend) ec2double.ObjectGetter {
+	return func(bucket, key string) ([]byte, error) {
+		obj, err := b.GetObject(bucket, key, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer obj.Contents.Close()
+		head := make([]byte, 64<<10)
+		n, _ := io.ReadFull(obj.Contents, head)
+		return head[:n], nil
+	}
 }
 
 func (f *awsFixture) opts() AWSOptions {
@@ -95,7 +110,7 @@ func (f *awsFixture) opts() AWSOptions {
 		Dir: f.dir, BuildID: testBuild, Arch: "x86_64",
 		AWS:    config.AWS{VolumeType: "gp3", BootMode: "uefi"},
 		Region: "us-east-1", Bucket: "s3://" + testBucket + "/ami/",
-		S3Endpoint: f.s3URL, EC2Endpoint: f.ec2.srv.URL,
+		S3Endpoint: f.s3URL, EC2Endpoint: f.ec2.URL,
 		WaitTimeout: 10 * time.Second, PollInterval: time.Millisecond, Out: io.Discard,
 	}
 }
@@ -145,32 +160,32 @@ func TestUploadAWS(t *testing.T) {
 	obj.Contents.Close()
 
 	// The AMI as EC2 recorded it.
-	ims := f.ec2.regionImages("us-east-1")
+	ims := f.ec2.RegionImages("us-east-1")
 	if len(ims) != 1 {
 		t.Fatalf("us-east-1 images: %+v", ims)
 	}
 	im := ims[0]
-	if im.name != "testos-"+testBuild+"-x86_64" || im.arch != "x86_64" || im.virt != "hvm" || !im.ena ||
-		im.root != "/dev/xvda" || im.volumeType != "gp3" || im.bootMode != "uefi" {
+	if im.Name != "testos-"+testBuild+"-x86_64" || im.Arch != "x86_64" || im.Virt != "hvm" || !im.ENA ||
+		im.Root != "/dev/xvda" || im.VolumeType != "gp3" || im.BootMode != "uefi" {
 		t.Errorf("registered image %+v", im)
 	}
-	if im.tags["Name"] != im.name || im.tags[TagBuildID] != testBuild {
-		t.Errorf("image tags %v", im.tags)
+	if im.Tags["Name"] != im.Name || im.Tags[TagBuildID] != testBuild {
+		t.Errorf("image tags %v", im.Tags)
 	}
-	if !im.public || len(im.launchUsers) != 1 || im.launchUsers[0] != "123456789012" {
-		t.Errorf("launch permissions: public %v users %v", im.public, im.launchUsers)
+	if !im.Public || len(im.LaunchUsers) != 1 || im.LaunchUsers[0] != "123456789012" {
+		t.Errorf("launch permissions: public %v users %v", im.Public, im.LaunchUsers)
 	}
-	snap := f.ec2.snapshots[im.snapshot]
-	if snap.tags[TagBuildID] != testBuild || len(snap.volumePerms) != 1 {
+	snap, _ := f.ec2.SnapshotByID(im.Snapshot)
+	if snap.Tags[TagBuildID] != testBuild || len(snap.VolumePerms) != 1 {
 		t.Errorf("snapshot %+v", snap)
 	}
-	if n := f.ec2.callCount("DescribeImportSnapshotTasks"); n < f.ec2.pollsToComplete {
+	if n := f.ec2.CallCount("DescribeImportSnapshotTasks"); n < f.ec2.PollsToComplete {
 		t.Errorf("import task polled %d times", n)
 	}
 	for _, r := range []string{"us-west-2", "eu-west-1"} {
-		ims := f.ec2.regionImages(r)
-		if len(ims) != 1 || ims[0].copiedFrom != im.id || ims[0].copiedFromRegion != "us-east-1" || ims[0].state != "available" ||
-			!ims[0].public || ims[0].tags[TagBuildID] != testBuild {
+		ims := f.ec2.RegionImages(r)
+		if len(ims) != 1 || ims[0].CopiedFrom != im.ID || ims[0].CopiedRegion != "us-east-1" || ims[0].State != "available" ||
+			!ims[0].Public || ims[0].Tags[TagBuildID] != testBuild {
 			t.Errorf("%s images: %+v", r, ims)
 		}
 	}
@@ -190,8 +205,8 @@ func TestUploadAWS(t *testing.T) {
 			t.Errorf("amis entry %+v, want %+v", a, want[a.Name])
 		}
 	}
-	if amis[1].Name != "us-east-1" || amis[1].HVM != im.id || amis[1].Snapshot != im.snapshot {
-		t.Errorf("us-east-1 entry %+v, image %s/%s", amis[1], im.id, im.snapshot)
+	if amis[1].Name != "us-east-1" || amis[1].HVM != im.ID || amis[1].Snapshot != im.Snapshot {
+		t.Errorf("us-east-1 entry %+v, image %s/%s", amis[1], im.ID, im.Snapshot)
 	}
 
 	// Again under another name: the upload is skipped (same sha256), the
@@ -206,7 +221,7 @@ func TestUploadAWS(t *testing.T) {
 		t.Errorf("second run re-uploaded:\n%s", out.String())
 	}
 	amis = f.amis(t)
-	if len(amis) != 4 || amis[1].Name != "us-east-1" || amis[1].HVM != again[0].HVM || amis[1].HVM == im.id {
+	if len(amis) != 4 || amis[1].Name != "us-east-1" || amis[1].HVM != again[0].HVM || amis[1].HVM == im.ID {
 		t.Errorf("after a second upload amis = %+v", amis)
 	}
 }
@@ -269,12 +284,12 @@ func TestUploadAWSRejectsWhatEC2Would(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < f.ec2.pollsToComplete; i++ {
+	for i := 0; i < f.ec2.PollsToComplete; i++ {
 		d, err := c.DescribeImportSnapshotTasks(ctx, &ec2.DescribeImportSnapshotTasksInput{ImportTaskIds: []string{*out.ImportTaskId}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == f.ec2.pollsToComplete-1 && aws.ToString(d.ImportSnapshotTasks[0].SnapshotTaskDetail.Status) != "deleted" {
+		if i == f.ec2.PollsToComplete-1 && aws.ToString(d.ImportSnapshotTasks[0].SnapshotTaskDetail.Status) != "deleted" {
 			t.Errorf("RAW import of a vmdk: %+v", d.ImportSnapshotTasks[0].SnapshotTaskDetail)
 		}
 	}
@@ -309,20 +324,20 @@ func TestUploadAWSErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "not a sparse") {
 			t.Fatalf("err = %v", err)
 		}
-		if f.ec2.callCount("ImportSnapshot") != 0 {
+		if f.ec2.CallCount("ImportSnapshot") != 0 {
 			t.Error("ImportSnapshot called for a non-vmdk")
 		}
 	})
 	t.Run("import timeout", func(t *testing.T) {
 		f := newAWSFixture(t, fakeVMDK())
-		f.ec2.pollsToComplete = 1 << 30
+		f.ec2.PollsToComplete = 1 << 30
 		o := f.opts()
 		o.WaitTimeout, o.PollInterval = 50*time.Millisecond, 5*time.Millisecond
 		_, err := UploadAWS(ctx, o)
 		if err == nil || !strings.Contains(err.Error(), "timed out") {
 			t.Fatalf("err = %v", err)
 		}
-		if f.amis(t) != nil || f.ec2.callCount("RegisterImage") != 0 {
+		if f.amis(t) != nil || f.ec2.CallCount("RegisterImage") != 0 {
 			t.Error("registered after a timed-out import")
 		}
 	})
@@ -343,7 +358,7 @@ func TestUploadAWSErrors(t *testing.T) {
 	})
 	t.Run("replicate failure keeps the primary region", func(t *testing.T) {
 		f := newAWSFixture(t, fakeVMDK())
-		f.ec2.failCopy = true
+		f.ec2.FailCopy = true
 		o := f.opts()
 		o.Replicate = []string{"us-west-2"}
 		made, err := UploadAWS(ctx, o)

@@ -1,6 +1,4 @@
-package extend
-
-// This file is a TEST DOUBLE of Amazon EC2, for tests only. It is not an
+// Package ec2double is a TEST DOUBLE of Amazon EC2, for tests only. It is not an
 // emulator: it speaks just enough of the EC2 Query API (form-encoded POST,
 // XML replies in the EC2 namespace, <Response><Errors> on failure) for the
 // calls `cosa buildextend-aws --upload` makes, keeps what they create in
@@ -30,11 +28,14 @@ package extend
 //     own snapshot) is "pending" until described pollsToComplete times;
 //   - DescribeImages reports unknown ids as InvalidAMIID.NotFound.
 
+package ec2double
+
 import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -44,8 +45,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -74,14 +73,15 @@ type doubleImage struct {
 	copiedFrom, copiedFromRegion string
 }
 
-// ec2Double is the TEST DOUBLE described at the top of this file.
-type ec2Double struct {
-	t               *testing.T
-	s3              *s3mem.Backend
-	pollsToComplete int
-	// failCopy makes copies end "failed" instead of "available".
-	failCopy bool
-	srv      *httptest.Server
+// Double is the TEST DOUBLE described at the top of this file.
+type Double struct {
+	get ObjectGetter
+	// PollsToComplete is how many describes a task or copy takes to finish.
+	PollsToComplete int
+	// FailCopy makes copies end "failed" instead of "available".
+	FailCopy bool
+	// URL is the endpoint, when started with Start.
+	URL string
 
 	mu        sync.Mutex
 	seq       int
@@ -91,11 +91,22 @@ type ec2Double struct {
 	calls     []string // "region Action"
 }
 
-func newEC2Double(t *testing.T, s3 *s3mem.Backend) *ec2Double {
-	d := &ec2Double{t: t, s3: s3, pollsToComplete: 2,
+// ObjectGetter returns the start (at least the first 64 KiB, or all of a
+// shorter object) of an S3 object, as EC2 reads the disk it imports.
+type ObjectGetter func(bucket, key string) ([]byte, error)
+
+// New makes a double that reads imported disks with get.
+func New(get ObjectGetter) *Double {
+	return &Double{get: get, PollsToComplete: 2,
 		tasks: map[string]*doubleTask{}, snapshots: map[string]*doubleSnapshot{}, images: map[string]*doubleImage{}}
-	d.srv = httptest.NewServer(http.HandlerFunc(d.serve))
-	t.Cleanup(d.srv.Close)
+}
+
+// Start serves a new double on a loopback port until the test ends.
+func Start(tb testing.TB, get ObjectGetter) *Double {
+	d := New(get)
+	srv := httptest.NewServer(d)
+	tb.Cleanup(srv.Close)
+	d.URL = srv.URL
 	return d
 }
 
@@ -109,7 +120,8 @@ func fail(code, format string, a ...any) *ec2Error {
 
 var scopeRE = regexp.MustCompile(`Credential=[^/,]+/[0-9]{8}/([a-z0-9-]+)/ec2/aws4_request`)
 
-func (d *ec2Double) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers one EC2 Query API request.
+func (d *Double) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	reply := func(status int, body string) {
@@ -179,7 +191,7 @@ func (d *ec2Double) serve(w http.ResponseWriter, r *http.Request) {
 	reply(http.StatusOK, fmt.Sprintf(`<%sResponse xmlns="%s"><requestId>req-%d</requestId>%s</%sResponse>`, action, ec2Namespace, d.seq, inner, action))
 }
 
-func (d *ec2Double) newID(prefix string) string {
+func (d *Double) newID(prefix string) string {
 	d.seq++
 	return fmt.Sprintf("%s-%017x", prefix, 0xc05a0000+d.seq)
 }
@@ -202,7 +214,7 @@ func esc(s string) string {
 	return b.String()
 }
 
-func (d *ec2Double) importSnapshot(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) importSnapshot(region string, f url.Values) (string, *ec2Error) {
 	format := f.Get("DiskContainer.Format")
 	switch strings.ToUpper(format) {
 	case "VMDK", "VHD", "VHDX", "RAW":
@@ -223,15 +235,11 @@ func (d *ec2Double) importSnapshot(region string, f url.Values) (string, *ec2Err
 }
 
 // validateDisk is where the disk behind an import task is looked at.
-func (d *ec2Double) validateDisk(t *doubleTask) string {
-	obj, err := d.s3.GetObject(t.bucket, t.key, nil)
+func (d *Double) validateDisk(t *doubleTask) string {
+	head, err := d.get(t.bucket, t.key)
 	if err != nil {
 		return fmt.Sprintf("ClientError: Unable to read s3://%s/%s: %v", t.bucket, t.key, err)
 	}
-	defer obj.Contents.Close()
-	head := make([]byte, 64<<10)
-	n, _ := io.ReadFull(obj.Contents, head)
-	head = head[:n]
 	if t.format != "VMDK" {
 		return fmt.Sprintf("ClientError: Disk validation failed [this TEST DOUBLE only validates VMDK, not %s]", t.format)
 	}
@@ -244,7 +252,7 @@ func (d *ec2Double) validateDisk(t *doubleTask) string {
 	return ""
 }
 
-func (d *ec2Double) describeImportSnapshotTasks(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) describeImportSnapshotTasks(region string, f url.Values) (string, *ec2Error) {
 	var b strings.Builder
 	for _, id := range list(f, "ImportTaskId") {
 		t, ok := d.tasks[id]
@@ -252,7 +260,7 @@ func (d *ec2Double) describeImportSnapshotTasks(region string, f url.Values) (st
 			return "", fail("InvalidConversionTaskId.Malformed", "The import task %s does not exist", id)
 		}
 		t.polls++
-		if t.status == "active" && t.polls >= d.pollsToComplete {
+		if t.status == "active" && t.polls >= d.PollsToComplete {
 			if msg := d.validateDisk(t); msg != "" {
 				t.status, t.message = "deleted", msg
 			} else {
@@ -263,7 +271,7 @@ func (d *ec2Double) describeImportSnapshotTasks(region string, f url.Values) (st
 		}
 		progress := ""
 		if t.status == "active" {
-			progress = "<progress>" + strconv.Itoa(min(99, 100*t.polls/d.pollsToComplete)) + "</progress>"
+			progress = "<progress>" + strconv.Itoa(min(99, 100*t.polls/d.PollsToComplete)) + "</progress>"
 		}
 		fmt.Fprintf(&b, `<item><importTaskId>%s</importTaskId><snapshotTaskDetail><status>%s</status><statusMessage>%s</statusMessage>%s`+
 			`<snapshotId>%s</snapshotId><format>%s</format><userBucket><s3Bucket>%s</s3Bucket><s3Key>%s</s3Key></userBucket></snapshotTaskDetail></item>`,
@@ -283,7 +291,7 @@ func oneOf(v string, allowed ...string) bool {
 	return false
 }
 
-func (d *ec2Double) registerImage(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) registerImage(region string, f url.Values) (string, *ec2Error) {
 	name := f.Get("Name")
 	if !doubleAMINameRE.MatchString(name) {
 		return "", fail("InvalidAMIName.Malformed", "AMI name %q is invalid", name)
@@ -348,7 +356,7 @@ func (d *ec2Double) registerImage(region string, f url.Values) (string, *ec2Erro
 	return "<imageId>" + im.id + "</imageId>", nil
 }
 
-func (d *ec2Double) createTags(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) createTags(region string, f url.Values) (string, *ec2Error) {
 	ids := list(f, "ResourceId")
 	if len(ids) == 0 {
 		return "", fail("MissingParameter", "ResourceId")
@@ -385,7 +393,7 @@ func (d *ec2Double) createTags(region string, f url.Values) (string, *ec2Error) 
 	return "<return>true</return>", nil
 }
 
-func (d *ec2Double) image(region, id string) (*doubleImage, *ec2Error) {
+func (d *Double) image(region, id string) (*doubleImage, *ec2Error) {
 	im, ok := d.images[id]
 	if !ok || im.region != region {
 		return nil, fail("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
@@ -393,7 +401,7 @@ func (d *ec2Double) image(region, id string) (*doubleImage, *ec2Error) {
 	return im, nil
 }
 
-func (d *ec2Double) modifyImageAttribute(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) modifyImageAttribute(region string, f url.Values) (string, *ec2Error) {
 	im, e := d.image(region, f.Get("ImageId"))
 	if e != nil {
 		return "", e
@@ -421,7 +429,7 @@ func (d *ec2Double) modifyImageAttribute(region string, f url.Values) (string, *
 	return "<return>true</return>", nil
 }
 
-func (d *ec2Double) modifySnapshotAttribute(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) modifySnapshotAttribute(region string, f url.Values) (string, *ec2Error) {
 	id := f.Get("SnapshotId")
 	s, ok := d.snapshots[id]
 	if !ok || s.region != region {
@@ -448,7 +456,7 @@ func (d *ec2Double) modifySnapshotAttribute(region string, f url.Values) (string
 	return "<return>true</return>", nil
 }
 
-func (d *ec2Double) copyImage(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) copyImage(region string, f url.Values) (string, *ec2Error) {
 	srcRegion, srcID, name := f.Get("SourceRegion"), f.Get("SourceImageId"), f.Get("Name")
 	if srcRegion == "" || srcID == "" || name == "" {
 		return "", fail("MissingParameter", "SourceRegion, SourceImageId and Name are required")
@@ -470,7 +478,7 @@ func (d *ec2Double) copyImage(region string, f url.Values) (string, *ec2Error) {
 	return "<imageId>" + cp.id + "</imageId>", nil
 }
 
-func (d *ec2Double) describeImages(region string, f url.Values) (string, *ec2Error) {
+func (d *Double) describeImages(region string, f url.Values) (string, *ec2Error) {
 	var b strings.Builder
 	for _, id := range list(f, "ImageId") {
 		im, e := d.image(region, id)
@@ -479,9 +487,9 @@ func (d *ec2Double) describeImages(region string, f url.Values) (string, *ec2Err
 		}
 		im.polls++
 		reason := ""
-		if im.state == "pending" && im.polls >= d.pollsToComplete {
+		if im.state == "pending" && im.polls >= d.PollsToComplete {
 			im.state = "available"
-			if d.failCopy {
+			if d.FailCopy {
 				im.state = "failed"
 			}
 		}
@@ -498,20 +506,55 @@ func (d *ec2Double) describeImages(region string, f url.Values) (string, *ec2Err
 }
 
 // regionImages returns the images of a region, sorted by id.
-func (d *ec2Double) regionImages(region string) []*doubleImage {
+// Image is what the double holds about one AMI, as tests see it.
+type Image struct {
+	ID, Region, Name, State    string
+	Arch, Virt, BootMode, Root string
+	ENA                        bool
+	Snapshot, VolumeType       string
+	LaunchUsers                []string
+	Public                     bool
+	Tags                       map[string]string
+	CopiedFrom, CopiedRegion   string
+}
+
+// Snapshot is what the double holds about one snapshot.
+type Snapshot struct {
+	ID, Region  string
+	VolumePerms []string
+	Tags        map[string]string
+}
+
+// RegionImages lists the images registered or copied into region, by id.
+func (d *Double) RegionImages(region string) []Image {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []*doubleImage
+	var out []Image
 	for _, im := range d.images {
 		if im.region == region {
-			out = append(out, im)
+			out = append(out, Image{ID: im.id, Region: im.region, Name: im.name, State: im.state,
+				Arch: im.arch, Virt: im.virt, BootMode: im.bootMode, Root: im.root, ENA: im.ena,
+				Snapshot: im.snapshot, VolumeType: im.volumeType, LaunchUsers: append([]string(nil), im.launchUsers...),
+				Public: im.public, Tags: maps.Clone(im.tags), CopiedFrom: im.copiedFrom, CopiedRegion: im.copiedFromRegion})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-func (d *ec2Double) callCount(action string) int {
+// SnapshotByID returns a snapshot, if the double made it.
+func (d *Double) SnapshotByID(id string) (Snapshot, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.snapshots[id]
+	if !ok {
+		return Snapshot{}, false
+	}
+	return Snapshot{ID: s.id, Region: s.region, VolumePerms: append([]string(nil), s.volumePerms...), Tags: maps.Clone(s.tags)}, true
+}
+
+// CallCount is how many requests named action the double received.
+func (d *Double) CallCount(action string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
