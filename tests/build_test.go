@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,6 +188,45 @@ func TestBuildLifecycle(t *testing.T) {
 	if m2, _ := readMeta(t, w, id2); strings.TrimSpace(r.Stdout) != m2.OSTreeCommit {
 		t.Errorf("meta --get ostree-commit = %q, want %q", r.Stdout, m2.OSTreeCommit)
 	}
+
+	// 9. Another machine picks up the history: buildfetch into a fresh
+	// workdir (the default config, so without less), then build there.
+	// The new build continues the fetched build's numbering and diffs
+	// against it.
+	w2 := t.TempDir()
+	mustCosa(t, w2, "init")
+	mustCosa(t, w2, "buildfetch", "--url", "file://"+filepath.Join(w, "builds"))
+	if got := latest(t, w2); got != id2 {
+		t.Fatalf("after buildfetch latest = %s, want %s", got, id2)
+	}
+	mustCosa(t, w2, "build", "--fetch", "--skip-image")
+	id3 := latest(t, w2)
+	if want := nextDev(t, id2); id3 != want && !strings.HasSuffix(id3, ".dev.0") {
+		t.Errorf("build after buildfetch is %s, want %s (or .dev.0 on a new day)", id3, want)
+	}
+	meta3 := checkBuild(t, w2, id3)
+	var removed bool
+	for _, e := range meta3.PkgDiff {
+		if e.Name == "less" && e.Kind == build.PkgRemoved {
+			removed = true
+		}
+	}
+	if !removed {
+		t.Errorf("pkgdiff against the fetched build %v lacks less as removed", meta3.PkgDiff)
+	}
+	if ids := readIndex(t, w2).IDs(); len(ids) < 2 || ids[0] != id3 || ids[1] != id2 {
+		t.Errorf("builds.json after build on fetched history: %v", ids)
+	}
+}
+
+// nextDev is the id after <prefix>.<date>.dev.<n> on the same day.
+func nextDev(t *testing.T, id string) string {
+	i := strings.LastIndex(id, ".dev.")
+	n, err := strconv.Atoi(id[i+5:])
+	if i < 0 || err != nil {
+		t.Fatalf("%s is not a dev build id", id)
+	}
+	return id[:i+5] + strconv.Itoa(n+1)
 }
 
 // checkBuild asserts everything a finished build must have and returns its meta.
