@@ -12,7 +12,7 @@ APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs
             openssh-client xz-utils zstd gzip
 
 
-.PHONY: all build deps test-deps run test test-unit test-e2e vet fmt clean install
+.PHONY: all build deps test-deps run test test-unit test-e2e vet fmt clean install stress
 
 all: build
 
@@ -50,6 +50,14 @@ test-deps: deps
 	bash .ci/install-versitygw
 
 test: test-deps vet test-unit test-e2e
+
+# Crash safety (not part of `make test`): SIGKILLs build, buildextend-metal,
+# compress, decompress and buildupload at random points, 50 times, checking
+# builds/ after each kill and that the next run needs no clean-up; plus two
+# builds and four buildextend-* at once. ~1 h on 2 cores. COSA_STRESS_KILLS,
+# COSA_STRESS_SEED: see tests/stress/stress_test.go.
+stress: deps test-deps build
+	COSA_STRESS=1 $(GO) test -count=1 -timeout 120m -v ./tests/stress/
 
 install: build
 	install -m 0755 $(BIN) $(PREFIX)/bin/cosa
