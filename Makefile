@@ -12,7 +12,7 @@ APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs
             openssh-client xz-utils zstd gzip
 
 
-.PHONY: all build deps test-deps run test test-unit test-e2e vet fmt clean install stress
+.PHONY: all build deps test-deps bench-deps bench run test test-unit test-e2e vet fmt clean install stress
 
 all: build
 
@@ -40,6 +40,18 @@ vet:
 test-unit:
 	$(GO) test -short -count=1 ./...
 
+# Fuzzing: each target runs on its own for FUZZTIME (`make fuzz
+# FUZZTIME=2m` for a longer run). The seed corpora in testdata/fuzz/ also
+# run as plain tests in test-unit. A crash is saved under testdata/fuzz/.
+FUZZTIME    ?= 10s
+FUZZTARGETS := config:FuzzLoad build:FuzzReadIndex build:FuzzReadMeta images:FuzzParseManifest
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZTARGETS); do \
+		echo "fuzz $${t#*:} (pkg/$${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./pkg/$${t%%:*}/; \
+	done
+
 # End-to-end: runs the real binary through init, fetch, build, list, meta,
 # tag and prune with the real tools (several full builds; ~15 min on 2 cores).
 test-e2e: build
@@ -49,7 +61,21 @@ test-e2e: build
 test-deps: deps
 	bash .ci/install-versitygw
 
-test: test-deps vet test-unit test-e2e
+test: test-deps vet test-unit fuzz test-e2e
+
+# Benchmark: cosa against mmdebstrap, mkosi, the compression CLIs and awscli,
+# each reference measured in the same run. Writes bench/results.json and
+# bench/results.md (git-ignored); about an hour on 2 cores.
+BENCH_APT := mkosi awscli
+bench-deps: deps test-deps
+	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+bench: bench-deps
+	$(GO) run ./tests/bench
 
 # Crash safety (not part of `make test`): SIGKILLs build, buildextend-metal,
 # compress, decompress and buildupload at random points, 50 times, checking

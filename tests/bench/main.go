@@ -1,0 +1,1078 @@
+// Command bench measures cosa against the tools it is compared with, all in
+// one run, and writes bench/results.json and bench/results.md (also printed).
+// `make bench` installs what it needs and runs it as `go run ./tests/bench`.
+//
+// Every figure carries the reference it is compared with, measured in the
+// same run on the same machine, the ratio, the target and whether it is met.
+// A figure that could not be measured has null values and says why.
+//
+// Layout under -out (default bench/, git-ignored):
+//
+//	results.json, results.md   the results
+//	logs/                      full output of every command run
+//	work/seed/                 cosa workdir where `cosa fetch` fills the package
+//	                           cache; kept between runs (fetch is incremental)
+//	work/mkosi-cache/          mkosi's package cache; kept between runs
+//	work/run/                  everything else; recreated on every run
+//
+// Needs root, the tools of `make deps`, mkosi, awscli and versitygw.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/config"
+)
+
+// Figure is one result.
+type Figure struct {
+	ID             string         `json:"id"`
+	Name           string         `json:"name"`
+	Value          *float64       `json:"value"`
+	Unit           string         `json:"unit"`
+	Reference      string         `json:"reference"`
+	ReferenceValue *float64       `json:"reference_value"`
+	Ratio          *float64       `json:"ratio"`
+	RatioOf        string         `json:"ratio_of"`
+	Target         string         `json:"target"`
+	Met            *bool          `json:"met"`
+	Load1          float64        `json:"load1_at_start"`
+	Notes          string         `json:"notes,omitempty"`
+	Error          string         `json:"error,omitempty"`
+	Details        map[string]any `json:"details,omitempty"`
+	target         target
+}
+
+// target: the ratio (or, for absolute targets, the value) compared with
+// limit by op.
+type target struct {
+	onValue bool
+	op      string // "<", "<=", ">="
+	limit   float64
+}
+
+func (t target) String() string {
+	what := "ratio"
+	if t.onValue {
+		what = "value"
+	}
+	return fmt.Sprintf("%s %s %g", what, t.op, t.limit)
+}
+
+func (t target) met(v float64) bool {
+	switch t.op {
+	case "<":
+		return v < t.limit
+	case "<=":
+		return v <= t.limit
+	case ">=":
+		return v >= t.limit
+	}
+	return false
+}
+
+// Results is the whole file.
+type Results struct {
+	Started       string    `json:"started"`
+	Finished      string    `json:"finished,omitempty"`
+	CosaCommit    string    `json:"cosa_commit"`
+	CPUs          int       `json:"cpus"`
+	Kernel        string    `json:"kernel"`
+	LoadBefore    string    `json:"loadavg_before"`
+	LoadAfter     string    `json:"loadavg_after,omitempty"`
+	Figures       []*Figure `json:"figures"`
+	Notes         []string  `json:"notes,omitempty"`
+	TotalSeconds  float64   `json:"total_seconds,omitempty"`
+	OtherCommands []Timing  `json:"other_commands"`
+}
+
+// Timing is a command run along the way that is not itself a figure.
+type Timing struct {
+	What    string  `json:"what"`
+	Seconds float64 `json:"seconds"`
+}
+
+type bench struct {
+	out, work, run string
+	logs           string
+	cosaBin        string
+	res            *Results
+	nBuilds        int
+	only           map[string]bool
+	start          time.Time
+	step           int
+}
+
+func main() {
+	out := flag.String("out", "bench", "output directory (results, logs, work)")
+	nBuilds := flag.Int("builds", 10, "builds for the disk-use figure")
+	only := flag.String("only", "", "comma-separated figure ids to run (default all): noop,cold,mkosi,overlay,metal,disk,compress,upload")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: needs root (cosa build runs mmdebstrap --mode=root)")
+		os.Exit(1)
+	}
+	abs, err := filepath.Abs(*out)
+	if err != nil {
+		fatal(err)
+	}
+	b := &bench{out: abs, work: filepath.Join(abs, "work"), nBuilds: *nBuilds, start: time.Now()}
+	b.run = filepath.Join(b.work, "run")
+	b.logs = filepath.Join(abs, "logs")
+	if *only != "" {
+		b.only = map[string]bool{}
+		for _, s := range strings.Split(*only, ",") {
+			b.only[strings.TrimSpace(s)] = true
+		}
+	}
+	for _, d := range []string{b.run, b.logs} {
+		if err := removeAll(d); err != nil {
+			fatal(err)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			fatal(err)
+		}
+	}
+	uname, _ := exec.Command("uname", "-r").Output()
+	rev, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	dirty, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	commit := strings.TrimSpace(string(rev))
+	if len(bytes.TrimSpace(dirty)) > 0 {
+		commit += "-dirty"
+	}
+	b.res = &Results{Started: now(), CPUs: runtime.NumCPU(), Kernel: strings.TrimSpace(string(uname)),
+		LoadBefore: loadavg(), CosaCommit: commit}
+	b.log("load average before: %s", b.res.LoadBefore)
+	if err := b.all(); err != nil {
+		b.res.Notes = append(b.res.Notes, "stopped early: "+err.Error())
+		b.log("ERROR: %v", err)
+	}
+	b.res.LoadAfter = loadavg()
+	b.res.Finished = now()
+	b.res.TotalSeconds = round(time.Since(b.start).Seconds(), 1)
+	b.log("load average after: %s", b.res.LoadAfter)
+	b.write()
+	fmt.Print(b.table())
+	fmt.Printf("\nwrote %s and %s\n", filepath.Join(b.out, "results.json"), filepath.Join(b.out, "results.md"))
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func (b *bench) want(id string) bool { return b.only == nil || b.only[id] }
+
+func (b *bench) log(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %6.0fs] %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// all runs every figure in an order that reuses work: the cold full build
+// in work/run/main is followed by the no-op, the overlay rebuild and the
+// further builds of the disk figure, then metal, compress and upload on
+// the latest build.
+func (b *bench) all() error {
+	root, _ := os.Getwd()
+	b.cosaBin = filepath.Join(b.work, "cosa")
+	if _, err := b.cmd("go build cosa", root, nil, "go", "build", "-trimpath", "-o", b.cosaBin, "./cmd/cosa"); err != nil {
+		return err
+	}
+
+	// The package cache: `cosa fetch` in a workdir kept between runs.
+	seed := filepath.Join(b.work, "seed")
+	if _, err := os.Stat(filepath.Join(seed, "src", "config")); err != nil {
+		if err := removeAll(seed); err != nil {
+			return err
+		}
+		if _, err := b.cosa("seed: cosa init", "", "-C", seed, "init"); err != nil {
+			return err
+		}
+	}
+	d, err := b.cosa("seed: cosa fetch (network; warms the package cache)", seed, "fetch")
+	if err != nil {
+		return err
+	}
+	b.res.OtherCommands = append(b.res.OtherCommands, Timing{"cosa fetch (seed workdir, incremental)", round(d.Seconds(), 2)})
+	cfg, err := config.Load(filepath.Join(seed, "src", "config"))
+	if err != nil {
+		return err
+	}
+	arch := compose.BaseArch()
+	lock, err := compose.ReadLock(compose.LockPath(filepath.Join(seed, "cache"), arch))
+	if err != nil {
+		return err
+	}
+
+	if b.want("cold") {
+		b.figCold(seed, cfg, lock)
+	}
+	needMain := b.want("mkosi") || b.want("noop") || b.want("overlay") || b.want("disk") || b.want("metal") || b.want("compress") || b.want("upload")
+	if !needMain {
+		return nil
+	}
+	mainDir := filepath.Join(b.run, "main")
+	if err := b.freshWorkdir(seed, mainDir, arch); err != nil {
+		return err
+	}
+	coldFull, err := b.cosaJSON("main: cold cosa build (with qemu image)", mainDir, "build", "--skip-prune")
+	if err != nil {
+		return err
+	}
+	b.res.OtherCommands = append(b.res.OtherCommands, Timing{"cold cosa build with qemu image (fresh workdir, warm package cache)", round(coldFull.wall.Seconds(), 2)})
+	diskOne, diskOneParts, err := diskUse(mainDir)
+	if err != nil {
+		return err
+	}
+	if b.want("mkosi") {
+		b.figMkosi(cfg, coldFull)
+	}
+	if b.want("noop") {
+		b.figNoop(mainDir, coldFull)
+	}
+	// Every later build changes one file of an overlay.
+	changed := filepath.Join(mainDir, "src", "config", "overlay.d", "10-network", "usr", "lib", "systemd", "network", "80-cosa-dhcp.network")
+	orig, err := os.ReadFile(changed)
+	if err != nil {
+		return err
+	}
+	change := func(n int) error {
+		return os.WriteFile(changed, append(append([]byte{}, orig...), fmt.Sprintf("# bench change %d\n", n)...), 0o644)
+	}
+	builds := 1
+	var last *cosaRun = coldFull
+	if b.want("overlay") || b.want("disk") {
+		if err := change(builds); err != nil {
+			return err
+		}
+		f := b.newFig("overlay", "rebuild after one overlay file changes (cosa build, with qemu image)", "s",
+			"cold cosa build with qemu image, fresh workdir, warm package cache (same run)", target{op: "<=", limit: 0.15}, "value / reference")
+		r, err := b.cosaJSON("main: rebuild after one overlay file changed", mainDir, "build", "--skip-prune")
+		builds++
+		if err != nil {
+			f.fail(err)
+		} else {
+			last = r
+			f.set(r.wall.Seconds(), coldFull.wall.Seconds(), r.wall.Seconds()/coldFull.wall.Seconds())
+			f.Details = map[string]any{"changed_file": rel(mainDir, changed), "stages": r.stages, "cold_stages": coldFull.stages}
+		}
+		b.add(f)
+	}
+	if b.want("disk") {
+		f := b.newFig("disk", fmt.Sprintf("disk use of %d builds, each changing one overlay file", b.nBuilds), "bytes",
+			"disk use after the first build of the same workdir", target{op: "<=", limit: 1.5}, "value / reference")
+		var ferr error
+		for builds < b.nBuilds && ferr == nil {
+			if ferr = change(builds); ferr != nil {
+				break
+			}
+			var r *cosaRun
+			r, ferr = b.cosaJSON(fmt.Sprintf("main: build %d of %d (one overlay file changed)", builds+1, b.nBuilds), mainDir, "build", "--skip-prune")
+			if ferr == nil {
+				last = r
+				builds++
+			}
+		}
+		if ferr != nil {
+			f.fail(ferr)
+		} else {
+			n, parts, err := diskUse(mainDir)
+			if err != nil {
+				f.fail(err)
+			} else {
+				f.set(float64(n), float64(diskOne), float64(n)/float64(diskOne))
+				f.Details = map[string]any{
+					"counted":          "du -s -B1 over builds/, tmp/repo and cache/objects in one du call (hard links counted once; sparse files by allocated blocks)",
+					"builds":           builds,
+					"after_n_builds":   parts,
+					"after_one_build":  diskOneParts,
+					"per_build_growth": float64(n-diskOne) / float64(builds-1),
+				}
+			}
+		}
+		b.add(f)
+	}
+	if b.want("metal") {
+		b.figMetal(mainDir, last)
+	}
+	if b.want("compress") {
+		b.figCompress(mainDir)
+	}
+	if b.want("upload") {
+		b.figUpload(mainDir)
+	}
+	return nil
+}
+
+// freshWorkdir makes a new workdir whose package cache (debs, flat index,
+// lock file, apt state) is hard-linked from the seed: warm package cache,
+// nothing else (no OSTree repo, no stage cache, no builds).
+func (b *bench) freshWorkdir(seed, dir, arch string) error {
+	if err := removeAll(dir); err != nil {
+		return err
+	}
+	if _, err := b.cosa("cosa init "+filepath.Base(dir), "", "-C", dir, "init"); err != nil {
+		return err
+	}
+	for _, x := range []string{"debs", "apt", compose.LockName(arch)} {
+		src := filepath.Join(seed, "cache", x)
+		if _, err := os.Stat(src); err != nil {
+			continue
+		}
+		if out, err := exec.Command("cp", "-al", src, filepath.Join(dir, "cache", x)).CombinedOutput(); err != nil {
+			return fmt.Errorf("cp -al %s: %v: %s", src, err, out)
+		}
+	}
+	return nil
+}
+
+// figCold: cosa build --skip-image in a fresh workdir vs mmdebstrap alone,
+// run exactly as cosa runs it (same package list, suite, variant, options,
+// environment and local package repository, in the same kind of private
+// mount and network namespace), producing a directory.
+func (b *bench) figCold(seed string, cfg *config.Config, lock *compose.Lockfile) {
+	f := b.newFig("cold", "cold build: cosa build --skip-image (fresh workdir, warm package cache)", "s",
+		"mmdebstrap alone, same packages/suite/variant/options, from the same local .deb cache, into a directory", target{op: "<=", limit: 1.15}, "value / reference")
+	defer b.add(f)
+	arch := compose.BaseArch()
+	dir := filepath.Join(b.run, "cold")
+	if err := b.freshWorkdir(seed, dir, arch); err != nil {
+		f.fail(err)
+		return
+	}
+	r, err := b.cosaJSON("cold: cosa build --skip-image", dir, "build", "--skip-image")
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	// The reference, with the cache the cold build used (hard links of
+	// the seed's .debs).
+	m := &cfg.Manifest
+	excluded := map[string]bool{}
+	for _, e := range m.ExcludePackages {
+		excluded[e] = true
+	}
+	var include []string
+	for _, p := range m.Packages {
+		if !excluded[p] {
+			include = append(include, p)
+		}
+	}
+	debs, _ := filepath.Abs(compose.DebsDir(filepath.Join(dir, "cache")))
+	root := filepath.Join(b.run, "mmdebstrap-root")
+	args := []string{"-m", "-n", "/bin/sh", "-c", `mount --make-rprivate / && exec mmdebstrap "$@"`, "mmdebstrap",
+		"--mode=root", "--variant=" + m.Distro.Variant,
+		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
+		"--include=" + strings.Join(include, ","),
+		`--aptopt=APT::Install-Recommends "false"`, "--dpkgopt=force-unsafe-io",
+		lock.Suite, root, "deb [trusted=yes] file://" + debs + " ./"}
+	ref, err := b.cmd("cold: reference mmdebstrap", "", []string{"INITRD=No", "LC_ALL=C.UTF-8"}, "unshare", args...)
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	f.set(r.wall.Seconds(), ref.Seconds(), r.wall.Seconds()/ref.Seconds())
+	n := countPackages(root)
+	f.Details = map[string]any{
+		"stages":                     r.stages,
+		"reference_command":          "unshare -m -n sh -c 'mount --make-rprivate / && exec mmdebstrap ...' " + strings.Join(args[6:], " "),
+		"reference_env":              "INITRD=No LC_ALL=C.UTF-8 (as cosa sets them)",
+		"packages_locked":            len(lock.Packages),
+		"packages_in_reference_root": n,
+	}
+	f.Notes = "the reference installs the same packages but makes no initramfs, applies no overlays and makes no OSTree commit or tar export; those are cosa's overhead"
+	if err := removeAll(root); err != nil {
+		b.log("warning: %v", err)
+	}
+	if err := removeAll(dir); err != nil {
+		b.log("warning: %v", err)
+	}
+}
+
+// figMkosi: Debian's mkosi making a bookworm disk image with the same
+// packages vs cosa's cold build with its qemu image.
+func (b *bench) figMkosi(cfg *config.Config, cold *cosaRun) {
+	f := b.newFig("mkosi", "cosa build with qemu image, cold (fresh workdir, warm package cache)", "s",
+		"mkosi (Debian 12 package): bookworm, same packages, gpt_ext4 disk image converted to qcow2, warm package cache", target{op: "<", limit: 1.0}, "value / reference")
+	defer b.add(f)
+	if _, err := exec.LookPath("mkosi"); err != nil {
+		f.fail(fmt.Errorf("mkosi is not installed (apt-get install mkosi)"))
+		return
+	}
+	m := &cfg.Manifest
+	var pkgs []string
+	excluded := map[string]bool{}
+	for _, e := range m.ExcludePackages {
+		excluded[e] = true
+	}
+	for _, p := range m.Packages {
+		if !excluded[p] {
+			pkgs = append(pkgs, p)
+		}
+	}
+	cache := filepath.Join(b.work, "mkosi-cache")
+	dir := filepath.Join(b.run, "mkosi")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		f.fail(err)
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.fail(err)
+		return
+	}
+	// No --mirror: mkosi's own default for Debian.
+	// --nspawn-keep-unit: without it systemd-nspawn asks the system bus for
+	// a scope unit, and this host runs no systemd as pid 1.
+	args := []string{"--distribution", "debian", "--release", m.Distro.Suite, "--format", "gpt_ext4", "--qcow2",
+		"--nspawn-keep-unit", "--cache", cache, "--output", filepath.Join(dir, "image.qcow2"),
+		"--package", strings.Join(pkgs, ","), "--force", "build"}
+	// systemd-nspawn refuses to clean up /run/systemd/nspawn/propagate
+	// when /run is not a tmpfs (here it is the root disk): give it one in a
+	// private mount namespace, which also takes every mount mkosi makes
+	// with it.
+	wrap := append([]string{"-m", "/bin/sh", "-c",
+		`mount --make-rprivate / && mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec mkosi "$@"`, "mkosi"}, args...)
+	// A first run fills mkosi's package cache (apt's archives) when empty,
+	// as `cosa fetch` filled cosa's; only the second run is the reference.
+	if debsIn(cache) < len(pkgs) {
+		d, err := b.cmd("mkosi: warm-up run (fills its package cache)", dir, nil, "unshare", wrap...)
+		if err != nil {
+			f.fail(fmt.Errorf("mkosi warm-up run: %w", err))
+			return
+		}
+		b.res.OtherCommands = append(b.res.OtherCommands, Timing{"mkosi warm-up run (filling its package cache)", round(d.Seconds(), 2)})
+	}
+	d, err := b.cmd("mkosi: measured run", dir, nil, "unshare", wrap...)
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	st, _ := os.Stat(filepath.Join(dir, "image.qcow2"))
+	var size int64
+	if st != nil {
+		size = st.Size()
+	}
+	f.set(cold.wall.Seconds(), d.Seconds(), cold.wall.Seconds()/d.Seconds())
+	f.Details = map[string]any{
+		"reference_command": "unshare " + strings.Join(wrap[:5], " ") + " mkosi " + strings.Join(args, " "),
+		"mkosi_qcow2_bytes": size,
+		"cosa_stages":       cold.stages,
+	}
+	f.Notes = "mkosi's image is NOT bootable: mkosi 14 mounts the ESP (vfat) through a loop device for --bootable, and this kernel has no vfat driver (mount: unknown filesystem type 'vfat'), so the reference makes a root-only GPT disk (no bootloader, no ESP, no OSTree); mkosi's debootstrap stage also downloads its base packages on every run (its cache only serves the apt stage)"
+	removeAll(dir)
+}
+
+// figNoop: `cosa build` with unchanged inputs, median of 5.
+func (b *bench) figNoop(main string, cold *cosaRun) {
+	f := b.newFig("noop", "no-op build: cosa build with unchanged inputs (median of 5)", "s",
+		"cold cosa build with qemu image (same run)", target{onValue: true, op: "<", limit: 0.5}, "value / reference")
+	defer b.add(f)
+	var ts []float64
+	for i := 0; i < 5; i++ {
+		r, err := b.cosaJSON(fmt.Sprintf("no-op build %d/5", i+1), main, "build")
+		if err != nil {
+			f.fail(err)
+			return
+		}
+		if !strings.Contains(r.out, "No changes in build inputs") {
+			f.fail(fmt.Errorf("second build was not a no-op:\n%s", tail(r.out, 10)))
+			return
+		}
+		ts = append(ts, r.wall.Seconds())
+	}
+	sort.Float64s(ts)
+	f.set(ts[2], cold.wall.Seconds(), ts[2]/cold.wall.Seconds())
+	f.Details = map[string]any{"runs_s": ts}
+}
+
+// figMetal: buildextend-metal on the latest build vs that build's qemu
+// image step.
+func (b *bench) figMetal(main string, last *cosaRun) {
+	f := b.newFig("metal", "cosa buildextend-metal after the build made its qemu image", "s",
+		"the qemu image step of that build (cosa's own timing of it)", target{op: "<=", limit: 0.3}, "value / reference")
+	defer b.add(f)
+	q, ok := last.images["qemu"]
+	if !ok {
+		f.fail(fmt.Errorf("the build's output had no qemu image timing"))
+		return
+	}
+	r, err := b.cosaJSON("metal: cosa buildextend-metal", main, "buildextend-metal")
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	f.set(r.wall.Seconds(), q, r.wall.Seconds()/q)
+	f.Details = map[string]any{"stages": r.stages, "qemu_build_stages": last.stages}
+}
+
+// figCompress: cosa compress of the qemu image vs the CLI tool at the same
+// level on the same file, for each compressor.
+func (b *bench) figCompress(main string) {
+	art, err := latestArtifact(main, "qemu")
+	if err != nil {
+		f := b.newFig("compress", "cosa compress", "MB/s", "CLI", target{op: ">=", limit: 0.9}, "value / reference")
+		f.fail(err)
+		b.add(f)
+		return
+	}
+	st, err := os.Stat(art)
+	if err != nil {
+		return
+	}
+	size := float64(st.Size())
+	for _, c := range []struct {
+		name, ext string
+		cosaArgs  []string
+		cli       []string
+		level     string
+	}{
+		{"gzip", ".gz", nil, []string{"gzip", "-6", "-c"}, "6 (default)"},
+		{"zstd", ".zst", nil, []string{"zstd", "-3", "-T0", "-q", "-c"}, "3 (default)"},
+		// xz -6 runs at 1-4 MB/s here: twice over a ~1 GB image would take
+		// most of the bench, so xz is measured at cosa's --fast level (-0).
+		{"xz", ".xz", []string{"--fast"}, []string{"xz", "-0", "-T0", "-c"}, "0 (--fast)"},
+	} {
+		f := b.newFig("compress-"+c.name, fmt.Sprintf("cosa compress --compressor %s of the qemu qcow2 (level %s)", c.name, c.level), "MB/s",
+			fmt.Sprintf("`%s` on the same file, output to a file in the same directory", strings.Join(c.cli, " ")),
+			target{op: ">=", limit: 0.9}, "value / reference")
+		func() {
+			defer b.add(f)
+			// Same starting point for both: the input in the page cache.
+			exec.Command("cat", art).Run()
+			outPath := filepath.Join(filepath.Dir(art), ".bench-cli"+c.ext)
+			d, err := b.cmdToFile("compress: "+strings.Join(c.cli, " "), outPath, c.cli[0], append(c.cli[1:], art)...)
+			if err != nil {
+				f.fail(err)
+				return
+			}
+			cliOut, _ := os.Stat(outPath)
+			os.Remove(outPath)
+			exec.Command("cat", art).Run()
+			args := append([]string{"compress", "--compressor", c.name, "--artifact", "qemu"}, c.cosaArgs...)
+			r, err := b.cosaJSON("compress: cosa "+strings.Join(args, " "), main, args...)
+			if err != nil {
+				f.fail(err)
+				return
+			}
+			v, ref := size/1e6/r.wall.Seconds(), size/1e6/d.Seconds()
+			f.set(v, ref, v/ref)
+			det := map[string]any{"input": filepath.Base(art), "input_bytes": int64(size), "cosa_s": round(r.wall.Seconds(), 3), "cli_s": round(d.Seconds(), 3)}
+			if cliOut != nil {
+				det["cli_output_bytes"] = cliOut.Size()
+			}
+			if ca, err := latestArtifact(main, "qemu"); err == nil {
+				if s, err := os.Stat(ca); err == nil {
+					det["cosa_output_bytes"] = s.Size()
+				}
+			}
+			f.Details = det
+			if _, err := b.cosaJSON("compress: cosa decompress (restore)", main, "decompress", "--artifact", "qemu"); err != nil {
+				f.Error = "decompress afterwards failed: " + err.Error()
+			}
+		}()
+	}
+}
+
+// figUpload: cosa buildupload s3 of the qemu image vs `aws s3 cp` of the
+// same file, both to one versitygw on loopback.
+func (b *bench) figUpload(main string) {
+	f := b.newFig("upload", "cosa buildupload s3 --artifact qemu (qcow2 + JSON files + builds.json), bytes of the qcow2 / wall time", "MB/s",
+		"aws s3 cp (Debian's awscli) of the same qcow2 to the same versitygw on 127.0.0.1", target{op: ">=", limit: 1.0}, "value / reference")
+	defer b.add(f)
+	gw, err := versitygwPath()
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	awsBin := "/usr/bin/aws" // Debian's awscli, not whatever else is on PATH
+	if _, err := os.Stat(awsBin); err != nil {
+		f.fail(fmt.Errorf("awscli is not installed (apt-get install awscli)"))
+		return
+	}
+	art, err := latestArtifact(main, "qemu")
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	st, err := os.Stat(art)
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	dir := filepath.Join(b.run, "s3")
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(filepath.Join(data, "bench"), 0o755); err != nil { // posix backend: a directory is a bucket
+		f.fail(err)
+		return
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	addr := l.Addr().String()
+	l.Close()
+	// Throwaway credentials that only travel to loopback; never printed.
+	access, secret := "cosabench", "cosabench-not-a-real-secret"
+	logf, _ := os.Create(filepath.Join(b.logs, "versitygw.log"))
+	defer logf.Close()
+	gcmd := exec.Command(gw, "--port", addr, "posix", data)
+	gcmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+access, "ROOT_SECRET_ACCESS_KEY="+secret)
+	gcmd.Stdout, gcmd.Stderr = logf, logf
+	if err := gcmd.Start(); err != nil {
+		f.fail(err)
+		return
+	}
+	defer func() { gcmd.Process.Kill(); gcmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			f.fail(fmt.Errorf("versitygw did not listen on %s", addr))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cfgFile := filepath.Join(dir, "aws-config")
+	os.WriteFile(cfgFile, []byte("[default]\nregion = us-east-1\n"), 0o600)
+	env := []string{"AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret, "AWS_SESSION_TOKEN=", "AWS_PROFILE=",
+		"AWS_REGION=us-east-1", "AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE=" + cfgFile,
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "aws-credentials"), "AWS_EC2_METADATA_DISABLED=true", "AWS_PAGER="}
+	url := "http://" + addr
+	exec.Command("cat", art).Run()
+	ref, err := b.cmd("upload: aws s3 cp", "", env, awsBin, "--endpoint-url", url, "--no-progress", "s3", "cp", art, "s3://bench/awscli/"+filepath.Base(art))
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	exec.Command("cat", art).Run()
+	r, err := b.cosaEnv("upload: cosa buildupload s3", main, env, true, "buildupload", "--artifact", "qemu", "s3", "--endpoint-url", url, "bench/cosa")
+	if err != nil {
+		f.fail(err)
+		return
+	}
+	size := float64(st.Size())
+	v, rv := size/1e6/r.wall.Seconds(), size/1e6/ref.Seconds()
+	f.set(v, rv, v/rv)
+	f.Details = map[string]any{"bytes": st.Size(), "cosa_s": round(r.wall.Seconds(), 3), "awscli_s": round(ref.Seconds(), 3),
+		"cosa_result": lastJSONLine(r.out)}
+	f.Notes = "both wall-clock times include process start; cosa's also includes hashing the file against meta.json and writing the JSON files and builds.json"
+}
+
+// ---- running things
+
+type cosaRun struct {
+	wall   time.Duration
+	out    string
+	stages map[string]float64 // step or pipeline/stage -> seconds
+	images map[string]float64 // platform -> seconds of its image step
+}
+
+var imageLineRE = regexp.MustCompile(`image (\S+): \S+ in (\S+)$`)
+
+func (b *bench) cosa(what, dir string, args ...string) (time.Duration, error) {
+	r, err := b.cosaEnv(what, dir, nil, false, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.wall, nil
+}
+
+func (b *bench) cosaJSON(what, dir string, args ...string) (*cosaRun, error) {
+	return b.cosaEnv(what, dir, nil, true, args...)
+}
+
+// cosaEnv runs cosa (with --json when asJSON) and collects the per-step
+// timings it reports.
+func (b *bench) cosaEnv(what, dir string, env []string, asJSON bool, args ...string) (*cosaRun, error) {
+	if asJSON {
+		args = append([]string{"--json"}, args...)
+	}
+	var buf bytes.Buffer
+	d, err := b.exec(what, dir, env, &buf, b.cosaBin, args...)
+	r := &cosaRun{wall: d, out: buf.String(), stages: map[string]float64{}, images: map[string]float64{}}
+	if err != nil {
+		return r, fmt.Errorf("%s: %v\n%s", what, err, tail(r.out, 15))
+	}
+	sc := bufio.NewScanner(strings.NewReader(r.out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e struct {
+			Event    string  `json:"event"`
+			Step     string  `json:"step"`
+			Elapsed  float64 `json:"elapsed_s"`
+			Pipeline string  `json:"pipeline"`
+			Stage    string  `json:"stage"`
+			Duration float64 `json:"duration_s"`
+			Message  string  `json:"message"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		switch e.Event {
+		case "step-finish":
+			r.stages[e.Step] = round(e.Elapsed, 3)
+		case "stage-finish":
+			r.stages[e.Pipeline+"/"+e.Stage] += round(e.Duration, 3)
+		case "info":
+			if m := imageLineRE.FindStringSubmatch(strings.TrimSpace(e.Message)); m != nil {
+				if dd, err := time.ParseDuration(m[2]); err == nil {
+					r.images[m[1]] = dd.Seconds()
+					r.stages["image "+m[1]] = round(dd.Seconds(), 3)
+				}
+			}
+		}
+	}
+	return r, nil
+}
+
+func (b *bench) cmd(what, dir string, env []string, name string, args ...string) (time.Duration, error) {
+	var buf bytes.Buffer
+	d, err := b.exec(what, dir, env, &buf, name, args...)
+	if err != nil {
+		return d, fmt.Errorf("%s: %v\n%s", what, err, tail(buf.String(), 15))
+	}
+	return d, nil
+}
+
+// cmdToFile runs a filter with stdout to path, stderr to the log.
+func (b *bench) cmdToFile(what, path, name string, args ...string) (time.Duration, error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	logf, err := b.logFile(what)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, logf
+	b.log("%s ...", what)
+	t0 := time.Now()
+	err = cmd.Run()
+	d := time.Since(t0)
+	b.log("%s: %.2fs (load %s)", what, d.Seconds(), loadavg())
+	if err != nil {
+		return d, fmt.Errorf("%s: %v", what, err)
+	}
+	return d, nil
+}
+
+func (b *bench) logFile(what string) (*os.File, error) {
+	b.step++
+	name := fmt.Sprintf("%02d-%s.log", b.step, slug(what))
+	return os.Create(filepath.Join(b.logs, name))
+}
+
+// exec runs a command, timing it; output goes to its log file and to buf.
+func (b *bench) exec(what, dir string, env []string, buf *bytes.Buffer, name string, args ...string) (time.Duration, error) {
+	logf, err := b.logFile(what)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "$ %s %s\n", name, strings.Join(args, " "))
+	cmd := exec.CommandContext(context.Background(), name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	w := io.MultiWriter(logf, buf)
+	cmd.Stdout, cmd.Stderr = w, w
+	b.log("%s ...", what)
+	t0 := time.Now()
+	err = cmd.Run()
+	d := time.Since(t0)
+	b.log("%s: %.2fs (load %s)", what, d.Seconds(), loadavg())
+	return d, err
+}
+
+// ---- figures and output
+
+func (b *bench) newFig(id, name, unit, ref string, t target, ratioOf string) *Figure {
+	b.log("== figure %s: %s", id, name)
+	return &Figure{ID: id, Name: name, Unit: unit, Reference: ref, Target: t.String(), target: t, RatioOf: ratioOf, Load1: load1()}
+}
+
+func (f *Figure) set(v, ref, ratio float64) {
+	prec := 3
+	if f.Unit == "bytes" {
+		prec = 0
+	}
+	v, ref, ratio = round(v, prec), round(ref, prec), round(ratio, 4)
+	f.Value, f.ReferenceValue, f.Ratio = &v, &ref, &ratio
+	x := ratio
+	if f.target.onValue {
+		x = v
+	}
+	met := f.target.met(x)
+	f.Met = &met
+}
+
+func (f *Figure) fail(err error) {
+	f.Error = err.Error()
+	f.Value, f.ReferenceValue, f.Ratio, f.Met = nil, nil, nil, nil
+}
+
+func (b *bench) add(f *Figure) {
+	b.res.Figures = append(b.res.Figures, f)
+	if f.Error != "" {
+		b.log("figure %s: not measured: %s", f.ID, firstLine(f.Error))
+	} else {
+		b.log("figure %s: %s %s vs %s (ratio %s, target %s, met %v)", f.ID, fnum(f.Value), f.Unit, fnum(f.ReferenceValue), fnum(f.Ratio), f.Target, *f.Met)
+	}
+	b.write()
+}
+
+func (b *bench) write() {
+	data, _ := json.MarshalIndent(b.res, "", "  ")
+	os.WriteFile(filepath.Join(b.out, "results.json"), append(data, '\n'), 0o644)
+	os.WriteFile(filepath.Join(b.out, "results.md"), []byte(b.table()), 0o644)
+}
+
+func (b *bench) table() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "# cosa bench (%s, cosa %s, %d CPUs)\n\n", b.res.Started, b.res.CosaCommit, b.res.CPUs)
+	fmt.Fprintf(&s, "Load average before: %s; after: %s.\n\n", b.res.LoadBefore, b.res.LoadAfter)
+	s.WriteString("| figure | cosa | reference | ratio | target | met | load1 |\n|---|---|---|---|---|---|---|\n")
+	for _, f := range b.res.Figures {
+		met := "n/a"
+		if f.Met != nil {
+			met = map[bool]string{true: "yes", false: "**no**"}[*f.Met]
+		}
+		v := fnum(f.Value)
+		if f.Value != nil && f.Unit == "bytes" {
+			v = human(*f.Value)
+		} else if f.Value != nil {
+			v += " " + f.Unit
+		}
+		rv := fnum(f.ReferenceValue)
+		if f.ReferenceValue != nil && f.Unit == "bytes" {
+			rv = human(*f.ReferenceValue)
+		} else if f.ReferenceValue != nil {
+			rv += " " + f.Unit
+		}
+		if f.Error != "" {
+			v = "null (" + firstLine(f.Error) + ")"
+		}
+		fmt.Fprintf(&s, "| %s: %s | %s | %s: %s | %s | %s | %s | %.1f |\n", f.ID, f.Name, v, f.Reference, rv, fnum(f.Ratio), f.Target, met, f.Load1)
+	}
+	for _, n := range b.res.Notes {
+		fmt.Fprintf(&s, "\n%s\n", n)
+	}
+	return s.String()
+}
+
+// ---- small helpers
+
+func diskUse(w string) (int64, map[string]int64, error) {
+	paths := []string{"builds", "tmp/repo", "cache/objects"}
+	var args []string
+	for _, p := range paths {
+		if _, err := os.Stat(filepath.Join(w, p)); err == nil {
+			args = append(args, p)
+		}
+	}
+	cmd := exec.Command("du", append([]string{"-s", "-B1", "-c"}, args...)...)
+	cmd.Dir = w
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, nil, fmt.Errorf("du: %v", err)
+	}
+	parts := map[string]int64{}
+	var total int64
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		if f[1] == "total" {
+			total = n
+		} else {
+			parts[f[1]] = n
+		}
+	}
+	return total, parts, nil
+}
+
+// latestArtifact is the path of images.NAME of the latest build.
+func latestArtifact(w, name string) (string, error) {
+	arch := compose.BaseArch()
+	dir := filepath.Join(w, "builds", "latest", arch)
+	data, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return "", err
+	}
+	var m struct {
+		Images map[string]struct {
+			Path string `json:"path"`
+		} `json:"images"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return "", err
+	}
+	a, ok := m.Images[name]
+	if !ok {
+		return "", fmt.Errorf("the latest build has no %s image", name)
+	}
+	return filepath.Join(dir, a.Path), nil
+}
+
+func versitygwPath() (string, error) {
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	out, _ := exec.Command("go", "env", "GOPATH").Output()
+	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "versitygw")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("versitygw is not installed (make test-deps)")
+}
+
+func debsIn(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".deb") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func countPackages(root string) int {
+	out, err := exec.Command("dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f", "${Package}\n").Output()
+	if err != nil {
+		return -1
+	}
+	return len(strings.Fields(string(out)))
+}
+
+// removeAll removes a tree, refusing if anything is mounted under it and
+// clearing immutable flags that ostree puts on deployments.
+func removeAll(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(abs); os.IsNotExist(err) {
+		return nil
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && (f[1] == abs || strings.HasPrefix(f[1], abs+"/")) {
+			return fmt.Errorf("refusing to remove %s: %s is mounted", abs, f[1])
+		}
+	}
+	if err := os.RemoveAll(abs); err != nil {
+		exec.Command("chattr", "-R", "-i", abs).Run()
+		return os.RemoveAll(abs)
+	}
+	return nil
+}
+
+func loadavg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return ""
+}
+
+func load1() float64 {
+	v, _ := strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
+	return v
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+func round(v float64, prec int) float64 {
+	p := math.Pow(10, float64(prec))
+	return math.Round(v*p) / p
+}
+
+func fnum(v *float64) string {
+	if v == nil {
+		return "null"
+	}
+	return strconv.FormatFloat(*v, 'g', 6, 64)
+}
+
+func human(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.2f %s", v, units[i])
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func lastJSONLine(s string) any {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var v map[string]any
+		if json.Unmarshal([]byte(lines[i]), &v) == nil {
+			return v
+		}
+	}
+	return nil
+}
+
+func rel(base, p string) string {
+	r, err := filepath.Rel(base, p)
+	if err != nil {
+		return p
+	}
+	return r
+}
+
+var slugRE = regexp.MustCompile(`[^a-zA-Z0-9]+`)
+
+func slug(s string) string {
+	s = strings.Trim(slugRE.ReplaceAllString(s, "-"), "-")
+	if len(s) > 60 {
+		s = s[:60]
+	}
+	return s
+}
