@@ -73,6 +73,12 @@ func (d *Dir) ReadIndex() (*BuildsIndex, error) {
 	if idx.Builds == nil {
 		idx.Builds = []BuildEntry{}
 	}
+	// An index WriteIndex would refuse (a build id such as "../../etc", a
+	// tag on a missing build) is reported now, naming the file, rather
+	// than half-way through a command that then cannot write it back.
+	if err := idx.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	return idx, nil
 }
 
