@@ -242,8 +242,8 @@ func TestTag(t *testing.T) {
 		want string
 	}{
 		{[]string{"update", "--tag", "stable", "--build", "12.20990101.dev.0"}, 1, "error: build 12.20990101.dev.0 is not in builds.json\n"},
-		{[]string{"update", "--tag", "stable", "--build", "../../etc"}, 1, "error: build ../../etc is not in builds.json\n"},
-		{[]string{"update", "--tag", "no/slash", "--build", id1}, 1, `error: invalid tag name "no/slash": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
+		{[]string{"update", "--tag", "stable", "--build", "../../etc"}, 2, `error: invalid build id "../../etc": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
+		{[]string{"update", "--tag", "no/slash", "--build", id1}, 2, `error: invalid tag name "no/slash": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
 		{[]string{"update", "--build", id1}, 2, "error: --tag is required\n"},
 		{[]string{"delete", "--tag", "nope"}, 1, "error: no tag named \"nope\"\n"},
 		{[]string{"delete"}, 2, "error: --tag is required\n"},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/images"
@@ -27,6 +28,11 @@ func newBuildCmd(g *globals) *cobra.Command {
 		Short: "Compose the OS, commit it to OSTree and record a new build (offline; no-op if inputs are unchanged)",
 		Args:  maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
+			if o.Version != "" {
+				if err := build.ValidBuildID(o.Version); err != nil {
+					return usageError{fmt.Errorf("--version: %w", err)}
+				}
+			}
 			w, err := g.openWorkdir()
 			if err != nil {
 				return err
@@ -40,14 +46,8 @@ func newBuildCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			if err := os.MkdirAll(filepath.Join(w.TmpDir(), "logs"), 0o755); err != nil {
-				return err
-			}
 			logPath := filepath.Join(w.TmpDir(), "logs", "build.log")
-			logf, err := os.Create(logPath)
-			if err != nil {
-				return err
-			}
+			logf := &lazyLog{path: logPath}
 			defer logf.Close()
 			var imgs []images.Platform
 			if !o.SkipImage {
@@ -61,7 +61,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 			if err != nil {
 				// Point at the log only if a tool wrote to it; errors found
 				// before that (say, no `cosa fetch` yet) stand on their own.
-				if st, serr := logf.Stat(); serr == nil && st.Size() > 0 {
+				if logf.written {
 					return fmt.Errorf("%w\n(full log: %s)", err, logPath)
 				}
 				return err
@@ -77,4 +77,38 @@ func newBuildCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.Fetch, "fetch", false, "run `cosa fetch` first")
 	f.BoolVar(&o.SkipImage, "skip-image", false, "only make the OSTree commit, no qemu image")
 	return c
+}
+
+// lazyLog is a log file created (truncating the previous one) on the first
+// write, so that a command failing before it runs anything, such as a build
+// without a package cache, leaves the workdir and the last log as they were.
+type lazyLog struct {
+	path    string
+	f       *os.File
+	err     error
+	written bool
+}
+
+func (l *lazyLog) Write(p []byte) (int, error) {
+	if l.f == nil && l.err == nil {
+		if l.err = os.MkdirAll(filepath.Dir(l.path), 0o755); l.err == nil {
+			l.f, l.err = os.Create(l.path)
+		}
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.f.Write(p)
+	if n > 0 {
+		l.written = true
+	}
+	return n, err
+}
+
+// Close closes the file if it was created.
+func (l *lazyLog) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -66,10 +65,7 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				logf, err := openLog(w.TmpDir(), "buildextend-"+string(p)+".log")
-				if err != nil {
-					return err
-				}
+				logf := &lazyLog{path: filepath.Join(w.TmpDir(), "logs", "buildextend-"+string(p)+".log")}
 				defer logf.Close()
 				// Without --force an existing image is kept, so --upload
 				// builds the vmdk only when the build has none.
@@ -115,15 +111,18 @@ func checkAWSFlags(c *cobra.Command, o *buildextendOptions) error {
 	if !o.Upload {
 		for _, name := range awsUploadFlags {
 			if c.Flags().Changed(name) {
-				return fmt.Errorf("--%s needs --upload", name)
+				return usageError{fmt.Errorf("--%s needs --upload", name)}
 			}
 		}
 		return nil
 	}
 	if o.Region == "" || o.Bucket == "" {
-		return fmt.Errorf("--upload needs --region and --bucket s3://BUCKET[/PREFIX]")
+		return usageError{fmt.Errorf("--upload needs --region and --bucket s3://BUCKET[/PREFIX]")}
 	}
-	return o.awsOptions().Validate()
+	if err := o.awsOptions().Validate(); err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 func (o *buildextendOptions) awsOptions() *extend.AWSOptions {
@@ -137,12 +136,4 @@ func (g *globals) events() *images.Printer {
 		return &images.Printer{W: g.Stdout, JSON: true}
 	}
 	return &images.Printer{W: g.Stderr}
-}
-
-func openLog(tmp, name string) (*os.File, error) {
-	dir := filepath.Join(tmp, "logs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return os.Create(filepath.Join(dir, name))
 }

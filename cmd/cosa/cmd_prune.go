@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/prune"
@@ -27,6 +28,11 @@ func newPruneCmd(g *globals) *cobra.Command {
 			if o.KeepLastN < 1 {
 				return usageError{fmt.Errorf("--keep-last-n must be at least 1")}
 			}
+			for _, id := range o.Builds {
+				if err := build.ValidBuildID(id); err != nil {
+					return usageError{err}
+				}
+			}
 			w, err := g.openWorkdir()
 			if err != nil {
 				return err
@@ -36,19 +42,28 @@ func newPruneCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := c.Context()
-			repo, err := ostree.Open(ctx, w.RepoDir(), ostree.ModeBareUser)
-			if err != nil {
-				return err
+			// The OSTree repo is opened (and made, if missing) only once
+			// there is something to remove, so that a dry run or a refused
+			// plan writes nothing.
+			var repo *ostree.Repo
+			removeRefs := func(id string) error {
+				if repo == nil {
+					r, err := ostree.Open(ctx, w.RepoDir(), ostree.ModeBareUser)
+					if err != nil {
+						return err
+					}
+					repo = r
+				}
+				return builder.RefRemover(ctx, repo)(id)
 			}
-			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun},
-				builder.RefRemover(ctx, repo))
+			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun}, removeRefs)
 			if err != nil {
 				return err
 			}
 			verb := "Pruned"
 			if o.DryRun {
 				verb = "Would prune"
-			} else if len(remove) > 0 {
+			} else if repo != nil {
 				if err := repo.PruneRefsOnly(ctx); err != nil {
 					return err
 				}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/build"
 )
 
 type tagOptions struct {
@@ -62,6 +64,16 @@ func newTagCmd(g *globals) *cobra.Command {
 func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 	if verb != "list" && o.Tag == "" {
 		return usageError{fmt.Errorf("--tag is required")}
+	}
+	if verb == "update" {
+		if err := build.ValidTagName(o.Tag); err != nil {
+			return usageError{err}
+		}
+		if o.Build != "latest" {
+			if err := build.ValidBuildID(o.Build); err != nil {
+				return usageError{err}
+			}
+		}
 	}
 	w, err := g.openWorkdir()
 	if err != nil {

@@ -92,8 +92,8 @@ var tagNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
 // reader of a moved tag wants to know. An empty desc keeps the previous
 // description of a moved tag.
 func (x *BuildsIndex) SetTag(name, target, desc string, now time.Time) error {
-	if !tagNamePattern.MatchString(name) {
-		return fmt.Errorf("invalid tag name %q: must match [A-Za-z0-9][A-Za-z0-9._+-]*", name)
+	if err := ValidTagName(name); err != nil {
+		return err
 	}
 	if x.Find(target) == nil {
 		return fmt.Errorf("cannot tag %q as %q: no such build in builds.json", target, name)
@@ -110,6 +110,14 @@ func (x *BuildsIndex) SetTag(name, target, desc string, now time.Time) error {
 		}
 	}
 	x.Tags = append(x.Tags, Tag{Name: name, Target: target, Created: created, Description: desc})
+	return nil
+}
+
+// ValidTagName reports why name cannot be a tag name, or nil.
+func ValidTagName(name string) error {
+	if !tagNamePattern.MatchString(name) {
+		return fmt.Errorf("invalid tag name %q: must match [A-Za-z0-9][A-Za-z0-9._+-]*", name)
+	}
 	return nil
 }
 

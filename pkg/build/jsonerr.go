@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 )
@@ -17,6 +18,13 @@ func decodeJSONFile(path string, data []byte, v any) error {
 	if err == nil {
 		return nil
 	}
+	return JSONFileError(path, data, err)
+}
+
+// JSONFileError describes err, an encoding/json error decoding data read
+// from path, on one line as "PATH:LINE:COL: what is wrong" (just "PATH:
+// err" when err carries no position).
+func JSONFileError(path string, data []byte, err error) error {
 	var offset int64 = -1
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -25,6 +33,10 @@ func decodeJSONFile(path string, data []byte, v any) error {
 		offset = syn.Offset
 	case errors.As(err, &typ):
 		offset = typ.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// What json.Decoder returns for a truncated document.
+		offset = int64(len(data))
+		err = errors.New("unexpected end of JSON input")
 	}
 	if offset < 0 || offset > int64(len(data)) {
 		return fmt.Errorf("%s: %w", path, err)

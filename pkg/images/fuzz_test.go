@@ -41,7 +41,7 @@ func FuzzParseManifest(f *testing.F) {
 		}
 		m, err := LoadManifest(path)
 		if err != nil {
-			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") || !strings.HasPrefix(msg, path+": ") {
+			if msg := err.Error(); strings.ContainsAny(msg, "\r\n") || !strings.HasPrefix(msg, path+":") {
 				t.Fatalf("error is not one line naming the file: %q", msg)
 			}
 			return

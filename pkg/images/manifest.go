@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/cosa-build/cosa/pkg/build"
 )
 
 // ManifestVersion is the only manifest format version understood.
@@ -43,10 +46,20 @@ func LoadManifest(path string) (*Manifest, error) {
 	}
 	m, err := ParseManifest(data)
 	if err != nil {
+		var de decodeError
+		if errors.As(err, &de) {
+			return nil, build.JSONFileError(path, data, de.err)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
 }
+
+// decodeError is a JSON syntax or type error; LoadManifest turns its
+// offset into a line and column of the file.
+type decodeError struct{ err error }
+
+func (e decodeError) Error() string { return "manifest: " + e.err.Error() }
 
 // ParseManifest decodes and validates a manifest; unknown keys are errors.
 func ParseManifest(data []byte) (*Manifest, error) {
@@ -54,7 +67,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	dec.DisallowUnknownFields()
 	var m Manifest
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("manifest: %v", err)
+		return nil, decodeError{err}
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("manifest: trailing data after the JSON object")
