@@ -41,6 +41,13 @@ func newBuildCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			tools := []string{"mmdebstrap", "ostree", "tar"}
+			if o.Fetch {
+				tools = append(tools, "apt-get")
+			}
+			if err := needTools(tools...); err != nil {
+				return err
+			}
 			if o.Fetch {
 				if err := runFetch(c.Context(), g, w, cfg, &fetchOptions{}); err != nil {
 					return err

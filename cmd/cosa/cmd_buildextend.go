@@ -57,6 +57,9 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 				if err != nil {
 					return err
 				}
+				if err := needTools("ostree"); err != nil {
+					return err
+				}
 				d, err := g.buildsDir(w)
 				if err != nil {
 					return err

@@ -34,6 +34,9 @@ func newFetchCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := needTools("apt-get"); err != nil {
+				return err
+			}
 			return runFetch(c.Context(), g, w, cfg, o)
 		},
 	}

@@ -36,6 +36,11 @@ func runInit(g *globals, o *initOptions) error {
 	if o.Branch != "" && (o.Source == "" || !workdir.IsGitURL(o.Source)) {
 		return usageError{fmt.Errorf("--branch needs a git URL as the source")}
 	}
+	if o.Source != "" && workdir.IsGitURL(o.Source) {
+		if err := needTools("git"); err != nil {
+			return err
+		}
+	}
 	w, err := workdir.Init(g.Workdir, workdir.InitOptions{Source: o.Source, Branch: o.Branch, Force: o.Force})
 	if err != nil {
 		return err

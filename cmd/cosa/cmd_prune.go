@@ -33,6 +33,11 @@ func newPruneCmd(g *globals) *cobra.Command {
 					return usageError{err}
 				}
 			}
+			if !o.DryRun {
+				if err := needTools("ostree"); err != nil {
+					return err
+				}
+			}
 			w, err := g.openWorkdir()
 			if err != nil {
 				return err

@@ -33,7 +33,7 @@ func (e *Error) Error() string {
 	}
 	if e.Key != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Key)
+		b.WriteString(clip(e.Key))
 	}
 	b.WriteString(": ")
 	b.WriteString(e.Msg)
@@ -62,6 +62,11 @@ func oneLine(s string) string {
 // enough to be a plausible typo.
 func suggest(word string, candidates []string) string {
 	best, bestDist := "", -1
+	if len(word) > 64 {
+		// No key or value is that long; the distance table would be
+		// len(word) times the candidate's length.
+		return ""
+	}
 	lw := strings.ToLower(word)
 	for _, c := range candidates {
 		d := editDistance(lw, strings.ToLower(c))

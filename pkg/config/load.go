@@ -163,6 +163,16 @@ func syntaxError(file string, data []byte, err error) *Error {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if strings.Contains(m[2], "tab character") {
+			// yaml.v3 reports the line before the tab here; point at the
+			// first line at or after it that is indented with a tab.
+			for i, l := range strings.Split(string(data), "\n") {
+				if i+1 >= line && strings.Contains(l[:len(l)-len(strings.TrimLeft(l, " \t"))], "\t") {
+					line = i + 1
+					break
+				}
+			}
+		}
 		return &Error{File: file, Line: line, Msg: "YAML syntax error: " + m[2], cause: err}
 	}
 	line := 1
@@ -472,4 +482,20 @@ func errText(err error) string {
 	return err.Error()
 }
 
-func quote(s string) string { return strconv.Quote(s) }
+func quote(s string) string { return strconv.Quote(clip(s)) }
+
+// maxShown bounds how much of a value or key an error message repeats, so
+// that a megabyte-long string still gives a readable one-line error.
+const maxShown = 200
+
+// clip shortens s to maxShown bytes (on a rune boundary) plus "...".
+func clip(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

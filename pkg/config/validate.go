@@ -123,7 +123,7 @@ func (v *validator) defaultString(p *string, path, def string) {
 
 func (v *validator) match(path, what, s string, re *regexp.Regexp) {
 	if !re.MatchString(s) {
-		v.fail(path, fmt.Sprintf("invalid %s %q (must match %s)", what, s, re.String()))
+		v.fail(path, fmt.Sprintf("invalid %s %q (must match %s)", what, clip(s), re.String()))
 	}
 }
 
@@ -133,7 +133,7 @@ func (v *validator) enum(path, s string, allowed []string) {
 			return
 		}
 	}
-	msg := fmt.Sprintf("unsupported value %q (", s)
+	msg := fmt.Sprintf("unsupported value %q (", clip(s))
 	if sug := suggest(s, allowed); sug != "" && len(allowed) > 1 {
 		msg += fmt.Sprintf("did you mean %q? ", sug)
 	}
@@ -267,13 +267,13 @@ func regexMsg(what, s string, re *regexp.Regexp) string {
 	if re.MatchString(s) {
 		return ""
 	}
-	return fmt.Sprintf("invalid %s %q (must match %s)", what, s, re.String())
+	return fmt.Sprintf("invalid %s %q (must match %s)", what, clip(s), re.String())
 }
 
 // checkRef validates an OSTree ref: segments of [A-Za-z0-9._-]+ separated
 // by single slashes.
 func checkRef(ref string) string {
-	bad := func(why string) string { return fmt.Sprintf("invalid OSTree ref %q: %s", ref, why) }
+	bad := func(why string) string { return fmt.Sprintf("invalid OSTree ref %q: %s", clip(ref), why) }
 	if strings.HasPrefix(ref, "/") || strings.HasSuffix(ref, "/") {
 		return bad("must not start or end with '/'")
 	}
@@ -282,9 +282,9 @@ func checkRef(ref string) string {
 		case seg == "":
 			return bad("empty path segment")
 		case seg == "." || seg == "..":
-			return bad(fmt.Sprintf("segment %q is not allowed", seg))
+			return bad(fmt.Sprintf("segment %q is not allowed", clip(seg)))
 		case !refSegmentRE.MatchString(seg):
-			return bad(fmt.Sprintf("segment %q must match %s", seg, refSegmentRE.String()))
+			return bad(fmt.Sprintf("segment %q must match %s", clip(seg), refSegmentRE.String()))
 		}
 	}
 	return ""
@@ -292,7 +292,7 @@ func checkRef(ref string) string {
 
 // checkMirror validates distro.mirror: an http, https or file URL.
 func checkMirror(s string) string {
-	bad := func(why string) string { return fmt.Sprintf("invalid mirror URL %q: %s", s, why) }
+	bad := func(why string) string { return fmt.Sprintf("invalid mirror URL %q: %s", clip(s), why) }
 	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return bad("must not contain whitespace")
 	}
@@ -320,7 +320,7 @@ func checkMirror(s string) string {
 
 // checkUnit validates a systemd unit name.
 func checkUnit(s string) string {
-	bad := func(why string) string { return fmt.Sprintf("invalid unit name %q: %s", s, why) }
+	bad := func(why string) string { return fmt.Sprintf("invalid unit name %q: %s", clip(s), why) }
 	switch {
 	case s == "":
 		return "unit name is empty"
@@ -347,13 +347,13 @@ func checkKarg(s string) string {
 		case r == '"':
 			inQuote = !inQuote
 		case unicode.IsControl(r):
-			return fmt.Sprintf("kernel argument %q contains a control character", s)
+			return fmt.Sprintf("kernel argument %q contains a control character", clip(s))
 		case unicode.IsSpace(r) && !inQuote:
-			return fmt.Sprintf("kernel argument %q contains whitespace; list each argument separately", s)
+			return fmt.Sprintf("kernel argument %q contains whitespace; list each argument separately", clip(s))
 		}
 	}
 	if inQuote {
-		return fmt.Sprintf("kernel argument %q has an unterminated quote", s)
+		return fmt.Sprintf("kernel argument %q has an unterminated quote", clip(s))
 	}
 	return ""
 }
@@ -364,11 +364,11 @@ func checkRootPath(s string) string {
 	case s == "":
 		return "path is empty"
 	case strings.HasPrefix(s, "/"):
-		return fmt.Sprintf("absolute path %q is not allowed; use a path relative to the OS root", s)
+		return fmt.Sprintf("absolute path %q is not allowed; use a path relative to the OS root", clip(s))
 	case hasDotDot(s):
-		return fmt.Sprintf("path %q must not contain \"..\" components", s)
+		return fmt.Sprintf("path %q must not contain \"..\" components", clip(s))
 	case path.Clean(s) == ".":
-		return fmt.Sprintf("path %q refers to the OS root itself", s)
+		return fmt.Sprintf("path %q refers to the OS root itself", clip(s))
 	}
 	return ""
 }
