@@ -34,8 +34,14 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte(`{"version":"2","pipelines":[]} {}`))
 	f.Add([]byte(`{"version":"2","pipelines":[{"name":"a","stages":[{"type":"x","options":null,"checkpoint":true}]}],"extra":1}`))
 
+	// One file per fuzzing process, rewritten for each input.
+	dir, err := os.MkdirTemp("", "cosa-fuzz-manifest-")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "manifest.json")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "manifest.json")
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
