@@ -373,6 +373,13 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, tmpRepo, 
 	if err != nil {
 		return err
 	}
+	// Archive mode zlib-compresses every object, single-threaded; at
+	// ostree's default level 6 that was most of the export (pull-local of
+	// the default config: 38 s at level 6 vs 17 s at level 1, on 2 busy
+	// cores) for a tarball only 7% smaller (278 vs 299 MB).
+	if err := a.SetConfig(ctx, "archive.zlib-level", "1"); err != nil {
+		return err
+	}
 	if err := a.PullLocal(ctx, src, commit); err != nil {
 		return err
 	}

@@ -82,6 +82,19 @@ func Open(ctx context.Context, path string, mode Mode) (*Repo, error) {
 	return r, nil
 }
 
+// SetConfig sets key (GROUP.NAME, e.g. "archive.zlib-level") in the
+// repository's config file.
+func (r *Repo) SetConfig(ctx context.Context, key, value string) error {
+	_, err := r.run(ctx, "config", "set", key, value)
+	return err
+}
+
+// GetConfig reads key (GROUP.NAME) from the repository's config file.
+func (r *Repo) GetConfig(ctx context.Context, key string) (string, error) {
+	out, err := r.run(ctx, "config", "get", key)
+	return strings.TrimSpace(out), err
+}
+
 // Version returns the version of the ostree tool, e.g. "2022.7".
 func Version(ctx context.Context) (string, error) {
 	out, err := run(ctx, "--version")

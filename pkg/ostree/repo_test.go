@@ -112,6 +112,26 @@ func TestCommitShowRefs(t *testing.T) {
 	}
 }
 
+// TestSetConfig: a key set with SetConfig is read back, and an invalid
+// key is an error.
+func TestSetConfig(t *testing.T) {
+	needOstree(t)
+	ctx := context.Background()
+	repo, err := Open(ctx, filepath.Join(t.TempDir(), "repo"), ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.SetConfig(ctx, "archive.zlib-level", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := repo.GetConfig(ctx, "archive.zlib-level"); err != nil || v != "1" {
+		t.Errorf("archive.zlib-level = %q, %v; want 1", v, err)
+	}
+	if err := repo.SetConfig(ctx, "nogroup", "1"); err == nil {
+		t.Error("a key without a group was accepted")
+	}
+}
+
 func asError(err error, target **Error) bool {
 	e, ok := err.(*Error)
 	if ok {
