@@ -206,14 +206,26 @@ func BuildExtend(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	var replaced string
 	if err := o.Dir.UpdateMeta(ctx, o.BuildID, o.Arch, func(m *build.Meta) error {
 		if m.Images == nil {
 			m.Images = map[string]build.Artifact{}
+		}
+		if old, ok := m.Images[string(o.Platform)]; ok && old.Path != art.Path {
+			replaced = old.Path
 		}
 		m.Images[string(o.Platform)] = *art
 		return nil
 	}); err != nil {
 		return err
+	}
+	// The image replaced one under another name (e.g. --force on a build
+	// whose image was compressed): meta.json no longer names the old
+	// file, so it goes, now that meta.json is written.
+	if replaced != "" && filepath.Base(replaced) == replaced {
+		if err := os.Remove(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), replaced)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
 	}
 	fmt.Fprintf(o.Out, "Added %s to %s (%d stages run, %d pipelines cached, %s)\n", art.Path, o.BuildID, res.Ran, res.Cached, time.Since(t0).Round(100*time.Millisecond))
 	return nil

@@ -47,7 +47,16 @@ func (r result) tail(n int) string {
 // start runs cosa with args in the workdir, output to a numbered log file.
 func (s *stress) start(args ...string) (*proc, error) {
 	s.runs++
-	name := fmt.Sprintf("%03d-%s.log", s.runs, strings.ReplaceAll(args[0], "/", "_"))
+	sub := args[0]
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--lock-timeout" {
+			i++
+		} else if !strings.HasPrefix(args[i], "-") {
+			sub = args[i]
+			break
+		}
+	}
+	name := fmt.Sprintf("%03d-%s.log", s.runs, strings.ReplaceAll(sub, "/", "_"))
 	logPath := filepath.Join(s.logDir, name)
 	f, err := os.Create(logPath)
 	if err != nil {

@@ -55,7 +55,7 @@ type caseResult struct {
 var killShares = []struct {
 	cmd   string
 	share float64
-}{{"build", 0.06}, {"metal", 0.24}, {"compress", 0.22}, {"decompress", 0.18}, {"upload", 0.30}}
+}{{"build", 0.06}, {"metal", 0.30}, {"compress", 0.16}, {"decompress", 0.14}, {"upload", 0.34}}
 
 // allocate splits n kills by killShares (largest remainder; at least one
 // build kill once n >= 5).
@@ -510,7 +510,7 @@ func TestAllocate(t *testing.T) {
 			t.Errorf("allocate(%d) gives build %d kills", n, a["build"])
 		}
 	}
-	if a := allocate(50); a["build"] != 3 || a["upload"] != 15 {
+	if a := allocate(50); a["build"] != 3 || a["upload"] != 17 {
 		t.Errorf("allocate(50) = %v", a)
 	}
 }
