@@ -80,10 +80,12 @@ bench: bench-deps
 # Crash safety (not part of `make test`): SIGKILLs build, buildextend-metal,
 # compress, decompress and buildupload at random points, 50 times, checking
 # builds/ after each kill and that the next run needs no clean-up; plus two
-# builds and four buildextend-* at once. ~1 h on 2 cores. COSA_STRESS_KILLS,
-# COSA_STRESS_SEED: see tests/stress/stress_test.go.
+# builds and four buildextend-* at once; then every fuzz target for 2 min.
+# ~1 h on 2 cores. COSA_STRESS_KILLS, COSA_STRESS_SEED: see
+# tests/stress/stress_test.go.
 stress: deps test-deps build
 	COSA_STRESS=1 $(GO) test -count=1 -timeout 120m -v ./tests/stress/
+	$(MAKE) fuzz FUZZTIME=2m
 
 install: build
 	install -m 0755 $(BIN) $(PREFIX)/bin/cosa
