@@ -196,7 +196,14 @@ func (s *stress) cleanup() {
 		fmt.Printf("stress: kept %s (logs in %s)\n", s.root, s.logDir)
 		return
 	}
-	os.RemoveAll(s.root)
+	if os.RemoveAll(s.root) != nil {
+		// ostree marks deployment dirs (in the stage cache, in scratch
+		// dirs of killed runs) immutable.
+		exec.Command("chattr", "-R", "-f", "-i", s.root).Run()
+		if err := os.RemoveAll(s.root); err != nil {
+			fmt.Printf("stress: could not remove %s: %v\n", s.root, err)
+		}
+	}
 }
 
 func (s *stress) logf(format string, a ...any) {
