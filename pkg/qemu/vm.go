@@ -74,13 +74,28 @@ type VM struct {
 	waitErr error
 }
 
-// KVMUsable reports whether QEMU can really run a guest with KVM here. An
-// openable /dev/kvm is not enough: nested setups (a VM inside a microVM)
-// hand out /dev/kvm and then abort at vCPU setup ("failed to set MSR"), so
-// QEMU is asked to create the same machine, paused, and quit. The answer
-// is cached for the process.
+// KVMUsable reports whether QEMU can really run a guest with KVM here.
+// An openable /dev/kvm is not enough, and neither is QEMU starting with
+// accel=kvm: nested setups hand out /dev/kvm and then abort at vCPU setup
+// ("failed to set MSR"), and some sandboxes serve a /dev/kvm on CPUs
+// without VMX/SVM that runs firmware and GRUB but never gets a Linux
+// kernel to print a line (seen on this project's CI machines: SeaBIOS and
+// GRUB run, then nothing for 300 s). So KVM is used only when the CPU
+// advertises hardware virtualization, /dev/kvm opens, and QEMU creates
+// the machine. COSA_ACCEL=tcg|kvm overrides the probe. The answer is
+// cached for the process.
 func KVMUsable() bool {
 	kvmOnce.Do(func() {
+		switch os.Getenv("COSA_ACCEL") {
+		case "kvm":
+			kvmOK = true
+			return
+		case "tcg":
+			return
+		}
+		if !cpuHasVirt("/proc/cpuinfo") {
+			return
+		}
 		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 		if err != nil {
 			return
@@ -94,6 +109,27 @@ func KVMUsable() bool {
 		kvmOK = cmd.Run() == nil
 	})
 	return kvmOK
+}
+
+// cpuHasVirt reports whether the CPU flags in cpuinfo include Intel VT-x
+// (vmx) or AMD-V (svm).
+func cpuHasVirt(cpuinfo string) bool {
+	data, err := os.ReadFile(cpuinfo)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, flags, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) != "flags" {
+			continue
+		}
+		for _, f := range strings.Fields(flags) {
+			if f == "vmx" || f == "svm" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 var (
