@@ -150,12 +150,11 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 	return &Result{Root: root, Packages: pkgs, Kernels: kernels}, nil
 }
 
-func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) error {
-	m := &o.Config.Manifest
-	absDebs, err := filepath.Abs(debs)
-	if err != nil {
-		return err
-	}
+// MmdebstrapArgs are the mmdebstrap arguments Compose uses to install the
+// config's packages into root from the flat repo of .debs at debs (an
+// absolute path). Exported so the benchmark's reference run is the same
+// call, not a copy that can drift.
+func MmdebstrapArgs(m *config.Manifest, suite, root, debs string) []string {
 	excluded := map[string]bool{}
 	for _, e := range m.ExcludePackages {
 		excluded[e] = true
@@ -166,16 +165,24 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) err
 			include = append(include, p)
 		}
 	}
-	args := []string{
+	return []string{
 		"--mode=root",
 		"--variant=" + m.Distro.Variant,
 		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
 		"--include=" + strings.Join(include, ","),
 		`--aptopt=APT::Install-Recommends "false"`,
 		"--dpkgopt=force-unsafe-io",
-		o.Lock.Suite, root,
-		"deb [trusted=yes] file://" + absDebs + " ./",
+		suite, root,
+		"deb [trusted=yes] file://" + debs + " ./",
 	}
+}
+
+func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) error {
+	absDebs, err := filepath.Abs(debs)
+	if err != nil {
+		return err
+	}
+	args := MmdebstrapArgs(&o.Config.Manifest, o.Lock.Suite, root, absDebs)
 	// A fresh network namespace proves the build needs no network; a private
 	// mount namespace makes every mount mmdebstrap makes (proc, dev, the
 	// bind-mounted package cache) vanish with it, even if it is killed, so

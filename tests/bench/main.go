@@ -367,25 +367,10 @@ func (b *bench) figCold(seed string, cfg *config.Config, lock *compose.Lockfile)
 	}
 	// The reference, with the cache the cold build used (hard links of
 	// the seed's .debs).
-	m := &cfg.Manifest
-	excluded := map[string]bool{}
-	for _, e := range m.ExcludePackages {
-		excluded[e] = true
-	}
-	var include []string
-	for _, p := range m.Packages {
-		if !excluded[p] {
-			include = append(include, p)
-		}
-	}
 	debs, _ := filepath.Abs(compose.DebsDir(filepath.Join(dir, "cache")))
 	root := filepath.Join(b.run, "mmdebstrap-root")
-	args := []string{"-m", "-n", "/bin/sh", "-c", `mount --make-rprivate / && exec mmdebstrap "$@"`, "mmdebstrap",
-		"--mode=root", "--variant=" + m.Distro.Variant,
-		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
-		"--include=" + strings.Join(include, ","),
-		`--aptopt=APT::Install-Recommends "false"`, "--dpkgopt=force-unsafe-io",
-		lock.Suite, root, "deb [trusted=yes] file://" + debs + " ./"}
+	args := append([]string{"-m", "-n", "/bin/sh", "-c", `mount --make-rprivate / && exec mmdebstrap "$@"`, "mmdebstrap"},
+		compose.MmdebstrapArgs(&cfg.Manifest, lock.Suite, root, debs)...)
 	ref, err := b.cmd("cold: reference mmdebstrap", "", []string{"INITRD=No", "LC_ALL=C.UTF-8"}, "unshare", args...)
 	if err != nil {
 		f.fail(err)
