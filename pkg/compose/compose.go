@@ -56,10 +56,27 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		return nil, err
 	}
 
-	step = p.Start(fmt.Sprintf("compose: install %d packages with mmdebstrap (offline)", len(o.Lock.Packages)))
-	err = runMmdebstrap(ctx, o, root, debs)
-	if err := step.Done(err); err != nil {
-		return nil, err
+	key := BaseKey(m, o.Lock)
+	restored := false
+	if hasBase(o.CacheDir, key) {
+		step = p.Start(fmt.Sprintf("compose: copy the cached base root (%d packages, unchanged)", len(o.Lock.Packages)))
+		err = restoreBase(ctx, o.CacheDir, key, root)
+		if err := step.Done(err); err != nil {
+			return nil, err
+		}
+		restored = true
+	}
+	if !restored {
+		step = p.Start(fmt.Sprintf("compose: install %d packages with mmdebstrap (offline)", len(o.Lock.Packages)))
+		err = runMmdebstrap(ctx, o, root, debs)
+		if err := step.Done(err); err != nil {
+			return nil, err
+		}
+		step = p.Start("compose: cache the base root")
+		err = saveBase(ctx, o.CacheDir, key, root)
+		if err := step.Done(err); err != nil {
+			return nil, err
+		}
 	}
 	// mmdebstrap leaves its own apt/dpkg settings and our file:// source;
 	// the image should point at the real archive.

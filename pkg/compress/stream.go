@@ -121,6 +121,20 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// usesTool reports whether CompressStream runs an external program for a:
+// such a program is then best given the files themselves (see
+// compressFile), not pipes fed by Go.
+func usesTool(a Algorithm, o StreamOptions) bool {
+	switch a {
+	case XZ:
+		return true
+	case Zstd:
+		_, err := exec.LookPath(zstdCommand)
+		return err == nil && !o.InProcess
+	}
+	return false
+}
+
 // NeedTool returns an error if a's implementation needs a program that is
 // not on PATH.
 func NeedTool(a Algorithm) error {

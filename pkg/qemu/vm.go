@@ -59,6 +59,10 @@ type Options struct {
 	Interactive bool
 	// Reboot lets a guest reboot instead of QEMU exiting.
 	Reboot bool
+	// Resume starts the machine again from the disk overlay and UEFI
+	// variables a previous Start left in WorkDir, appending to its console
+	// log: a cold power cycle of the same machine.
+	Resume bool
 }
 
 // VM is a running QEMU.
@@ -167,9 +171,15 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		return nil, err
 	}
 	overlay := filepath.Join(o.WorkDir, "overlay.qcow2")
-	os.Remove(overlay)
-	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", img, "-F", imageFormat(img), overlay).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("qemu-img create overlay: %v: %s", err, out)
+	if o.Resume {
+		if _, err := os.Stat(overlay); err != nil {
+			return nil, fmt.Errorf("resuming a VM: %w", err)
+		}
+	} else {
+		os.Remove(overlay)
+		if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", img, "-F", imageFormat(img), overlay).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("qemu-img create overlay: %v: %s", err, out)
+		}
 	}
 	accel := "tcg"
 	if KVMUsable() {
@@ -207,12 +217,14 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	if o.Firmware == UEFI {
 		vars := filepath.Join(o.WorkDir, "OVMF_VARS.fd")
-		data, err := os.ReadFile(OVMFVars)
-		if err != nil {
-			return nil, fmt.Errorf("UEFI needs OVMF (apt-get install ovmf): %w", err)
-		}
-		if err := os.WriteFile(vars, data, 0o644); err != nil {
-			return nil, err
+		if _, err := os.Stat(vars); err != nil || !o.Resume {
+			data, err := os.ReadFile(OVMFVars)
+			if err != nil {
+				return nil, fmt.Errorf("UEFI needs OVMF (apt-get install ovmf): %w", err)
+			}
+			if err := os.WriteFile(vars, data, 0o644); err != nil {
+				return nil, err
+			}
 		}
 		args = append(args, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
@@ -242,7 +254,11 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	logf, err := os.Create(logPath)
+	logFlags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if o.Resume {
+		logFlags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	logf, err := os.OpenFile(logPath, logFlags, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -299,7 +299,7 @@ func (b *bench) all() error {
 			} else {
 				f.set(float64(n), float64(diskOne), float64(n)/float64(diskOne))
 				f.Details = map[string]any{
-					"counted":          "du -s -B1 over builds/, tmp/repo and cache/objects in one du call (hard links counted once; sparse files by allocated blocks)",
+					"counted":          "du -s -B1 over builds/, tmp/repo, cache/objects, cache/rootfs and cache/ostree-archive in one du call (hard links counted once; sparse files by allocated blocks)",
 					"builds":           builds,
 					"after_n_builds":   parts,
 					"after_one_build":  diskOneParts,
@@ -903,7 +903,7 @@ func (b *bench) table() string {
 // ---- small helpers
 
 func diskUse(w string) (int64, map[string]int64, error) {
-	paths := []string{"builds", "tmp/repo", "cache/objects"}
+	paths := []string{"builds", "tmp/repo", "cache/objects", "cache/rootfs", "cache/ostree-archive"}
 	var args []string
 	for _, p := range paths {
 		if _, err := os.Stat(filepath.Join(w, p)); err == nil {
