@@ -24,13 +24,17 @@ func TestBaseKeyChangesWithWhatMmdebstrapSees(t *testing.T) {
 		t.Fatal("BaseKey is not stable")
 	}
 	changes := map[string]func(m *config.Manifest, l *Lockfile){
-		"package list":    func(m *config.Manifest, l *Lockfile) { m.Packages = append(m.Packages, "vim") },
-		"excluded":        func(m *config.Manifest, l *Lockfile) { m.ExcludePackages = []string{"ostree"} },
-		"variant":         func(m *config.Manifest, l *Lockfile) { m.Distro.Variant = "apt" },
-		"suite":           func(m *config.Manifest, l *Lockfile) { l.Suite = "trixie" },
-		"locked version":  func(m *config.Manifest, l *Lockfile) { l.Packages["systemd"] = LockedPackage{Version: "252.2", Sha256: "aa"} },
-		"locked checksum": func(m *config.Manifest, l *Lockfile) { l.Packages["ostree"] = LockedPackage{Version: "2022.7", Sha256: "cc"} },
-		"index":           func(m *config.Manifest, l *Lockfile) { l.IndexSha256 = "dd" },
+		"package list": func(m *config.Manifest, l *Lockfile) { m.Packages = append(m.Packages, "vim") },
+		"excluded":     func(m *config.Manifest, l *Lockfile) { m.ExcludePackages = []string{"ostree"} },
+		"variant":      func(m *config.Manifest, l *Lockfile) { m.Distro.Variant = "apt" },
+		"suite":        func(m *config.Manifest, l *Lockfile) { l.Suite = "trixie" },
+		"locked version": func(m *config.Manifest, l *Lockfile) {
+			l.Packages["systemd"] = LockedPackage{Version: "252.2", Sha256: "aa"}
+		},
+		"locked checksum": func(m *config.Manifest, l *Lockfile) {
+			l.Packages["ostree"] = LockedPackage{Version: "2022.7", Sha256: "cc"}
+		},
+		"index": func(m *config.Manifest, l *Lockfile) { l.IndexSha256 = "dd" },
 	}
 	for name, change := range changes {
 		m := testManifest()
