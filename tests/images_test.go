@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
@@ -100,6 +101,13 @@ func TestImages(t *testing.T) {
 		}
 		if sum := sha256File(t, filepath.Join(arch, a.Path)); sum != a.Sha256 {
 			t.Errorf("%s: sha256 %s, meta says %s", p, sum, a.Sha256)
+		}
+		// Disk images are hard links to the stage cache's objects, not
+		// second copies.
+		if st, err := os.Stat(filepath.Join(arch, a.Path)); err == nil && p != "ostree" {
+			if n := st.Sys().(*syscall.Stat_t).Nlink; n < 2 {
+				t.Errorf("%s: %d link(s); want it to share the cache object's blocks", p, n)
+			}
 		}
 	}
 	// metal4k: a GPT with 4096-byte logical sectors: the header is at LBA 1,

@@ -116,7 +116,16 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	objID := filepath.Base(res.Exports[export])
 	var sum string
 	var size int64
-	if known, ok := en.Store.Sum(objID, file); ok {
+	os.Remove(tmp)
+	if err = os.Link(src, tmp); err == nil {
+		// The artifact shares the store object's blocks: objects are
+		// written once and never changed (a new image is a new object, and
+		// eviction only unlinks), so neither side can alter the other, and
+		// a build costs one copy of its image on disk, not two.
+		if err = os.Chmod(tmp, 0o644); err == nil {
+			sum, size, err = storedSum(en.Store, objID, file, tmp)
+		}
+	} else if known, ok := en.Store.Sum(objID, file); ok {
 		sum, size = known.Sha256, known.Size
 		_, err = copySparseChecked(src, tmp, size)
 	} else {
@@ -140,6 +149,19 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		a.SkipCompression = true
 	}
 	return a, res, nil
+}
+
+// storedSum returns the checksum the store keeps for objID's file, or
+// hashes path (a link to it) and records the result.
+func storedSum(st *images.Store, objID, file, path string) (string, int64, error) {
+	if known, ok := st.Sum(objID, file); ok {
+		return known.Sha256, known.Size, nil
+	}
+	sum, size, err := hashSparse(path)
+	if err == nil {
+		st.SetSum(objID, file, images.FileSum{Sha256: sum, Size: size})
+	}
+	return sum, size, err
 }
 
 // rawDisk is the file the image pipelines write.
