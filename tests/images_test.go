@@ -190,6 +190,11 @@ func TestImages(t *testing.T) {
 		var res struct{ Output string }
 		json.Unmarshal(data, &res)
 		t.Logf("e2e: upgrade %s -> %s: %s", id, id1, strings.SplitN(res.Output, "\n", 2)[0])
+		// The image's path unit must rewrite grub.cfg as soon as ostree
+		// deploys, not only the shutdown unit on the way down.
+		if !strings.HasPrefix(res.Output, "grub.cfg regenerated after deploy") {
+			t.Errorf("grub.cfg was not regenerated right after the deploy: %s", strings.SplitN(res.Output, "\n", 2)[0])
+		}
 	}
 
 	// cosa run -c: an interactive login on a terminal.
