@@ -364,24 +364,20 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 			w := io.MultiWriter(f, outHash)
 			return CompressStream(ctx, p.o.Algorithm, w, io.TeeReader(in, inHash), so)
 		}
-		// An external compressor gets both files as its stdin and stdout,
-		// so no byte passes through a Go pipe; the input is hashed
-		// alongside with positioned reads (the tool's file offset is not
-		// moved), the output once it is written, from the page cache.
-		// Through pipes zstd ran at 0.6x its own speed on 2 CPUs.
+		// An external compressor reads the file itself: through a Go pipe
+		// (with the input hashed on the way) zstd ran at 0.55x its own
+		// speed on 2 CPUs. The input is still hashed against meta.json, on
+		// the side with positioned reads (the tool's file offset is not
+		// moved); the smaller output is hashed as it comes out.
 		hashed := make(chan error, 1)
 		go func() {
 			_, err := io.Copy(inHash, ctxReader{ctx, io.NewSectionReader(in, 0, 1<<62)})
 			hashed <- err
 		}()
-		err := CompressStream(ctx, p.o.Algorithm, f, in, so)
+		err := CompressStream(ctx, p.o.Algorithm, io.MultiWriter(f, outHash), in, so)
 		if herr := <-hashed; err == nil {
 			err = herr
 		}
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(outHash, io.NewSectionReader(f, 0, 1<<62))
 		return err
 	}, func() error {
 		return checkSum(filepath.Base(src), inHash, a.Sha256, a.Size, "sha256", "size")
