@@ -109,7 +109,12 @@ func TestBuildLifecycle(t *testing.T) {
 	}
 
 	// 5. SIGKILL in the middle of a build: the build dir stays valid and
-	// nothing is left mounted; the next build cleans up after it.
+	// nothing is left mounted; the next build cleans up after it. The
+	// kill lands inside mmdebstrap (its mounts are what must not leak), so
+	// the cached base root that would replace it goes first.
+	if err := os.RemoveAll(compose.BaseCacheDir(filepath.Join(w, "cache"))); err != nil {
+		t.Fatal(err)
+	}
 	killDuring(t, w, "==> compose: install", "build", "--force", "--skip-image")
 	if ids := readIndex(t, w).IDs(); len(ids) != 2 || latest(t, w) != id1 {
 		t.Fatalf("after a killed build: builds %v, latest %s", ids, latest(t, w))
@@ -146,7 +151,15 @@ func TestBuildLifecycle(t *testing.T) {
 	checkBuild(t, w, "12.e2e.0")
 
 	// 7. A fourth build: auto-prune keeps 3 and drops the oldest with its ref.
-	mustCosa(t, w, "build", "--force", "--skip-image")
+	// The package set is unchanged since build 6, so the tree mmdebstrap
+	// made there is copied, not made again.
+	r = mustCosa(t, w, "build", "--force", "--skip-image")
+	if !strings.Contains(r.Stderr, "compose: copy the cached base root") || strings.Contains(r.Stderr, "with mmdebstrap") {
+		t.Errorf("a build with an unchanged package set did not reuse the cached base root:\n%s", r.Stderr)
+	}
+	if ents, _ := os.ReadDir(compose.BaseCacheDir(filepath.Join(w, "cache"))); len(ents) != 1 {
+		t.Errorf("cache/rootfs holds %d entries, want the one current base", len(ents))
+	}
 	id2 := latest(t, w)
 	if ids := readIndex(t, w).IDs(); strings.Join(ids, " ") != id2+" 12.e2e.0 "+id1 {
 		t.Fatalf("after auto-prune: %v", ids)
