@@ -57,16 +57,13 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 	}
 
 	key := BaseKey(m, o.Lock)
-	restored := false
 	if hasBase(o.CacheDir, key) {
 		step = p.Start(fmt.Sprintf("compose: copy the cached base root (%d packages, unchanged)", len(o.Lock.Packages)))
 		err = restoreBase(ctx, o.CacheDir, key, root)
 		if err := step.Done(err); err != nil {
 			return nil, err
 		}
-		restored = true
-	}
-	if !restored {
+	} else {
 		step = p.Start(fmt.Sprintf("compose: install %d packages with mmdebstrap (offline)", len(o.Lock.Packages)))
 		err = runMmdebstrap(ctx, o, root, debs)
 		if err := step.Done(err); err != nil {
