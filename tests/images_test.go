@@ -93,6 +93,12 @@ func TestImages(t *testing.T) {
 	}
 	wg.Wait()
 	m, _ = readMeta(t, w, id)
+	// The forced metal re-linked the same cache object: rename(2) of one
+	// link over another of the same inode leaves the temp name behind
+	// unless cosa removes it.
+	if left, _ := filepath.Glob(filepath.Join(arch, ".*.tmp*")); len(left) > 0 {
+		t.Errorf("temporary files left in the build: %v", left)
+	}
 	for _, p := range []string{"ostree", "qemu", "metal", "metal4k"} {
 		a, ok := m.Images[p]
 		if !ok {

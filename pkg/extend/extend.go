@@ -2,6 +2,7 @@ package extend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -140,6 +141,11 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		return nil, nil, fmt.Errorf("copying %s: %w", src, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, art)); err != nil {
+		return nil, nil, err
+	}
+	// rename(2) does nothing when both names are links to one inode (a
+	// --force rebuild that hit the same cache object): drop the temp name.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
 	}
 	a := &build.Artifact{Path: art, Sha256: sum, Size: size}
