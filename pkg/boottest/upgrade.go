@@ -114,9 +114,11 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 		return fail("console shows %s", m)
 	}
 	vmOpts.Resume = true
-	if vm, err = qemu.Start(ctx, vmOpts); err != nil {
+	next, err := qemu.Start(ctx, vmOpts)
+	if err != nil {
 		return r, err
 	}
+	vm = next // the deferred Kill and result writer now see the second boot
 	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
 	if _, err := vm.WaitFor(bctx, loginRE, FailRE); err != nil {

@@ -94,10 +94,7 @@ func saveBase(ctx context.Context, cacheDir, key, root string) error {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("caching the base root: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return err
-	}
-	return nil
+	return os.Rename(tmp, final)
 }
 
 // copyTree copies src to dst (which must not exist) keeping owners, modes,

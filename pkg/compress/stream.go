@@ -80,7 +80,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 var zstdCommand = "zstd"
 
 func zstdCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOptions) error {
-	if _, err := exec.LookPath(zstdCommand); err == nil && !o.InProcess {
+	if usesTool(Zstd, o) {
 		level := "-3"
 		if o.Fast {
 			level = "-1"
