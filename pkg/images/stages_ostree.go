@@ -2,11 +2,15 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
 // Stages that build an OSTree sysroot in the tree (ostree-admin(1)). The
@@ -141,5 +145,21 @@ func (s *OSTreeDeploy) Run(ctx context.Context, e *Env) error {
 		args = append(args, "--karg-append="+k)
 	}
 	args = append(args, s.Ref)
-	return e.Cmd(ctx, "ostree", args...)
+	if err := e.Cmd(ctx, "ostree", args...); err != nil {
+		return err
+	}
+	// ostree makes every deployment dir immutable to protect a live
+	// system; here the tree becomes a cache object that rm -rf of the
+	// workdir must be able to delete. Images lose nothing: mkfs.ext4 -d
+	// does not copy inode flags (TestMkfsDropsImmutable).
+	deploys, err := filepath.Glob(filepath.Join(e.Tree, "ostree", "deploy", "*", "deploy", "*"))
+	if err != nil {
+		return err
+	}
+	for _, d := range deploys {
+		if _, err := fsattr.Clear(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

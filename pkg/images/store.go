@@ -3,6 +3,7 @@ package images
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
 // Store is the content-addressed object store: cache/objects/<stage id>.
@@ -164,11 +167,15 @@ func copyTree(src, dst string) error {
 }
 
 // makeWritable undoes `chattr +i`, which ostree sets on deployment dirs.
+// The deploy stage clears it since; objects stored by older versions
+// still have it.
 func makeWritable(dir string) error {
 	deploys, _ := filepath.Glob(filepath.Join(dir, "*", "ostree", "deploy", "*", "deploy", "*"))
 	deploys2, _ := filepath.Glob(filepath.Join(dir, "ostree", "deploy", "*", "deploy", "*"))
 	for _, d := range append(deploys, deploys2...) {
-		exec.Command("chattr", "-i", d).Run()
+		if _, err := fsattr.Clear(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
