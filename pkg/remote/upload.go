@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -84,6 +86,9 @@ func (u *uploader) emit(e Event) {
 
 // Upload uploads builds to S3. It does not take the builds/ lock: uploads
 // can be long, and everything it reads is written once by a finished build.
+// What can change under it (cosa compress rewriting meta.json) is caught:
+// the meta.json bytes it parsed are the ones it uploads, and an artifact
+// that vanished meanwhile fails the upload.
 func Upload(ctx context.Context, o UploadOptions) (*UploadResult, error) {
 	if o.Client == nil || o.Dir == nil {
 		return nil, fmt.Errorf("remote.Upload: Client and Dir are required")
@@ -160,12 +165,28 @@ func (r *UploadResult) Rate() float64 {
 // uploadBuildArch uploads one builds/<id>/<arch> and reports whether every
 // image meta.json lists is now in the bucket (so the build may be listed).
 func (u *uploader) uploadBuildArch(ctx context.Context, id, arch string) (bool, error) {
-	m, err := u.o.Dir.ReadMeta(id, arch)
+	// meta.json is read once, and these very bytes are what goes up: a
+	// `cosa compress` rewriting it meanwhile must not get a meta.json
+	// published that names objects this upload never sent.
+	metaPath := u.o.Dir.MetaPath(id, arch)
+	metaData, err := os.ReadFile(metaPath)
 	if err != nil {
 		return false, err
 	}
+	m := &build.Meta{}
+	if err := json.Unmarshal(metaData, m); err != nil {
+		return false, build.JSONFileError(metaPath, metaData, err)
+	}
 	if m.BuildID != id {
-		return false, fmt.Errorf("%s: buildid %q does not match build %s", u.o.Dir.MetaPath(id, arch), m.BuildID, id)
+		return false, fmt.Errorf("%s: buildid %q does not match build %s", metaPath, m.BuildID, id)
+	}
+	// changed turns a failure to read an artifact into the real reason
+	// when meta.json was rewritten under us.
+	changed := func(err error) error {
+		if now, rerr := os.ReadFile(metaPath); rerr == nil && bytes.Equal(now, metaData) {
+			return err
+		}
+		return fmt.Errorf("build %s/%s changed while uploading (its meta.json was rewritten, e.g. by cosa compress); run buildupload again", id, arch)
 	}
 	archDir := u.o.Dir.BuildDir(id, arch)
 	names := make([]string, 0, len(m.Images))
@@ -201,19 +222,21 @@ func (u *uploader) uploadBuildArch(ctx context.Context, id, arch string) (bool, 
 		err = u.putFile(ctx, key, filepath.Join(archDir, filepath.FromSlash(rel)), a.Sha256, a.Size, CacheControlArtifact,
 			fmt.Sprintf("artifact %s of build %s/%s", name, id, arch))
 		if err != nil {
-			return false, err
+			return false, changed(err)
 		}
 	}
 	for _, f := range []string{CommitMetaFile, PkgListFile, build.MetaFile} {
-		p := filepath.Join(archDir, f)
-		sum, size, err := fileSha256(p)
-		if os.IsNotExist(err) && f != build.MetaFile {
-			continue
+		data := metaData
+		if f != build.MetaFile {
+			data, err = os.ReadFile(filepath.Join(archDir, f))
+			if os.IsNotExist(err) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
 		}
-		if err != nil {
-			return false, err
-		}
-		if err := u.putFile(ctx, u.o.Dest.Key(id+"/"+arch+"/"+f), p, sum, size, CacheControlJSON, f); err != nil {
+		if err := u.putBytes(ctx, u.o.Dest.Key(id+"/"+arch+"/"+f), f, data); err != nil {
 			return false, err
 		}
 	}
@@ -239,17 +262,8 @@ func (u *uploader) present(ctx context.Context, key, sum string, size int64) (bo
 // putFile uploads local file p as key unless the bucket already has it
 // with the same sha256 (or --force). what names the file in errors.
 func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, cacheControl, what string) error {
-	obj := "s3://" + u.o.Dest.Bucket + "/" + key
-	if !u.o.Force {
-		ok, err := u.present(ctx, key, sum, size)
-		if err != nil {
-			return err
-		}
-		if ok {
-			u.res.Skipped++
-			u.emit(Event{Event: "object", Action: "skipped", Object: obj, Bytes: size, Message: "unchanged"})
-			return nil
-		}
+	if skip, err := u.skip(ctx, key, sum, size); err != nil || skip {
+		return err
 	}
 	f, err := os.Open(p)
 	if err != nil {
@@ -263,14 +277,52 @@ func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, 
 	if fi.Size() != size {
 		return fmt.Errorf("%s: %s is %d bytes, meta.json says %d", what, p, fi.Size(), size)
 	}
-	// Never publish a file that does not match its meta.json.
-	got, _, err := fileSha256(p)
-	if err != nil {
-		return err
+	// Never publish a file that does not match its meta.json. The open
+	// file is hashed, not the path, so that a file replaced meanwhile
+	// cannot go up unchecked.
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("%s: reading %s: %w", what, p, err)
 	}
-	if got != sum {
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
 		return fmt.Errorf("%s: %s has sha256 %s, meta.json says %s; refusing to upload a corrupt file", what, p, got, sum)
 	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	// f is seekable: plain-http endpoints sign the payload hash.
+	return u.put(ctx, key, f, p, sum, size, cacheControl, what)
+}
+
+// putBytes uploads data (a JSON file of the build) as key unless the
+// bucket already has it.
+func (u *uploader) putBytes(ctx context.Context, key, name string, data []byte) error {
+	sum, size := bytesSha256(data), int64(len(data))
+	if skip, err := u.skip(ctx, key, sum, size); err != nil || skip {
+		return err
+	}
+	return u.put(ctx, key, bytes.NewReader(data), name, sum, size, CacheControlJSON, name)
+}
+
+// skip reports (and counts) an object the bucket already has, unless
+// --force.
+func (u *uploader) skip(ctx context.Context, key, sum string, size int64) (bool, error) {
+	if u.o.Force {
+		return false, nil
+	}
+	ok, err := u.present(ctx, key, sum, size)
+	if err != nil || !ok {
+		return false, err
+	}
+	u.res.Skipped++
+	u.emit(Event{Event: "object", Action: "skipped", Object: "s3://" + u.o.Dest.Bucket + "/" + key, Bytes: size, Message: "unchanged"})
+	return true, nil
+}
+
+// put uploads body, already checked against sum and size, as key; name
+// picks the Content-Type.
+func (u *uploader) put(ctx context.Context, key string, body io.Reader, name, sum string, size int64, cacheControl, what string) error {
+	obj := "s3://" + u.o.Dest.Bucket + "/" + key
 	if u.o.DryRun {
 		u.emit(Event{Event: "object", Action: "would-upload", Object: obj, Bytes: size})
 		return nil
@@ -278,8 +330,8 @@ func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, 
 	in := &s3.PutObjectInput{
 		Bucket:       aws.String(u.o.Dest.Bucket),
 		Key:          aws.String(key),
-		Body:         f, // seekable: plain-http endpoints sign the payload hash
-		ContentType:  aws.String(ContentType(p)),
+		Body:         body,
+		ContentType:  aws.String(ContentType(name)),
 		CacheControl: aws.String(cacheControl),
 		Metadata:     map[string]string{ShaMetaKey: sum},
 	}
