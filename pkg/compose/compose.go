@@ -3,8 +3,10 @@ package compose
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,14 +79,11 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 	}
 	// mmdebstrap leaves its own apt/dpkg settings and our file:// source;
 	// the image should point at the real archive.
-	for _, f := range []string{"etc/apt/apt.conf.d/99mmdebstrap", "etc/dpkg/dpkg.cfg.d/99mmdebstrap"} {
-		os.Remove(filepath.Join(root, f))
-	}
 	var list strings.Builder
 	for _, s := range o.Lock.Sources {
 		list.WriteString(s + "\n")
 	}
-	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(list.String()), 0o644); err != nil {
+	if err := pointAptAtArchive(root, list.String()); err != nil {
 		return nil, err
 	}
 	sandbox := func(argv ...string) error {
@@ -162,6 +161,26 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		return nil, err
 	}
 	return &Result{Root: root, Packages: pkgs, Kernels: kernels}, nil
+}
+
+// pointAptAtArchive drops mmdebstrap's own apt/dpkg settings and writes
+// the real sources.list. Packages made the tree, so it is opened as an
+// os.Root: a symlinked etc/apt cannot redirect these writes to the host.
+func pointAptAtArchive(root, sources string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, f := range []string{"etc/apt/apt.conf.d/99mmdebstrap", "etc/dpkg/dpkg.cfg.d/99mmdebstrap"} {
+		if err := r.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("composed root: %w", inRootErr(err))
+		}
+	}
+	if err := writeNew(r, "etc/apt/sources.list", []byte(sources), 0o644); err != nil {
+		return fmt.Errorf("composed root: %w", inRootErr(err))
+	}
+	return nil
 }
 
 // MmdebstrapArgs are the mmdebstrap arguments Compose uses to install the

@@ -1,9 +1,11 @@
 package compose
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 )
@@ -28,11 +30,25 @@ type Kernel struct {
 	Version string // e.g. 6.1.0-26-amd64
 }
 
+// The composed root is made by packages and a config cosa does not trust,
+// and this code runs on the host as the user who runs cosa: every path in
+// it goes through an os.Root, so a symlink in the tree (/tmp -> /etc) is
+// resolved inside the tree or refused, never followed onto the host.
+
 // FindKernels lists kernels with modules and a /boot image in root.
 func FindKernels(root string) ([]Kernel, error) {
-	entries, err := os.ReadDir(filepath.Join(root, "usr/lib/modules"))
+	r, err := os.OpenRoot(root)
 	if err != nil {
-		return nil, fmt.Errorf("no kernel modules in the composed root: %w", err)
+		return nil, err
+	}
+	defer r.Close()
+	return findKernels(r)
+}
+
+func findKernels(r *os.Root) ([]Kernel, error) {
+	entries, err := fs.ReadDir(r.FS(), "usr/lib/modules")
+	if err != nil {
+		return nil, fmt.Errorf("no kernel modules in the composed root: %w", inRootErr(err))
 	}
 	var ks []Kernel
 	for _, e := range entries {
@@ -40,7 +56,7 @@ func FindKernels(root string) ([]Kernel, error) {
 			continue
 		}
 		v := e.Name()
-		if exists(filepath.Join(root, "boot", "vmlinuz-"+v)) || exists(filepath.Join(root, "usr/lib/modules", v, "vmlinuz")) {
+		if isFile(r, "boot/vmlinuz-"+v) || isFile(r, "usr/lib/modules/"+v+"/vmlinuz") {
 			ks = append(ks, Kernel{Version: v})
 		}
 	}
@@ -54,19 +70,37 @@ func FindKernels(root string) ([]Kernel, error) {
 // --bootable` and `ostree admin deploy` expect (DESIGN.md section 9). The
 // initramfs must already be at usr/lib/modules/KVER/initramfs.img.
 func ToOstreeLayout(root string) error {
-	ks, err := FindKernels(root)
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := toOstreeLayout(r); err != nil {
+		return fmt.Errorf("OSTree layout: %w", inRootErr(err))
+	}
+	return nil
+}
+
+func toOstreeLayout(r *os.Root) error {
+	ks, err := findKernels(r)
 	if err != nil {
 		return err
 	}
 	for _, k := range ks {
-		modDir := filepath.Join(root, "usr/lib/modules", k.Version)
-		if src := filepath.Join(root, "boot", "vmlinuz-"+k.Version); exists(src) {
-			if err := os.Rename(src, filepath.Join(modDir, "vmlinuz")); err != nil {
+		modDir := "usr/lib/modules/" + k.Version
+		if src := "boot/vmlinuz-" + k.Version; isFile(r, src) {
+			if err := r.Rename(src, modDir+"/vmlinuz"); err != nil {
 				return err
 			}
 		}
 		for _, f := range []string{"vmlinuz", "initramfs.img"} {
-			if err := os.Chmod(filepath.Join(modDir, f), 0o644); err != nil {
+			// Both must be regular files: a symlink here would make the
+			// chmod land on whatever it names.
+			p := modDir + "/" + f
+			if !isFile(r, p) {
+				return fmt.Errorf("kernel %s: /%s is not a regular file", k.Version, p)
+			}
+			if err := r.Chmod(p, 0o644); err != nil {
 				return fmt.Errorf("kernel %s: %w", k.Version, err)
 			}
 		}
@@ -74,120 +108,205 @@ func ToOstreeLayout(root string) error {
 	// Debian's kernel hooks leave /vmlinuz, /initrd.img (+.old) links into
 	// /boot; ostree manages boot files itself, so /boot ships empty.
 	for _, l := range []string{"vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"} {
-		os.Remove(filepath.Join(root, l))
-	}
-	for _, d := range []string{"boot", "dev", "proc", "sys", "run", "tmp"} {
-		if err := emptyDir(filepath.Join(root, d)); err != nil {
+		if err := r.Remove(l); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777|os.ModeSticky); err != nil {
+	for _, d := range []string{"boot", "dev", "proc", "sys", "run", "tmp"} {
+		if err := emptyDir(r, d); err != nil {
+			return err
+		}
+	}
+	if err := r.Chmod("tmp", 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 
 	// /var -> factory, plus tmpfiles.d lines to recreate it.
-	factory := filepath.Join(root, factoryVar)
-	if err := os.MkdirAll(filepath.Dir(factory), 0o755); err != nil {
+	if err := realDir(r, "var"); err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(root, "var"), factory); err != nil {
+	if err := r.MkdirAll(path.Dir(factoryVar), 0o755); err != nil {
 		return err
 	}
-	if err := os.Mkdir(filepath.Join(root, "var"), 0o755); err != nil {
+	if err := r.Rename("var", factoryVar); err != nil {
+		return err
+	}
+	if err := r.Mkdir("var", 0o755); err != nil {
 		return err
 	}
 	var tmpfiles []string
 	for _, l := range varLinks {
-		p := filepath.Join(root, l.path)
-		fi, err := os.Lstat(p)
+		fi, err := r.Lstat(l.path)
 		mode := "0755"
 		if l.varDir == "roothome" {
 			mode = "0700"
 		}
 		switch {
 		case err == nil && fi.IsDir():
-			dst := filepath.Join(factory, l.varDir)
+			dst := factoryVar + "/" + l.varDir
 			// Debian ships an empty /var/opt (and maybe others): the
 			// top-level directory's content wins over an empty one.
-			if n, err := os.ReadDir(dst); err == nil && len(n) == 0 {
-				os.Remove(dst)
+			if fi, err := r.Lstat(dst); err == nil && fi.IsDir() {
+				if n, err := fs.ReadDir(r.FS(), dst); err == nil && len(n) == 0 {
+					r.Remove(dst)
+				}
 			}
-			if err := os.Rename(p, dst); err != nil {
+			if err := r.Rename(l.path, dst); err != nil {
 				return err
 			}
-			if n, _ := os.ReadDir(dst); len(n) > 0 {
+			if n, _ := fs.ReadDir(r.FS(), dst); len(n) > 0 {
 				tmpfiles = append(tmpfiles, fmt.Sprintf("C /var/%s - - - - /%s/%s", l.varDir, factoryVar, l.varDir))
 			} else {
 				tmpfiles = append(tmpfiles, fmt.Sprintf("d /var/%s %s root root -", l.varDir, mode))
 			}
 		case err == nil:
-			if err := os.Remove(p); err != nil {
+			if err := r.Remove(l.path); err != nil {
 				return err
 			}
 			tmpfiles = append(tmpfiles, fmt.Sprintf("d /var/%s %s root root -", l.varDir, mode))
-		case os.IsNotExist(err):
+		case errors.Is(err, fs.ErrNotExist):
 			tmpfiles = append(tmpfiles, fmt.Sprintf("d /var/%s %s root root -", l.varDir, mode))
 		default:
 			return err
 		}
-		if err := os.Symlink(l.target, p); err != nil {
+		if err := r.Symlink(l.target, l.path); err != nil {
 			return err
 		}
 	}
 	// State that packages keep under /var/lib, /var/cache and /var/spool
 	// (dpkg's database, debconf's answers, ...) is copied in on first boot.
 	for _, sub := range []string{"lib", "cache", "spool"} {
-		entries, _ := os.ReadDir(filepath.Join(factory, sub))
+		p := factoryVar + "/" + sub
+		if fi, err := r.Lstat(p); err != nil || !fi.IsDir() {
+			continue
+		}
+		entries, _ := fs.ReadDir(r.FS(), p)
 		for _, e := range entries {
 			tmpfiles = append(tmpfiles, fmt.Sprintf("C /var/%s/%s - - - - /%s/%s/%s", sub, e.Name(), factoryVar, sub, e.Name()))
 		}
 	}
 	sort.Strings(tmpfiles)
 	conf := "# Written by cosa: recreate /var from " + "/" + factoryVar + " on first boot.\n" + strings.Join(tmpfiles, "\n") + "\n"
-	if err := os.MkdirAll(filepath.Join(root, "usr/lib/tmpfiles.d"), 0o755); err != nil {
+	if err := r.MkdirAll("usr/lib/tmpfiles.d", 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(root, "usr/lib/tmpfiles.d/cosa-var.conf"), []byte(conf), 0o644); err != nil {
+	if err := writeNew(r, "usr/lib/tmpfiles.d/cosa-var.conf", []byte(conf), 0o644); err != nil {
 		return err
 	}
 
 	// /etc -> /usr/etc: ostree keeps the pristine config there and merges it
 	// with the machine's /etc on every deploy.
-	if exists(filepath.Join(root, "usr/etc")) {
+	if _, err := r.Lstat("usr/etc"); err == nil {
 		return fmt.Errorf("the composed root already has /usr/etc")
 	}
-	if err := os.Rename(filepath.Join(root, "etc"), filepath.Join(root, "usr/etc")); err != nil {
+	if err := realDir(r, "etc"); err != nil {
+		return err
+	}
+	if err := r.Rename("etc", "usr/etc"); err != nil {
 		return err
 	}
 	// An empty machine-id makes systemd treat the first boot as first boot.
-	if err := os.WriteFile(filepath.Join(root, "usr/etc/machine-id"), nil, 0o444); err != nil {
+	if err := writeNew(r, "usr/etc/machine-id", nil, 0o444); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(root, "sysroot"), 0o755); err != nil {
+	if err := emptyDir(r, "sysroot"); err != nil {
 		return err
 	}
-	os.Remove(filepath.Join(root, "ostree"))
-	return os.Symlink("sysroot/ostree", filepath.Join(root, "ostree"))
-}
-
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
-// emptyDir removes everything inside dir, creating dir if missing.
-func emptyDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return os.MkdirAll(dir, 0o755)
+	if err := r.Remove("ostree"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := r.RemoveAll("ostree"); err != nil {
+			return err
+		}
 	}
+	return r.Symlink("sysroot/ostree", "ostree")
+}
+
+// isFile reports whether name is a regular file (not a symlink to one).
+func isFile(r *os.Root, name string) bool {
+	fi, err := r.Lstat(name)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// realDir insists that name is a directory, not a symlink to one: the
+// layout moves these, and a moved link would leave the tree's content
+// behind.
+func realDir(r *os.Root, name string) error {
+	fi, err := r.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("/%s must be a directory, but the composed root has %s there", name, kind(fi))
+	}
+	return nil
+}
+
+func kind(fi fs.FileInfo) string {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "a symlink"
+	case fi.Mode().IsRegular():
+		return "a file"
+	}
+	return "a special file"
+}
+
+// writeNew replaces name with a new file holding data. The old entry is
+// removed first, so a symlink there is dropped rather than written through.
+func writeNew(r *os.Root, name string, data []byte, mode os.FileMode) error {
+	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		// The mode must not depend on the caller's umask.
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// emptyDir leaves name as an empty real directory: whatever is there, a
+// symlink included, is removed (never followed) and the directory made.
+func emptyDir(r *os.Root, name string) error {
+	fi, err := r.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return r.Mkdir(name, 0o755)
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		if err := r.Remove(name); err != nil {
+			return err
+		}
+		return r.Mkdir(name, 0o755)
+	}
+	entries, err := fs.ReadDir(r.FS(), name)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		if err := r.RemoveAll(name + "/" + e.Name()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// inRootErr says in words what os.Root means by a path that escapes: the
+// tree holds a symlink that points outside it.
+func inRootErr(err error) error {
+	if err != nil && strings.Contains(err.Error(), "path escapes from parent") {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("/%s: refusing a path through a symlink that leads out of the composed root", pe.Path)
+		}
+		return fmt.Errorf("refusing a path through a symlink that leads out of the composed root: %w", err)
+	}
+	return err
 }

@@ -2,7 +2,9 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,11 +60,40 @@ func (s *OSTreeFstab) Run(ctx context.Context, e *Env) error {
 		fmt.Fprintf(&b, "LABEL=%s %s %s %s %d %d\n", x.Label, x.Path, x.FSType, opts, x.Freq, x.PassNo)
 	}
 	for _, d := range deploys {
-		if err := os.WriteFile(filepath.Join(d, "etc/fstab"), []byte(b.String()), 0o644); err != nil {
-			return err
+		// The deployment's /etc came from the commit, which a config and
+		// its packages made: an etc/fstab symlink must not redirect this
+		// write onto the host, so it is replaced, never written through.
+		if err := replaceInRoot(d, "etc/fstab", []byte(b.String()), 0o644); err != nil {
+			return fmt.Errorf("fstab in %s: %w", filepath.Base(d), err)
 		}
 	}
 	return nil
+}
+
+// replaceInRoot writes data to name inside dir as a new file: the old
+// entry (a symlink included) is removed first, and every component of name
+// is resolved inside dir (os.Root), so nothing outside dir is touched.
+func replaceInRoot(dir, name string, data []byte, mode os.FileMode) error {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // GrubBLSConfig writes boot/grub/grub.cfg with one menuentry per Boot
@@ -91,10 +122,13 @@ func (s *GrubBLSConfig) Run(ctx context.Context, e *Env) error {
 	if err != nil {
 		return err
 	}
+	if fi, err := os.Lstat(filepath.Join(boot, "grub")); err == nil && !fi.IsDir() {
+		return fmt.Errorf("boot/grub is not a directory")
+	}
 	if err := os.MkdirAll(filepath.Join(boot, "grub"), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(boot, "grub", "grub.cfg"), []byte(cfg), 0o644); err != nil {
+	if err := replaceInRoot(boot, "grub/grub.cfg", []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	for _, platform := range []string{"i386-pc", "x86_64-efi"} {

@@ -1,0 +1,79 @@
+package images
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The deployment's /etc comes from a commit a config made: an etc/fstab
+// that links at a host file is replaced, and the host file keeps its bytes.
+func TestFstabDoesNotWriteThroughSymlinks(t *testing.T) {
+	tree := t.TempDir()
+	canary := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(canary, []byte("secret\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	dep := filepath.Join(tree, "ostree/deploy/os/deploy/abc.0")
+	if err := os.MkdirAll(filepath.Join(dep, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(canary, filepath.Join(dep, "etc/fstab")); err != nil {
+		t.Fatal(err)
+	}
+	s := &OSTreeFstab{OSName: "os", Entries: []FstabEntry{{Label: "boot", Path: "/boot", FSType: "ext4"}}}
+	if err := s.Run(context.Background(), &Env{Tree: tree, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(canary); err != nil || string(data) != "secret\n" {
+		t.Fatalf("host file changed: %q %v", data, err)
+	}
+	fi, err := os.Lstat(filepath.Join(dep, "etc/fstab"))
+	if err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("fstab is not a regular file: %v %v", fi, err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dep, "etc/fstab"))
+	if !strings.Contains(string(data), "LABEL=boot /boot ext4") {
+		t.Errorf("fstab: %q", data)
+	}
+
+	// A symlinked etc is refused.
+	os.RemoveAll(filepath.Join(dep, "etc"))
+	if err := os.Symlink(filepath.Dir(canary), filepath.Join(dep, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(context.Background(), &Env{Tree: tree, Log: io.Discard}); err == nil {
+		t.Error("fstab through a symlinked etc: no error")
+	}
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(canary), "fstab")); err == nil {
+		t.Error("fstab was written into the host directory")
+	}
+}
+
+func TestEmptyInRootRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "boot")); err != nil {
+		t.Fatal(err)
+	}
+	if err := emptyInRoot(dir, "boot"); err == nil {
+		t.Error("a symlinked directory was accepted")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Errorf("outside file removed: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "boot"))
+	os.MkdirAll(filepath.Join(dir, "boot/x"), 0o755)
+	if err := emptyInRoot(dir, "boot"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := os.ReadDir(filepath.Join(dir, "boot")); len(n) != 0 {
+		t.Errorf("boot not emptied: %v", n)
+	}
+}
