@@ -42,7 +42,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		return r, err
 	}
-	if out, err := exec.CommandContext(ctx, "tar", "-xf", o.ToArchive, "-C", repo).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "tar", "--no-same-owner", "--no-same-permissions", "-xf", o.ToArchive, "-C", repo).CombinedOutput(); err != nil {
 		return r, fmt.Errorf("unpacking %s: %v: %s", o.ToArchive, err, out)
 	}
 	repoImg := filepath.Join(vmDir, "repo.img")

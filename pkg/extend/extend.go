@@ -275,9 +275,17 @@ func sourceRepo(ctx context.Context, w *workdir.Workdir, d *build.Dir, id, arch 
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
-	if out, err := exec.CommandContext(ctx, "tar", "-xf", filepath.Join(d.BuildDir(id, arch), a.Path), "-C", tmp).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "tar", untarSafe("-xf", filepath.Join(d.BuildDir(id, arch), a.Path), "-C", tmp)...).CombinedOutput(); err != nil {
 		cleanup()
 		return nil, nil, fmt.Errorf("unpacking %s: %v: %s", a.Path, err, out)
 	}
 	return &ostree.Repo{Path: tmp}, cleanup, nil
+}
+
+// untarSafe prefixes tar arguments for unpacking an archive that may have
+// come from a bucket: an archive repo needs no owners or special modes
+// (its objects carry their own metadata), so none are taken from it, and
+// GNU tar already refuses members that climb out through ".." or links.
+func untarSafe(args ...string) []string {
+	return append([]string{"--no-same-owner", "--no-same-permissions"}, args...)
 }
