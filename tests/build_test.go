@@ -230,6 +230,32 @@ func TestBuildLifecycle(t *testing.T) {
 	if ids := readIndex(t, w2).IDs(); len(ids) < 2 || ids[0] != id3 || ids[1] != id2 {
 		t.Errorf("builds.json after build on fetched history: %v", ids)
 	}
+
+	// 10. clean empties cache/ and tmp/ (the next build needs a fetch
+	// again) and keeps builds/; --all empties builds/ too, and then the
+	// workdir goes with a plain os.RemoveAll, as in a CI job's cleanup.
+	mustCosa(t, w2, "clean")
+	for _, d := range []string{"cache", "tmp"} {
+		if ents, err := os.ReadDir(filepath.Join(w2, d)); err != nil || len(ents) != 0 {
+			t.Errorf("%s/ after clean: %d entries, %v", d, len(ents), err)
+		}
+	}
+	if ids := readIndex(t, w2).IDs(); len(ids) < 2 || ids[0] != id3 {
+		t.Errorf("clean without --all changed builds.json: %v", ids)
+	}
+	if r := cosa(t, w2, "build", "--skip-image"); r.Code != 1 || !strings.Contains(r.Stderr, "cosa fetch") {
+		t.Errorf("build after clean: exit %d, %q; want exit 1 asking for cosa fetch", r.Code, r.Stderr)
+	}
+	mustCosa(t, w2, "clean", "--all")
+	if ents, err := os.ReadDir(filepath.Join(w2, "builds")); err != nil || len(ents) != 1 || ents[0].Name() != build.LockFile {
+		t.Errorf("builds/ after clean --all: %v, %v", ents, err)
+	}
+	if _, err := os.Stat(filepath.Join(w2, "src", "config", "manifest.yaml")); err != nil {
+		t.Errorf("clean --all removed the config: %v", err)
+	}
+	if err := os.RemoveAll(w2); err != nil {
+		t.Errorf("removing the workdir after builds: %v", err)
+	}
 }
 
 // nextDev is the id after <prefix>.<date>.dev.<n> on the same day.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/fsattr"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -26,12 +27,22 @@ import (
 // saved manifest as a full cache hit.
 func TestImages(t *testing.T) {
 	needTools(t, "mmdebstrap", "ostree", "qemu-img", "qemu-system-x86_64", "mkfs.ext4", "mkfs.vfat", "mcopy", "grub-mkimage", "fdisk", "ssh", "ssh-keygen")
+	// No cleanup beyond t.TempDir's own os.RemoveAll: a workdir must be
+	// deletable as it is, although ostree marks deployments immutable.
 	w := t.TempDir()
-	// ostree marks deployments immutable; the stage cache holds some.
-	t.Cleanup(func() { images.RemoveAll(filepath.Join(w, "cache", "objects")) })
 	mustCosa(t, w, "init")
 	r := mustCosa(t, w, "build", "--fetch")
 	id := latest(t, w)
+	// The stage cache holds a deployed tree; the deploy stage cleared the
+	// immutable flag ostree set on it.
+	filepath.WalkDir(w, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			if imm, ierr := fsattr.IsImmutable(p); imm || ierr != nil {
+				t.Errorf("%s: immutable %v, %v: the workdir could not be deleted", p, imm, ierr)
+			}
+		}
+		return nil
+	})
 	m, _ := readMeta(t, w, id)
 	q, ok := m.Images["qemu"]
 	if !ok || q.Path != "debian-ostree-"+id+"-qemu.x86_64.qcow2" {
@@ -205,6 +216,19 @@ func TestImages(t *testing.T) {
 
 	// cosa run -c: an interactive login on a terminal.
 	consoleLogin(t, w)
+
+	// clean --all leaves only the config and the lock files (builds/.lock,
+	// cache/objects/.lock), and the workdir can then go with a plain
+	// os.RemoveAll.
+	mustCosa(t, w, "clean", "--all")
+	for d, want := range map[string]int{"cache": 1, "cache/objects": 1, "tmp": 0, "builds": 1} {
+		if ents, err := os.ReadDir(filepath.Join(w, d)); err != nil || len(ents) != want {
+			t.Errorf("%s/ after clean --all: %d entries, %v", d, len(ents), err)
+		}
+	}
+	if err := os.RemoveAll(w); err != nil {
+		t.Errorf("removing the workdir after a build: %v", err)
+	}
 }
 
 func jsonFloat(data []byte, key string) float64 {

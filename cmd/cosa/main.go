@@ -94,7 +94,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	pf.BoolVar(&g.JSON, "json", false, "machine-readable output: JSON progress events, JSON results")
 	pf.DurationVar(&g.LockTimeout, "lock-timeout", build.DefaultLockTimeout, "how long to wait for another cosa holding the build directory")
 	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g), newPipelineCmd(g), newRunCmd(g), newTestCmd(g))
-	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g))
+	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
 	markRun(root, g)
 	return root

@@ -76,6 +76,31 @@ func (s *Store) CommitMove(tree, id string) error {
 	return s.Commit(tree, id)
 }
 
+// StoreLockFile is the lock every engine run holds shared on the store
+// (see storelock.go); it is never removed, so that a run waiting on it
+// and the cleaner agree on one inode.
+const StoreLockFile = ".lock"
+
+// TryLockExclusive takes the store's lock exclusively without waiting, for
+// a caller that empties the whole store: busy is true while an engine run
+// (a build's image, buildextend, pipeline run) uses it. A store that does
+// not exist is not created.
+func (s *Store) TryLockExclusive() (release func(), busy bool, err error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, StoreLockFile), os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return func() {}, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	u := &storeUse{f}
+	if !u.tryExclusive() {
+		f.Close()
+		return nil, true, nil
+	}
+	return u.release, false, nil
+}
+
 // Clean removes leftovers of interrupted commits.
 func (s *Store) Clean() {
 	old, _ := filepath.Glob(filepath.Join(s.Dir, ".tmp-*"))
