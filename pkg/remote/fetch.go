@@ -183,8 +183,10 @@ const maxJSONSize = 64 << 20
 
 // Fetch downloads a build's metadata (and chosen artifacts) into o.Dir and
 // merges the source's builds.json into the local one, all under the
-// builds/ lock. Artifacts are verified against meta.json's sha256 and size
-// in a temporary file that is renamed only when they match.
+// builds/ lock. Artifacts are verified against meta.json's sha256 and size.
+// The whole builds/<id>/<arch> is assembled in a hidden staging directory
+// under builds/ and swapped in by renames only when everything is there,
+// so a failed fetch leaves the local build as it was.
 func Fetch(ctx context.Context, o FetchOptions) (*FetchResult, error) {
 	var res *FetchResult
 	err := o.Dir.WithLock(ctx, "buildfetch", func() error {
@@ -221,6 +223,7 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 	start := time.Now()
 	ok := false
 	src := o.Source
+	recoverStaging(o.Dir)
 	data, err := readAllFrom(ctx, src, build.IndexFile)
 	if err != nil {
 		return nil, err
@@ -260,11 +263,14 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		return nil, fmt.Errorf("%s: buildid %q does not match build %s", src.URL(base+build.MetaFile), m.BuildID, id)
 	}
 	metaPath := o.Dir.MetaPath(id, o.Arch)
+	sameBuild := false
 	if local, err := os.ReadFile(metaPath); err == nil && !bytes.Equal(local, metaData) && !o.Force {
 		return nil, fmt.Errorf("local build %s/%s differs from %s (its meta.json is not the same); use --force to overwrite it",
 			id, o.Arch, src.URL(base+build.MetaFile))
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
+	} else {
+		sameBuild = err == nil && bytes.Equal(local, metaData)
 	}
 
 	names := make([]string, 0, len(m.Images))
@@ -286,21 +292,25 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		}
 	}
 
-	archDir := o.Dir.BuildDir(id, o.Arch)
-	buildDir := filepath.Dir(archDir)
-	_, statErr := os.Stat(buildDir)
-	if err := os.MkdirAll(archDir, 0o755); err != nil {
+	// Read before anything is downloaded: a local builds.json we could
+	// not write back should fail the fetch while nothing has changed.
+	localIdx, err := o.Dir.ReadIndex()
+	if err != nil {
 		return nil, err
 	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		// A new build that fails half-way leaves nothing behind.
-		defer func() {
-			if !ok {
-				os.RemoveAll(buildDir)
-			}
-		}()
+
+	archDir := o.Dir.BuildDir(id, o.Arch)
+	st, err := newStaging(o.Dir, id, o.Arch)
+	if err != nil {
+		return nil, err
 	}
-	removeStaleTemps(archDir)
+	defer st.remove()
+	if sameBuild {
+		// Adding artifacts to the same build keeps everything it has.
+		if err := linkTree(archDir, st.new); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, name := range want {
 		a := m.Images[name]
@@ -308,11 +318,17 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		if err != nil {
 			return nil, fmt.Errorf("artifact %s: %w", name, err)
 		}
-		dst := filepath.Join(archDir, filepath.FromSlash(rel))
+		have := filepath.Join(archDir, filepath.FromSlash(rel))
+		dst := filepath.Join(st.new, filepath.FromSlash(rel))
 		if !o.Force {
-			if sum, size, err := fileSha256(dst); err == nil && sum == a.Sha256 && size == a.Size {
+			if sum, size, err := fileSha256(have); err == nil && sum == a.Sha256 && size == a.Size {
+				if !sameBuild {
+					if err := linkFile(have, dst); err != nil {
+						return nil, err
+					}
+				}
 				res.Kept++
-				o.emit(Event{Event: "object", Action: "kept", Object: dst, Bytes: size, Message: "already present, sha256 matches"})
+				o.emit(Event{Event: "object", Action: "kept", Object: have, Bytes: size, Message: "already present, sha256 matches"})
 				continue
 			}
 		}
@@ -334,25 +350,29 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		if err != nil {
 			return nil, err
 		}
-		if err := build.WriteFileAtomic(filepath.Join(archDir, f), b, 0o644); err != nil {
+		if err := build.WriteFileAtomic(filepath.Join(st.new, f), b, 0o644); err != nil {
 			return nil, err
 		}
 		res.Fetched++
 		res.Bytes += int64(len(b))
 		o.emit(transferEvent("fetched", src.URL(base+f), int64(len(b)), time.Since(t0)))
 	}
-	// meta.json last: its presence says the rest of the metadata is there.
-	if err := build.WriteFileAtomic(metaPath, metaData, 0o644); err != nil {
+	if err := build.WriteFileAtomic(filepath.Join(st.new, build.MetaFile), metaData, 0o644); err != nil {
 		return nil, err
 	}
 	res.Fetched++
 	res.Bytes += int64(len(metaData))
 	o.emit(Event{Event: "object", Action: "fetched", Object: src.URL(base + build.MetaFile), Bytes: int64(len(metaData))})
 
-	localIdx, err := o.Dir.ReadIndex()
+	undo, err := st.swapIn(archDir)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if !ok {
+			undo()
+		}
+	}()
 	// The source's builds stay listed even if not on disk (`cosa list`
 	// shows them so); local tags win over remote ones of the same name.
 	if MergeIndex(localIdx, remoteIdx.Builds, remoteIdx.Tags, false) {
@@ -377,15 +397,128 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 
 const tempMarker = ".fetch-"
 
-// removeStaleTemps deletes temporary files an interrupted fetch left
-// behind (we hold the lock, so none is in use).
-func removeStaleTemps(dir string) {
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".") && strings.Contains(d.Name(), tempMarker) {
-			os.Remove(p)
+// staging is where a fetch assembles builds/<id>/<arch>: builds/.fetch-XXXX
+// holding new/ (the build as it will be), old/ (the local build, moved
+// aside during the swap) and target ("<id>/<arch>", for recoverStaging).
+type staging struct{ dir, new, old string }
+
+func newStaging(d *build.Dir, id, arch string) (*staging, error) {
+	dir, err := os.MkdirTemp(d.Root, tempMarker)
+	if err != nil {
+		return nil, err
+	}
+	st := &staging{dir: dir, new: filepath.Join(dir, "new"), old: filepath.Join(dir, "old")}
+	if err := os.WriteFile(filepath.Join(dir, "target"), []byte(id+"/"+arch), 0o644); err != nil {
+		st.remove()
+		return nil, err
+	}
+	if err := os.Mkdir(st.new, 0o755); err != nil {
+		st.remove()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *staging) remove() { os.RemoveAll(st.dir) }
+
+// swapIn moves the local build (if any) aside and the staged one into
+// archDir, and returns how to put the local build back. Both renames stay
+// inside builds/, so each is atomic; a crash between them is repaired by
+// recoverStaging.
+func (st *staging) swapIn(archDir string) (undo func(), err error) {
+	buildDir := filepath.Dir(archDir)
+	_, statErr := os.Stat(buildDir)
+	newBuild := errors.Is(statErr, os.ErrNotExist)
+	if err := os.MkdirAll(buildDir, 0o755); err != nil {
+		return nil, err
+	}
+	hadOld := true
+	if err := os.Rename(archDir, st.old); errors.Is(err, os.ErrNotExist) {
+		hadOld = false
+	} else if err != nil {
+		return nil, fmt.Errorf("moving the local build aside: %w", err)
+	}
+	undo = func() {
+		os.Rename(archDir, st.new)
+		if hadOld {
+			os.Rename(st.old, archDir)
+		}
+		if newBuild {
+			os.Remove(buildDir)
+		}
+		syncDir(buildDir)
+	}
+	if err := os.Rename(st.new, archDir); err != nil {
+		undo()
+		return nil, fmt.Errorf("moving the fetched build into place: %w", err)
+	}
+	return undo, syncDir(buildDir)
+}
+
+// recoverStaging removes what interrupted fetches left under builds/ (we
+// hold the lock, so none is in use), first putting back a local build
+// that a swap had moved aside without moving the new one in.
+func recoverStaging(d *build.Dir) {
+	dirs, _ := filepath.Glob(filepath.Join(d.Root, tempMarker+"*"))
+	for _, dir := range dirs {
+		t, err := os.ReadFile(filepath.Join(dir, "target"))
+		id, arch, _ := strings.Cut(string(t), "/")
+		if err == nil && build.ValidBuildID(id) == nil && arch != "" && arch != "." && arch != ".." && !strings.Contains(arch, "/") {
+			archDir := d.BuildDir(id, arch)
+			if _, err := os.Lstat(archDir); errors.Is(err, os.ErrNotExist) {
+				if os.MkdirAll(filepath.Dir(archDir), 0o755) == nil {
+					os.Rename(filepath.Join(dir, "old"), archDir)
+				}
+			}
+		}
+		os.RemoveAll(dir)
+	}
+}
+
+// linkTree hard-links every file under src into dst, so the staged build
+// starts as a copy of the local one at no cost in space; the files are
+// replaced in dst by rename, never written to, so src is never changed.
+func linkTree(src, dst string) error {
+	err := filepath.WalkDir(src, func(p string, de os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case de.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case strings.HasPrefix(de.Name(), ".") && strings.Contains(de.Name(), tempMarker):
+			// A temporary file of an interrupted older cosa.
+			return nil
+		case de.Type()&os.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, target)
+		case de.Type().IsRegular():
+			return os.Link(p, target)
 		}
 		return nil
 	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("staging the local build: %w", err)
+	}
+	return nil
+}
+
+func linkFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.Link(src, dst)
 }
 
 // downloadVerified streams rel into a temporary file beside dst, checks
