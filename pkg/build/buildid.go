@@ -63,27 +63,37 @@ func NextBuildID(prefix, stream string, now time.Time, existing []string) string
 
 // CompareBuildIDs orders ids like "12.20261122.dev.10" the way a person
 // would: dot-separated parts compare numerically when both are numbers and
-// lexically otherwise, and a shorter id sorts first when it is a prefix of a
-// longer one. It returns -1, 0 or +1. Semver libraries reject these 4-part
-// ids, hence our own.
+// lexically when neither is, a number sorts before a word, and a shorter id
+// sorts first when it is a prefix of a longer one. It returns -1, 0 or +1.
+// Semver libraries reject these 4-part ids, hence our own.
+//
+// The order must be transitive, because builds.json merges sort by it: when
+// a number met a word lexically, "9" < "10" < "10x" < "9" was a cycle.
 func CompareBuildIDs(a, b string) int {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		if c := comparePart(pa[i], pb[i]); c != 0 {
+	// Walk the parts without strings.Split: a merge of a large builds.json
+	// calls this n log n times and must not allocate each time.
+	for {
+		pa, resta, moreA := strings.Cut(a, ".")
+		pb, restb, moreB := strings.Cut(b, ".")
+		if c := comparePart(pa, pb); c != 0 {
 			return c
 		}
+		switch {
+		case !moreA && !moreB:
+			return 0
+		case !moreA:
+			return -1
+		case !moreB:
+			return 1
+		}
+		a, b = resta, restb
 	}
-	switch {
-	case len(pa) < len(pb):
-		return -1
-	case len(pa) > len(pb):
-		return 1
-	}
-	return 0
 }
 
 func comparePart(x, y string) int {
-	if allDigits(x) && allDigits(y) {
+	dx, dy := allDigits(x), allDigits(y)
+	switch {
+	case dx && dy:
 		// Compare digit strings without parsing so that arbitrarily long
 		// numbers work: strip leading zeros, then longer is larger.
 		x, y = strings.TrimLeft(x, "0"), strings.TrimLeft(y, "0")
@@ -93,6 +103,10 @@ func comparePart(x, y string) int {
 			}
 			return 1
 		}
+	case dx:
+		return -1
+	case dy:
+		return 1
 	}
 	return strings.Compare(x, y)
 }

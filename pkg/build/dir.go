@@ -56,7 +56,7 @@ func (d *Dir) indexPath() string { return filepath.Join(d.Root, IndexFile) }
 // the state of a workdir before its first build.
 func (d *Dir) ReadIndex() (*BuildsIndex, error) {
 	path := d.indexPath()
-	data, err := os.ReadFile(path)
+	data, err := readFileMax(path, MaxIndexBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return NewIndex(), nil
 	}
@@ -80,6 +80,24 @@ func (d *Dir) ReadIndex() (*BuildsIndex, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return idx, nil
+}
+
+// readFileMax is os.ReadFile that refuses, naming the file, one larger
+// than limit bytes, without reading more than that.
+func readFileMax(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes; cosa accepts at most that", path, limit)
+	}
+	return data, nil
 }
 
 // WriteIndex stamps idx with the current time, validates it and atomically

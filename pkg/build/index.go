@@ -11,6 +11,16 @@ import (
 // value coreos-assembler uses, so its tools accept our index.
 const IndexSchemaVersion = "1.0.0"
 
+// Limits on a builds.json. Real ones list hundreds of builds; a remote one
+// comes from a bucket cosa may not have written, and reading and merging it
+// happens under the builds/ lock, so a huge one is refused rather than
+// allowed to hold the lock and the memory it would take.
+const (
+	MaxIndexBuilds = 50_000
+	MaxIndexTags   = 50_000
+	MaxIndexBytes  = 32 << 20
+)
+
 // BuildsIndex is the content of builds/builds.json. Builds are ordered
 // newest first; the order, not any timestamp, defines "newest".
 type BuildsIndex struct {
@@ -131,9 +141,14 @@ func (x *BuildsIndex) DeleteTag(name string) bool {
 // TaggedIDs returns the build ids that at least one tag points at, in index
 // order (newest first), each once.
 func (x *BuildsIndex) TaggedIDs() []string {
+	// A set, not TagsOf per build: that would be builds x tags.
+	targets := make(map[string]bool, len(x.Tags))
+	for _, t := range x.Tags {
+		targets[t.Target] = true
+	}
 	var ids []string
 	for _, e := range x.Builds {
-		if len(x.TagsOf(e.ID)) > 0 {
+		if targets[e.ID] {
 			ids = append(ids, e.ID)
 		}
 	}
@@ -151,10 +166,16 @@ func (x *BuildsIndex) TagsOf(id string) []string {
 	return names
 }
 
-// Validate checks what WriteIndex refuses to write: malformed or duplicate
-// build ids, bad arch names, and tags that are duplicated or point at a build
-// that is not in the index.
+// Validate checks what WriteIndex refuses to write: more builds or tags
+// than the limits, malformed or duplicate build ids, bad arch names, and
+// tags that are duplicated or point at a build that is not in the index.
 func (x *BuildsIndex) Validate() error {
+	if len(x.Builds) > MaxIndexBuilds {
+		return fmt.Errorf("%d builds listed; cosa accepts at most %d", len(x.Builds), MaxIndexBuilds)
+	}
+	if len(x.Tags) > MaxIndexTags {
+		return fmt.Errorf("%d tags listed; cosa accepts at most %d", len(x.Tags), MaxIndexTags)
+	}
 	seen := make(map[string]bool, len(x.Builds))
 	for _, e := range x.Builds {
 		if err := ValidBuildID(e.ID); err != nil {

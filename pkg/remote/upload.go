@@ -360,7 +360,7 @@ func readIndex(ctx context.Context, c *s3.Client, loc S3Location) (*build.Builds
 		return nil, "", fmt.Errorf("reading %s: %w", loc.URL(build.IndexFile), err)
 	}
 	defer out.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(out.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(out.Body, build.MaxIndexBytes+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("reading %s: %w", loc.URL(build.IndexFile), err)
 	}
@@ -376,6 +376,9 @@ func readIndex(ctx context.Context, c *s3.Client, loc S3Location) (*build.Builds
 }
 
 func parseIndex(src string, data []byte) (*build.BuildsIndex, error) {
+	if len(data) > build.MaxIndexBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes; cosa accepts at most that", src, build.MaxIndexBytes)
+	}
 	idx := &build.BuildsIndex{}
 	if err := json.Unmarshal(data, idx); err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
