@@ -53,7 +53,7 @@ func NewSource(ctx context.Context, raw string, s3cfg S3Config) (Source, error) 
 	case strings.HasPrefix(raw, "http://"), strings.HasPrefix(raw, "https://"):
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("invalid URL %q", raw)
+			return nil, fmt.Errorf("invalid URL %q", RedactURL(raw))
 		}
 		return &HTTPSource{Base: strings.TrimRight(raw, "/")}, nil
 	case strings.HasPrefix(raw, "file://"):
@@ -63,7 +63,7 @@ func NewSource(ctx context.Context, raw string, s3cfg S3Config) (Source, error) 
 		}
 		return &FileSource{Root: filepath.Clean(u.Path)}, nil
 	case strings.Contains(raw, "://"):
-		return nil, fmt.Errorf("unsupported URL %q: want s3://, http(s)://, file:// or a path", raw)
+		return nil, fmt.Errorf("unsupported URL %q: want s3://, http(s)://, file:// or a path", RedactURL(raw))
 	case raw == "":
 		return nil, fmt.Errorf("no URL given")
 	}
@@ -94,18 +94,20 @@ func (s *S3Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, 
 }
 
 // HTTPSource reads over plain HTTP(S) GETs, e.g. from a bucket's public
-// website or any static file server.
+// website or any static file server. A user:password in Base is sent as
+// basic auth and never shown: URL gives the redacted form.
 type HTTPSource struct {
 	Base   string
 	Client *http.Client // nil: http.DefaultClient
 }
 
-func (s *HTTPSource) URL(rel string) string { return s.Base + "/" + rel }
+func (s *HTTPSource) URL(rel string) string { return RedactURL(s.Base) + "/" + rel }
 
 func (s *HTTPSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL(rel), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Base+"/"+rel, nil)
 	if err != nil {
-		return nil, 0, err
+		// Its message quotes the URL, password and all.
+		return nil, 0, fmt.Errorf("%s: invalid URL", s.URL(rel))
 	}
 	c := s.Client
 	if c == nil {

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -112,6 +113,31 @@ func ContentType(name string) string {
 		}
 	}
 	return "application/octet-stream"
+}
+
+// RedactURL hides the password of a user:password@ URL, as
+// url.URL.Redacted does, also for URLs that do not parse (whose parse
+// errors would quote them whole).
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	// Up to the last "@" anywhere: an unescaped "/" in the password is
+	// one reason such a URL does not parse.
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return raw
+	}
+	scheme := raw[:len(raw)-len(rest)]
+	return scheme + user + ":xxxxx" + rest[at:]
 }
 
 // cleanRel checks that p (a meta.json images path) is a plain relative

@@ -74,7 +74,7 @@ func NewS3Client(ctx context.Context, c S3Config) (*s3.Client, error) {
 	if c.EndpointURL != "" {
 		u, err := url.Parse(c.EndpointURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("invalid endpoint URL %q: want http(s)://HOST[:PORT]", c.EndpointURL)
+			return nil, fmt.Errorf("invalid endpoint URL %q: want http(s)://HOST[:PORT]", RedactURL(c.EndpointURL))
 		}
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
@@ -107,6 +107,11 @@ func ParseS3Location(s string) (S3Location, error) {
 	rest := strings.TrimPrefix(s, "s3://")
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	prefix = strings.Trim(prefix, "/")
+	if strings.Contains(bucket, "@") {
+		// No bucket name has one: this is user:password@, which the SDK
+		// would not use and which must not be echoed.
+		return S3Location{}, fmt.Errorf("invalid S3 location %q: credentials come from the AWS configuration, not the URL", RedactURL("s3://"+rest))
+	}
 	if bucket == "" || strings.ContainsAny(bucket, " \\") {
 		return S3Location{}, fmt.Errorf("invalid S3 location %q: want BUCKET/PREFIX", s)
 	}
