@@ -140,6 +140,10 @@ var badCases = []badCase{
 	{name: "include cycle", files: map[string]string{
 		"src/config/manifest.yaml": minimalManifest + "include: a.yaml\n", "src/config/a.yaml": "include: manifest.yaml\n"},
 		args: []string{"build"}, code: 2, want: cfgDir + `/a.yaml:1: include: include cycle: manifest.yaml -> a.yaml -> manifest.yaml`},
+	{name: "manifest.yaml symlink out", files: map[string]string{"src/config/manifest.yaml": "symlink:../../outside.yaml", "outside.yaml": minimalManifest},
+		args: []string{"build"}, code: 2, want: manifest + `: symlink points outside the config dir (to "WD/outside.yaml")`},
+	{name: "image.yaml symlink out", files: map[string]string{"src/config/image.yaml": "symlink:/etc/passwd"},
+		args: []string{"build"}, code: 2, want: imageYML + `: symlink points outside the config dir (to "/etc/passwd")`},
 	{name: "overlay symlink out", files: map[string]string{"src/config/overlay.d/99-evil": "symlink:/etc"},
 		args: []string{"build"}, code: 2, want: cfgDir + `/overlay.d/99-evil: symlink points outside the config dir (to "/etc")`},
 	{name: "overlay entry is a file", files: map[string]string{"src/config/overlay.d/99-file": "x"},
@@ -160,6 +164,15 @@ var badCases = []badCase{
 		args: []string{"buildextend-metal"}, code: 2, want: imageYML + `:2: platforms.metl: unknown platform (did you mean "metal"? allowed: qemu, metal, metal4k, aws, openstack, gcp, azure, vmware)`},
 	{name: "image bad compressor", files: map[string]string{"src/config/image.yaml": "compressor: lz4\n"},
 		args: []string{"fetch"}, code: 2, want: imageYML + `:1: compressor: unsupported value "lz4" (allowed: gzip, xz, zstd)`},
+
+	// cosa init from a bad config: checked before anything is written, the
+	// error names the source's file.
+	{name: "init --force bad source", files: map[string]string{"badsrc/manifest.yaml": minimalManifest + "pakages: [x]\n"},
+		args: []string{"init", "--force", "WD/badsrc"}, code: 2, want: `WD/badsrc/manifest.yaml:9: pakages: unknown key (did you mean "packages"?)`},
+	{name: "init new dir bad source", files: map[string]string{"badsrc/manifest.yaml": minimalManifest + "pakages: [x]\n"},
+		args: []string{"init", "-C", "WD/new", "WD/badsrc"}, code: 2, want: `WD/badsrc/manifest.yaml:9: pakages: unknown key (did you mean "packages"?)`},
+	{name: "init source manifest symlink out", files: map[string]string{"badsrc/manifest.yaml": "symlink:/etc/passwd"},
+		args: []string{"init", "-C", "WD/new", "WD/badsrc"}, code: 2, want: `WD/badsrc/manifest.yaml: symlink points outside the config dir (to "/etc/passwd")`},
 
 	// Build ids and other flags.
 	{name: "build --version dotdot", args: []string{"build", "--version", "../../etc"}, code: 2, want: "--version: " + badIDMsg},
@@ -194,6 +207,7 @@ var badCases = []badCase{
 	{name: "unknown flag", args: []string{"list", "--frob"}, code: 2, want: "unknown flag: --frob"},
 	{name: "bad duration", args: []string{"--lock-timeout", "soon", "list"}, code: 2, want: `invalid argument "soon" for "--lock-timeout" flag: time: invalid duration "soon"`},
 	{name: "extra argument", args: []string{"build", "now"}, code: 2, want: "cosa build takes at most 0 argument(s), got 1"},
+	{name: "clean extra argument", args: []string{"clean", "everything"}, code: 2, want: "cosa clean takes at most 0 argument(s), got 1"},
 
 	// Pipeline manifests for `cosa pipeline run`.
 	{name: "pipeline missing file", args: []string{"pipeline", "run", "WD/nope.json"}, code: 2, want: "open WD/nope.json: no such file or directory"},
@@ -272,7 +286,10 @@ func TestBadInput(t *testing.T) {
 				var err error
 				switch target, isLink := strings.CutPrefix(content, "symlink:"); {
 				case isLink:
-					err = os.Symlink(target, p)
+					// A file of the fixture (manifest.yaml) may become a link.
+					if err = os.Remove(p); err == nil || os.IsNotExist(err) {
+						err = os.Symlink(target, p)
+					}
 				case content == "delete:":
 					err = os.Remove(p)
 				default:

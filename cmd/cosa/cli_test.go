@@ -178,12 +178,34 @@ func TestInitBadConfig(t *testing.T) {
 		"manifest.yaml":              minimalManifest + "pakages: [x]\n",
 		"postprocess/10-hostname.sh": "#!/bin/sh\n",
 	})
-	wd := filepath.Join(t.TempDir(), "w")
+	parent := t.TempDir()
+	wd := filepath.Join(parent, "w")
+	// The error names the file in the source, where the user fixes it;
+	// the workdir is not created at all.
 	cosa(t, "init", "-C", wd, src).wantCode(t, 2).wantStdout(t, "").
-		wantStderr(t, "error: "+wd+"/src/config/manifest.yaml:9: pakages: unknown key (did you mean \"packages\"?)\n")
-	// The config stays so that the user can fix it where the error points.
-	if _, err := os.Stat(filepath.Join(wd, "src", "config", "manifest.yaml")); err != nil {
-		t.Error(err)
+		wantStderr(t, "error: "+src+"/manifest.yaml:9: pakages: unknown key (did you mean \"packages\"?)\n")
+	if got := dirEntries(t, parent); len(got) != 0 {
+		t.Errorf("a failed init left %v", got)
+	}
+
+	// --force over a working workdir: the old config stays, nothing else
+	// changes.
+	full := initWorkdir(t)
+	before := snapshot(t, full)
+	cosa(t, "init", "--force", "-C", full, src).wantCode(t, 2).wantStdout(t, "").
+		wantStderrContains(t, src+"/manifest.yaml:9: pakages: unknown key")
+	wantUnchanged(t, "workdir after init --force from a bad config", before, snapshot(t, full))
+}
+
+// A bad config in a git repository is named by the URL and the file's path
+// in the repository; the clone is not left anywhere.
+func TestInitBadConfigFromGit(t *testing.T) {
+	url := gitRepo(t)
+	wd := filepath.Join(t.TempDir(), "w")
+	cosa(t, "init", "-C", wd, url, "--branch", "bad").wantCode(t, 2).wantStdout(t, "").
+		wantStderr(t, "error: "+url+": manifest.yaml:9: pakages: unknown key (did you mean \"packages\"?)\n")
+	if _, err := os.Lstat(wd); !os.IsNotExist(err) {
+		t.Errorf("a failed init left %s: %v", wd, err)
 	}
 }
 
@@ -202,8 +224,9 @@ func TestInitBranchNeedsGitURL(t *testing.T) {
 }
 
 // gitRepo makes a bare repository holding a config on branch main (the
-// default branch) and a variant named "other" on branch other; it returns
-// the repository's file:// URL.
+// default branch), a variant named "other" on branch other and a config
+// with an unknown key on branch bad; it returns the repository's file://
+// URL.
 func gitRepo(t *testing.T) string {
 	t.Helper()
 	needTool(t, "git")
@@ -226,6 +249,9 @@ func gitRepo(t *testing.T) string {
 	runTool(t, work, "git", "checkout", "-q", "-b", "other")
 	writeFiles(t, work, map[string]string{"manifest.yaml": strings.Replace(minimalManifest, "name: demo", "name: other", 1)})
 	runTool(t, work, "git", "commit", "-q", "-a", "-m", "other")
+	runTool(t, work, "git", "checkout", "-q", "-b", "bad", "main")
+	writeFiles(t, work, map[string]string{"manifest.yaml": minimalManifest + "pakages: [x]\n"})
+	runTool(t, work, "git", "commit", "-q", "-a", "-m", "bad")
 	runTool(t, work, "git", "checkout", "-q", "main")
 	bare := filepath.Join(base, "repo.git")
 	runTool(t, base, "git", "clone", "-q", "--bare", work, bare)

@@ -41,12 +41,10 @@ func runInit(g *globals, o *initOptions) error {
 			return err
 		}
 	}
+	// Init checks the config before it writes anything: a bad config
+	// fails now, not at the first build, and leaves the directory as it was.
 	w, err := workdir.Init(g.Workdir, workdir.InitOptions{Source: o.Source, Branch: o.Branch, Force: o.Force})
 	if err != nil {
-		return err
-	}
-	// Fail now, not at the first build, if the config is bad.
-	if _, err := w.LoadConfig(); err != nil {
 		return err
 	}
 	src := o.Source

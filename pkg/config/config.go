@@ -176,10 +176,18 @@ type Config struct {
 
 // Load reads and validates the configuration in dir. Any problem with the
 // configuration is returned as a *Error (see IsConfigError).
-func Load(dir string) (*Config, error) {
+func Load(dir string) (*Config, error) { return LoadAs(dir, "") }
+
+// LoadAs is Load for a config read from dir that the user knows by
+// another name, display (e.g. the source `cosa init` copied it from into a
+// staging dir): errors name files under display. Empty display is dir.
+func LoadAs(dir, display string) (*Config, error) {
 	l, err := newLoader(dir)
 	if err != nil {
 		return nil, err
+	}
+	if display != "" {
+		l.display = filepath.Clean(display)
 	}
 	c := &Config{Dir: l.abs, display: l.display, realDir: l.real}
 

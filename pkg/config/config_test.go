@@ -491,6 +491,33 @@ func TestLoadErrors(t *testing.T) {
 			out:   map[string]string{"outside/tree/etc/x": ""},
 			want:  `DIR/overlay.d/10-base: symlink points outside the config dir (to "REAL/outside/tree")`,
 		},
+		{
+			name:  "manifest.yaml symlink outside",
+			files: map[string]string{"manifest.yaml": "symlink:../../outside/manifest.yaml"},
+			out:   map[string]string{"outside/manifest.yaml": minimalManifest},
+			want:  `DIR/manifest.yaml: symlink points outside the config dir (to "REAL/outside/manifest.yaml")`,
+		},
+		{
+			name:  "manifest.yaml symlink to a device",
+			files: map[string]string{"manifest.yaml": "symlink:/dev/zero"},
+			want:  `DIR/manifest.yaml: symlink points outside the config dir (to "/dev/zero")`,
+		},
+		{
+			name:  "image.yaml symlink outside",
+			files: map[string]string{"image.yaml": "symlink:../../outside/image.yaml"},
+			out:   map[string]string{"outside/image.yaml": "size: 10\n"},
+			want:  `DIR/image.yaml: symlink points outside the config dir (to "REAL/outside/image.yaml")`,
+		},
+		{
+			name:  "image.yaml symlink to the config dir",
+			files: map[string]string{"image.yaml": "symlink:."},
+			want:  `DIR/image.yaml: is a directory`,
+		},
+		{
+			name:  "image.yaml is a fifo",
+			files: map[string]string{"image.yaml": "fifo:"},
+			want:  `DIR/image.yaml: not a regular file`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

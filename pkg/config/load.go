@@ -202,6 +202,32 @@ func firstBadByte(data []byte) int {
 	return -1
 }
 
+// checkTopFile resolves manifest.yaml or image.yaml, which may be symlinks
+// like any include: they must stay inside the config dir and be regular
+// files. Reading a config must not read /etc/shadow into an error message,
+// or /dev/zero until memory runs out.
+func (l *loader) checkTopFile(rel string) (string, error) {
+	file := l.displayPath(rel)
+	real, err := filepath.EvalSymlinks(filepath.Join(l.abs, rel))
+	if err != nil {
+		return "", &Error{File: file, Msg: errText(err), cause: err}
+	}
+	if !within(l.real, real) {
+		return "", &Error{File: file, Msg: "symlink points outside the config dir (to " + quote(real) + ")"}
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", &Error{File: file, Msg: errText(err), cause: err}
+	}
+	switch {
+	case fi.IsDir():
+		return "", &Error{File: file, Msg: "is a directory"}
+	case !fi.Mode().IsRegular():
+		return "", &Error{File: file, Msg: "not a regular file"}
+	}
+	return real, nil
+}
+
 // includeFrame is one file on the include stack, for cycle detection.
 type includeFrame struct {
 	rel  string // relative to the config dir
@@ -214,9 +240,9 @@ func (l *loader) loadManifestTree() (*yaml.Node, error) {
 	if _, err := os.Lstat(filepath.Join(l.abs, ManifestFile)); errors.Is(err, fs.ErrNotExist) {
 		return nil, &Error{File: l.displayPath(ManifestFile), Msg: "required file is missing", cause: err}
 	}
-	real, err := filepath.EvalSymlinks(filepath.Join(l.abs, ManifestFile))
+	real, err := l.checkTopFile(ManifestFile)
 	if err != nil {
-		return nil, &Error{File: l.displayPath(ManifestFile), Msg: errText(err), cause: err}
+		return nil, err
 	}
 	tree, err := l.loadFragment(ManifestFile, []includeFrame{{rel: ManifestFile, real: real}})
 	if err != nil {
@@ -381,6 +407,9 @@ func (l *loader) loadImage() (Image, error) {
 	var im Image
 	d := &decoder{l: l, rec: map[string]entry{}}
 	if _, err := os.Lstat(filepath.Join(l.abs, ImageFile)); err == nil {
+		if _, err := l.checkTopFile(ImageFile); err != nil {
+			return im, err
+		}
 		root, err := l.parseFile(ImageFile, true)
 		if err != nil {
 			return im, err

@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
 // writeTree creates files under root. A value starting with "symlink:" makes
-// a symlink to the rest of the value; "dir:" makes an empty directory.
+// a symlink to the rest of the value; "dir:" makes an empty directory,
+// "fifo:" a named pipe.
 func writeTree(t *testing.T, root string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
@@ -19,6 +21,10 @@ func writeTree(t *testing.T, root string, files map[string]string) {
 		switch {
 		case strings.HasPrefix(content, "symlink:"):
 			if err := os.Symlink(strings.TrimPrefix(content, "symlink:"), p); err != nil {
+				t.Fatal(err)
+			}
+		case content == "fifo:":
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		case content == "dir:":

@@ -2,6 +2,7 @@ package workdir
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cosa-build/cosa/pkg/config"
 	defaultconfig "github.com/cosa-build/cosa/src/config"
 )
 
@@ -35,10 +37,10 @@ func IsGitURL(s string) bool {
 }
 
 // Init creates the working directory layout at dir and fills src/config.
-// The config is assembled in a temp dir and renamed into place, so a
-// failed clone or copy leaves no half config behind, and the directories
-// a failed Init created are removed again, so that it can be retried
-// without --force.
+// The config is fetched into a temp dir outside the workdir and checked
+// there; only a config that loads is moved in (renamed into place), so a
+// bad or unreachable source leaves dir exactly as it was: not created, or
+// not touched. Config errors name the files in the source.
 func Init(dir string, o InitOptions) (w *Workdir, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -47,40 +49,26 @@ func Init(dir string, o InitOptions) (w *Workdir, err error) {
 	if o.Branch != "" && (o.Source == "" || !IsGitURL(o.Source)) {
 		return nil, fmt.Errorf("--branch needs a git URL as the source")
 	}
-	// On failure, remove the directories made here (innermost first; only
-	// empty ones go, so nothing else is touched).
-	var created []string
-	defer func() {
-		if err != nil {
-			for i := len(created) - 1; i >= 0; i-- {
-				os.Remove(created[i])
-			}
-		}
-	}()
-	if err := mkdirAllTrack(abs, &created); err != nil {
-		return nil, err
-	}
-	entries, err := os.ReadDir(abs)
-	if err != nil {
-		return nil, err
-	}
-	if len(entries) > 0 && !o.Force {
+	switch entries, err := os.ReadDir(abs); {
+	case err == nil && len(entries) > 0 && !o.Force:
 		return nil, fmt.Errorf("%s is not empty; use --force to initialize it anyway (src/config is then replaced)", abs)
-	}
-	w = &Workdir{Root: abs, dir: dir}
-	if err := mkdirAllTrack(filepath.Join(abs, "src"), &created); err != nil {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	staging, err := os.MkdirTemp(filepath.Join(abs, "src"), ".config-new-")
+
+	fetched, err := os.MkdirTemp("", "cosa-init-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(staging)
-	target := filepath.Join(staging, "config")
+	defer os.RemoveAll(fetched)
+	target := filepath.Join(fetched, "config")
+	// display is how config errors name the source's files.
+	display := ""
 	switch {
 	case o.Source == "":
 		err = writeFS(defaultconfig.FS, target)
 	case IsGitURL(o.Source):
+		display = "."
 		args := []string{"clone", "--quiet", "--recurse-submodules"}
 		if o.Branch != "" {
 			args = append(args, "--branch", o.Branch)
@@ -90,6 +78,7 @@ func Init(dir string, o InitOptions) (w *Workdir, err error) {
 			err = fmt.Errorf("git clone %s: %v: %s", o.Source, cerr, strings.TrimSpace(string(out)))
 		}
 	default:
+		display = o.Source
 		var st os.FileInfo
 		if st, err = os.Stat(o.Source); err == nil && !st.IsDir() {
 			err = fmt.Errorf("%s is not a directory", o.Source)
@@ -109,6 +98,40 @@ func Init(dir string, o InitOptions) (w *Workdir, err error) {
 	if _, err := os.Stat(filepath.Join(target, "manifest.yaml")); err != nil {
 		return nil, fmt.Errorf("the config source %q has no manifest.yaml", o.Source)
 	}
+	if _, err := config.LoadAs(target, display); err != nil {
+		if display == "." {
+			// Files of a clone are named as in the repository.
+			return nil, fmt.Errorf("%s: %w", o.Source, err)
+		}
+		return nil, err
+	}
+
+	// On failure from here on, remove the directories made here
+	// (innermost first; only empty ones go, so nothing else is touched).
+	var created []string
+	defer func() {
+		if err != nil {
+			for i := len(created) - 1; i >= 0; i-- {
+				os.Remove(created[i])
+			}
+		}
+	}()
+	if err := mkdirAllTrack(filepath.Join(abs, "src"), &created); err != nil {
+		return nil, err
+	}
+	w = &Workdir{Root: abs, dir: dir}
+	staging, err := os.MkdirTemp(filepath.Join(abs, "src"), ".config-new-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(staging)
+	staged := filepath.Join(staging, "config")
+	if err := os.Rename(target, staged); err != nil {
+		// The temp dir is on another filesystem.
+		if err := copyTree(target, staged); err != nil {
+			return nil, err
+		}
+	}
 	final := w.ConfigDir()
 	old := ""
 	if _, err := os.Lstat(final); err == nil {
@@ -117,7 +140,7 @@ func Init(dir string, o InitOptions) (w *Workdir, err error) {
 			return nil, err
 		}
 	}
-	if err := os.Rename(target, final); err != nil {
+	if err := os.Rename(staged, final); err != nil {
 		if old != "" {
 			os.Rename(old, final) // put the previous config back
 		}
