@@ -124,6 +124,12 @@ func maxArgs(n int) cobra.PositionalArgs {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// One rule for modes, whoever runs cosa (docs/workdir.md): directories
+	// 0755, files 0644, executables 0755, in the workdir and in the trees
+	// and images it builds. Artifacts were already forced to 0644; under a
+	// umask of 077 the directories holding them were 0700, and what the
+	// tools cosa runs wrote into the OS tree varied with the caller.
+	syscall.Umask(0o022)
 	g := &globals{Stdout: stdout, Stderr: stderr}
 	root := newRootCmd(g)
 	root.SetArgs(args)
