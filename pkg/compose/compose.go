@@ -12,10 +12,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/progress"
+	"github.com/cosa-build/cosa/pkg/sandbox"
 )
 
 // ComposeOptions configure Compose.
@@ -87,7 +87,7 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		return nil, err
 	}
 	sandbox := func(argv ...string) error {
-		return RunInRoot(ctx, root, []Bind{{stage, "/run/cosa"}}, argv, o.Log)
+		return RunInRoot(ctx, root, []Bind{{Host: stage, Guest: "/run/cosa"}}, argv, o.Log)
 	}
 
 	overlays, err := o.Config.OverlayDirs()
@@ -199,7 +199,7 @@ func MmdebstrapArgs(m *config.Manifest, suite, root, debs string) []string {
 		}
 	}
 	return []string{
-		"--mode=root",
+		"--mode=unshare",
 		"--variant=" + m.Distro.Variant,
 		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
 		"--include=" + strings.Join(include, ","),
@@ -210,29 +210,41 @@ func MmdebstrapArgs(m *config.Manifest, suite, root, debs string) []string {
 	}
 }
 
+// Where mmdebstrap's sandbox sees the tree it makes and the package cache.
+const (
+	guestRoot = "/tmp/rootfs"
+	guestDebs = "/tmp/debs"
+)
+
 func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) error {
 	absDebs, err := filepath.Abs(debs)
 	if err != nil {
 		return err
 	}
-	args := MmdebstrapArgs(&o.Config.Manifest, o.Lock.Suite, root, absDebs)
-	// A fresh network namespace proves the build needs no network; a private
-	// mount namespace makes every mount mmdebstrap makes (proc, dev, the
-	// bind-mounted package cache) vanish with it, even if it is killed, so
-	// no later rm -rf of the root can reach through a leftover mount.
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c",
-		`mount --make-rprivate / && exec mmdebstrap "$@"`, "mmdebstrap"}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	// INITRD=No stops Debian's kernel hook from building an initramfs we
-	// would throw away; Compose builds the ostree-capable one itself.
-	cmd.Env = append(os.Environ(), "INITRD=No", "LC_ALL=C.UTF-8")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	// mmdebstrap and the maintainer scripts it runs are sandboxed like the
+	// postprocess scripts: their root is an unprivileged id on the host,
+	// which sees only the (idmapped) tree as its own, reads the package
+	// cache, and has no network, proving the build needs none. Every mount
+	// mmdebstrap makes dies with the sandbox's mount namespace, even if it
+	// is killed, so no later rm -rf of the root can reach through one.
+	args := MmdebstrapArgs(&o.Config.Manifest, o.Lock.Suite, guestRoot, guestDebs)
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp", "TMPDIR=/tmp",
+		// INITRD=No stops Debian's kernel hook from building an initramfs
+		// we would throw away; Compose builds the ostree-capable one itself.
+		"INITRD=No", "LC_ALL=C.UTF-8",
+	}
 	tail := &tailWriter{max: 30}
 	var w io.Writer = tail
 	if o.Log != nil {
 		w = io.MultiWriter(o.Log, tail)
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Run(); err != nil {
+	err = sandbox.Run(ctx, sandbox.Spec{Root: root, Guest: guestRoot, Binds: []sandbox.Bind{{Host: absDebs, Guest: guestDebs}},
+		Argv: append([]string{"mmdebstrap"}, args...), Env: env, KeepCaps: true}, w, w)
+	if err != nil {
 		return fmt.Errorf("mmdebstrap: %v\n%s", err, tail.String())
 	}
 	return nil
