@@ -58,7 +58,15 @@ test-e2e: build
 	$(GO) test -count=1 -timeout 80m -v ./tests/
 
 # The S3 end-to-end tests need a real S3 server (versitygw, built with go install).
+# busybox-static: the sandbox's unit tests chroot into a one-binary tree.
+# uidmap: newuidmap/newgidmap for the rootless end-to-end test.
+TEST_APT := busybox-static uidmap
 test-deps: deps
+	@missing=""; for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 	bash .ci/install-versitygw
 
 test: test-deps vet test-unit fuzz test-e2e
