@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +195,10 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 			if err != nil {
 				return usageError{err}
 			}
+			idle, err := fetchIdleTimeout()
+			if err != nil {
+				return usageError{err}
+			}
 			w, err := g.openWorkdir()
 			if err != nil {
 				return err
@@ -203,7 +209,7 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 			}
 			res, err := remote.Fetch(c.Context(), remote.FetchOptions{
 				Source: src, Dir: d, Build: o.Build, Arch: o.Arch, Artifacts: o.Artifacts, Force: o.Force,
-				Events: remoteEvents(g),
+				IdleTimeout: idle, Events: remoteEvents(g),
 			})
 			if err != nil {
 				return err
@@ -230,4 +236,26 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 	f.StringVar(&o.EndpointURL, "endpoint-url", "", "S3-compatible endpoint for s3:// URLs (path-style addressing)")
 	f.StringVar(&o.AWSConfigFile, "aws-config-file", "", "AWS shared config file to use instead of ~/.aws/config")
 	return c
+}
+
+// fetchIdleTimeout reads COSA_FETCH_IDLE_TIMEOUT: how long a download may
+// receive nothing before buildfetch gives up (a duration such as "90s", or
+// seconds); unset means remote.DefaultIdleTimeout.
+func fetchIdleTimeout() (time.Duration, error) {
+	v := os.Getenv("COSA_FETCH_IDLE_TIMEOUT")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.ParseFloat(v, 64)
+		if nerr != nil {
+			return 0, fmt.Errorf("COSA_FETCH_IDLE_TIMEOUT=%q: want a duration such as 90s", v)
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("COSA_FETCH_IDLE_TIMEOUT=%q: must be more than 0", v)
+	}
+	return d, nil
 }

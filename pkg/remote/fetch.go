@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -111,7 +112,7 @@ func (s *HTTPSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64
 	}
 	c := s.Client
 	if c == nil {
-		c = http.DefaultClient
+		c = httpClient
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -128,6 +129,26 @@ func (s *HTTPSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64
 	resp.Body.Close()
 	return nil, 0, fmt.Errorf("GET %s: %s", s.URL(rel), resp.Status)
 }
+
+// ConnectTimeout bounds opening a connection (TCP and TLS) to an
+// http(s):// source.
+const ConnectTimeout = 30 * time.Second
+
+// httpClient is HTTPSource's default. It has no overall timeout, which
+// would cut off big artifacts on slow links; the idle timeout of a fetch
+// catches a server that stops sending instead.
+var httpClient = &http.Client{Transport: &http.Transport{
+	Proxy:               http.ProxyFromEnvironment,
+	DialContext:         (&net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout: ConnectTimeout,
+	ForceAttemptHTTP2:   true,
+	MaxIdleConns:        10,
+	IdleConnTimeout:     90 * time.Second,
+	// Artifacts are checked byte for byte against meta.json: a server
+	// that sends a .gz with Content-Encoding: gzip must not have it
+	// unpacked on the way.
+	DisableCompression: true,
+}}
 
 // FileSource reads a local directory (another workdir's builds/, a mounted
 // bucket, a copy on a share).
@@ -168,9 +189,17 @@ type FetchOptions struct {
 	Artifacts []string
 	// Force overwrites a local build whose meta.json differs and
 	// re-downloads artifacts already present.
-	Force  bool
-	Events func(Event)
+	Force bool
+	// IdleTimeout fails a download that receives nothing for that long,
+	// from the request (connecting included) to the last byte, so that a
+	// stalled server cannot hold the builds/ lock; 0 means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	Events      func(Event)
 }
+
+// DefaultIdleTimeout is FetchOptions.IdleTimeout's default.
+const DefaultIdleTimeout = 60 * time.Second
 
 // FetchResult says what a fetch did.
 type FetchResult struct {
@@ -206,11 +235,14 @@ func (o *FetchOptions) emit(e Event) {
 }
 
 func readAllFrom(ctx context.Context, src Source, rel string) ([]byte, error) {
-	rc, _, err := src.Open(ctx, rel)
+	rc, size, err := src.Open(ctx, rel)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
+	if size > maxJSONSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", src.URL(rel), maxJSONSize)
+	}
 	data, err := io.ReadAll(io.LimitReader(rc, maxJSONSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", src.URL(rel), err)
@@ -224,7 +256,11 @@ func readAllFrom(ctx context.Context, src Source, rel string) ([]byte, error) {
 func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error) {
 	start := time.Now()
 	ok := false
-	src := o.Source
+	idle := o.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	src := idleSource{o.Source, idle}
 	recoverStaging(o.Dir)
 	data, err := readAllFrom(ctx, src, build.IndexFile)
 	if err != nil {
@@ -531,11 +567,16 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 		return 0, 0, err
 	}
 	t0 := time.Now()
-	rc, _, err := src.Open(ctx, rel)
+	rc, size, err := src.Open(ctx, rel)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rc.Close()
+	// A server announcing another size is wrong whatever it then sends;
+	// say so now rather than after (maybe) gigabytes.
+	if size >= 0 && size != wantSize {
+		return 0, 0, fmt.Errorf("%s: %s is corrupt: the server says %d bytes, meta.json says %d", what, src.URL(rel), size, wantSize)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+tempMarker+"*")
 	if err != nil {
 		return 0, 0, err
@@ -571,6 +612,66 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 		return n, 0, err
 	}
 	return n, time.Since(t0), syncDir(filepath.Dir(dst))
+}
+
+// idleSource makes every object it opens fail once nothing has arrived
+// for idle, by cancelling the request's context: that aborts a connect,
+// the wait for a response and a blocked body read alike.
+type idleSource struct {
+	Source
+	idle time.Duration
+}
+
+// stalledError is the cause of a download the idle timer cancelled.
+type stalledError struct{ idle time.Duration }
+
+func (e *stalledError) Error() string {
+	return fmt.Sprintf("nothing received for %s; giving up (COSA_FETCH_IDLE_TIMEOUT sets how long to wait)", e.idle)
+}
+
+func (s idleSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stalled := &stalledError{s.idle}
+	t := time.AfterFunc(s.idle, func() { cancel(stalled) })
+	rc, size, err := s.Source.Open(ctx, rel)
+	if err != nil {
+		t.Stop()
+		if context.Cause(ctx) == error(stalled) {
+			err = fmt.Errorf("%s: %w", s.URL(rel), stalled)
+		}
+		cancel(nil)
+		return nil, 0, err
+	}
+	return &idleReader{rc: rc, ctx: ctx, cancel: cancel, timer: t, idle: s.idle}, size, nil
+}
+
+type idleReader struct {
+	rc     io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	idle   time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.idle)
+	}
+	if err != nil && err != io.EOF {
+		// The transport reports "context canceled"; say why.
+		var st *stalledError
+		if c := context.Cause(r.ctx); errors.As(c, &st) {
+			err = c
+		}
+	}
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.timer.Stop()
+	r.cancel(nil)
+	return r.rc.Close()
 }
 
 // ctxReader makes a long copy stop promptly when ctx is cancelled.
