@@ -49,7 +49,7 @@ func newRunCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := imagePath(d, id, arch, m, o.Platform)
+			img, err := imagePath(c.Context(), d, id, arch, m, o.Platform)
 			if err != nil {
 				return err
 			}

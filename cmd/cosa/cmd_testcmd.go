@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -55,9 +56,16 @@ func newTestCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := imagePath(d, id, arch, m, "qemu")
+			img, err := imagePath(c.Context(), d, id, arch, m, "qemu")
 			if err != nil {
 				return err
+			}
+			// Both builds' files are checked before anything boots.
+			var up *boottest.UpgradeOptions
+			if o.UpgradeFrom != "" {
+				if up, err = upgradeInputs(c.Context(), d, o.UpgradeFrom, id, arch, m); err != nil {
+					return err
+				}
 			}
 			tests, err := boottest.Discover(filepath.Join(w.ConfigDir(), "tests"), pattern)
 			if err != nil {
@@ -80,8 +88,10 @@ func newTestCmd(g *globals) *cobra.Command {
 					return err
 				}
 				results = append(results, rs...)
-				if o.UpgradeFrom != "" {
-					r, err := runUpgrade(c, d, o.UpgradeFrom, id, arch, m, fw, out)
+				if up != nil {
+					uo := *up
+					uo.Firmware, uo.OutDir = fw, out
+					r, err := boottest.Upgrade(ctx, uo)
 					if err != nil {
 						return err
 					}
@@ -99,30 +109,36 @@ func newTestCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func runUpgrade(c *cobra.Command, d *build.Dir, fromID, toID, arch string, to *build.Meta, fw qemu.Firmware, out string) (boottest.Result, error) {
+// upgradeInputs checks and returns what an upgrade test from build fromID
+// to build toID boots and pulls: fromID's qemu image and toID's ostree
+// archive, each verified against its meta.json.
+func upgradeInputs(ctx context.Context, d *build.Dir, fromID, toID, arch string, to *build.Meta) (*boottest.UpgradeOptions, error) {
 	if err := build.ValidBuildID(fromID); err != nil {
-		return boottest.Result{}, usageError{err}
+		return nil, usageError{err}
 	}
 	from, err := d.ReadMeta(fromID, arch)
 	if err != nil {
-		return boottest.Result{}, err
+		return nil, err
 	}
-	fromImg, err := imagePath(d, fromID, arch, from, "qemu")
+	fromImg, err := imagePath(ctx, d, fromID, arch, from, "qemu")
 	if err != nil {
-		return boottest.Result{}, err
+		return nil, err
 	}
 	tar, ok := to.Images["ostree"]
 	if !ok {
-		return boottest.Result{}, fmt.Errorf("build %s has no ostree artifact to upgrade to", toID)
+		return nil, fmt.Errorf("build %s has no ostree artifact to upgrade to", toID)
 	}
-	return boottest.Upgrade(c.Context(), boottest.UpgradeOptions{
-		FromImage: fromImg, ToArchive: filepath.Join(d.BuildDir(toID, arch), tar.Path),
-		ToCommit: to.OSTreeCommit, Ref: to.Ref, Firmware: fw, OutDir: out,
-	})
+	archive, err := d.VerifyArtifact(ctx, toID, arch, "ostree", tar)
+	if err != nil {
+		return nil, err
+	}
+	return &boottest.UpgradeOptions{FromImage: fromImg, ToArchive: archive, ToCommit: to.OSTreeCommit, Ref: to.Ref}, nil
 }
 
-// imagePath is a build's image file for platform, or a clear error.
-func imagePath(d *build.Dir, id, arch string, m *build.Meta, platform string) (string, error) {
+// imagePath is a build's image file for platform once it is known to be
+// the one meta.json describes (a plain file name in the build directory,
+// not a symlink, with the recorded size and sha256), or a clear error.
+func imagePath(ctx context.Context, d *build.Dir, id, arch string, m *build.Meta, platform string) (string, error) {
 	a, ok := m.Images[platform]
 	if !ok {
 		return "", fmt.Errorf("build %s has no %s image; run `cosa buildextend-%s --build %s`", id, platform, platform, id)
@@ -130,11 +146,7 @@ func imagePath(d *build.Dir, id, arch string, m *build.Meta, platform string) (s
 	if compress.IsCompressed(a.Path) {
 		return "", fmt.Errorf("build %s's %s image is compressed (%s); run `cosa decompress --build %s --artifact %s` first", id, platform, a.Path, id, platform)
 	}
-	p := filepath.Join(d.BuildDir(id, arch), a.Path)
-	if _, err := os.Stat(p); err != nil {
-		return "", err
-	}
-	return p, nil
+	return d.VerifyArtifact(ctx, id, arch, platform, a)
 }
 
 func report(g *globals, results []boottest.Result, out string) error {

@@ -22,10 +22,34 @@ func checkIDArch(id, arch string) error {
 	return validArch(arch)
 }
 
-// ReadMeta reads a build's meta.json. It does not validate against the
-// schema, so that builds written by other tools can still be inspected;
-// WriteMeta is where validity is enforced.
+// ReadMeta reads a build's meta.json for use: the file must be valid
+// against our schema and describe this build (its buildid is id and its
+// basearch, if set, is arch). Values from it end up in paths, on command
+// lines and on the terminal, and a fetched meta.json comes from a bucket
+// cosa may not have written, so nothing gets to use one that is not.
 func (d *Dir) ReadMeta(id, arch string) (*Meta, error) {
+	if err := checkIDArch(id, arch); err != nil {
+		return nil, err
+	}
+	path := d.MetaPath(id, arch)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseMeta(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.describes(id, arch); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ReadMetaUnchecked reads a build's meta.json without validating it, for
+// inspecting (`cosa meta --dump`) or repairing (UpdateMeta, which validates
+// what it writes) a file that ReadMeta refuses.
+func (d *Dir) ReadMetaUnchecked(id, arch string) (*Meta, error) {
 	if err := checkIDArch(id, arch); err != nil {
 		return nil, err
 	}
@@ -41,6 +65,30 @@ func (d *Dir) ReadMeta(id, arch string) (*Meta, error) {
 	return m, nil
 }
 
+// ParseMeta decodes a meta.json read from name (a path or URL, for
+// errors) and validates it against our schema.
+func ParseMeta(name string, data []byte) (*Meta, error) {
+	m := &Meta{}
+	if err := decodeJSONFile(name, data, m); err != nil {
+		return nil, err
+	}
+	if err := ValidateMeta(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+// describes reports whether m can be the meta.json of build id, arch.
+func (m *Meta) describes(id, arch string) error {
+	if m.BuildID != id {
+		return fmt.Errorf("buildid %q does not match build %q", m.BuildID, id)
+	}
+	if m.BaseArch != "" && m.BaseArch != arch {
+		return fmt.Errorf("coreos-assembler.basearch %q does not match arch %q", m.BaseArch, arch)
+	}
+	return nil
+}
+
 // WriteMeta validates m against our schema and atomically writes it as
 // builds/<id>/<arch>/meta.json (mode 0644), creating the directory if
 // needed. m must describe this build: its buildid must be id and its
@@ -49,11 +97,8 @@ func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
 	if err := checkIDArch(id, arch); err != nil {
 		return err
 	}
-	if m.BuildID != id {
-		return fmt.Errorf("meta.json buildid %q does not match build %q", m.BuildID, id)
-	}
-	if m.BaseArch != "" && m.BaseArch != arch {
-		return fmt.Errorf("meta.json basearch %q does not match arch %q", m.BaseArch, arch)
+	if err := m.describes(id, arch); err != nil {
+		return fmt.Errorf("meta.json %w", err)
 	}
 	data, err := m.Dump()
 	if err != nil {
@@ -73,13 +118,15 @@ func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
 // lock it re-reads the file, applies fn and writes the result. Concurrent
 // buildextend-* processes each adding their own images entry therefore
 // never overwrite one another. If fn returns an error nothing is written.
+// The read is unchecked so that `cosa meta --set` can repair an invalid
+// file; WriteMeta refuses to write anything that is still invalid.
 func (d *Dir) UpdateMeta(ctx context.Context, id, arch string, fn func(*Meta) error) error {
 	if err := checkIDArch(id, arch); err != nil {
 		return err
 	}
 	purpose := fmt.Sprintf("update %s/%s/%s", id, arch, MetaFile)
 	return d.WithLock(ctx, purpose, func() error {
-		m, err := d.ReadMeta(id, arch)
+		m, err := d.ReadMetaUnchecked(id, arch)
 		if err != nil {
 			return err
 		}

@@ -185,8 +185,8 @@ func (p *op) run(ctx context.Context, compress bool) ([]Result, error) {
 		if !ok {
 			continue // removed meanwhile
 		}
-		if !filepath.IsLocal(a.Path) {
-			return results, fmt.Errorf("build %s: artifact %s: path %q is not inside the build directory", p.id, name, a.Path)
+		if err := build.CheckArtifactPath(a.Path); err != nil {
+			return results, fmt.Errorf("build %s: artifact %s: %w", p.id, name, err)
 		}
 		var r Result
 		if compress {

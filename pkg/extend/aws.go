@@ -136,7 +136,11 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if !ok {
 		return nil, fmt.Errorf("build %s has no aws image; run cosa buildextend-aws first", o.BuildID)
 	}
-	path := filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), art.Path)
+	// What goes to S3 and becomes an AMI must be the file the build made.
+	path, err := o.Dir.VerifyArtifact(ctx, o.BuildID, o.Arch, string(images.PlatformAWS), art)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkVMDK(path); err != nil {
 		return nil, err
 	}

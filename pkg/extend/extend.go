@@ -268,14 +268,21 @@ func sourceRepo(ctx context.Context, w *workdir.Workdir, d *build.Dir, id, arch 
 	}
 	a, ok := meta.Images["ostree"]
 	if !ok {
-		return nil, nil, fmt.Errorf("build %s: commit %s is not in %s and the build has no ostree artifact", id, meta.OSTreeCommit[:12], w.RepoDir())
+		// %.12s, not [:12]: a short commit must be an error, not a panic.
+		return nil, nil, fmt.Errorf("build %s: commit %.12s is not in %s and the build has no ostree artifact", id, meta.OSTreeCommit, w.RepoDir())
+	}
+	// The archive of a fetched build is unpacked only if it is the one
+	// meta.json describes.
+	archive, err := d.VerifyArtifact(ctx, id, arch, "ostree", a)
+	if err != nil {
+		return nil, nil, err
 	}
 	tmp, err := os.MkdirTemp(w.TmpDir(), "ostree-import-")
 	if err != nil {
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
-	if out, err := exec.CommandContext(ctx, "tar", untarSafe("-xf", filepath.Join(d.BuildDir(id, arch), a.Path), "-C", tmp)...).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "tar", untarSafe("-xf", archive, "-C", tmp)...).CombinedOutput(); err != nil {
 		cleanup()
 		return nil, nil, fmt.Errorf("unpacking %s: %v: %s", a.Path, err, out)
 	}

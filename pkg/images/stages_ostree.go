@@ -110,10 +110,11 @@ func (s *OSTreePullLocal) Run(ctx context.Context, e *Env) error {
 		return fmt.Errorf("no source OSTree repo given")
 	}
 	repo := "--repo=" + filepath.Join(e.Tree, "ostree/repo")
-	if err := e.Cmd(ctx, "ostree", "pull-local", repo, e.Sources.OSTreeRepo, s.Commit); err != nil {
+	// "--": the commit and ref come from meta.json.
+	if err := e.Cmd(ctx, "ostree", "pull-local", repo, "--", e.Sources.OSTreeRepo, s.Commit); err != nil {
 		return err
 	}
-	return e.Cmd(ctx, "ostree", "refs", repo, "--force", "--create="+s.Ref, s.Commit)
+	return e.Cmd(ctx, "ostree", "refs", repo, "--force", "--create="+s.Ref, "--", s.Commit)
 }
 
 // OSTreeDeploy deploys ref with kernel arguments, writing the BLS entry,

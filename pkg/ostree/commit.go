@@ -105,13 +105,13 @@ func parseCommitTable(out string) (*CommitStats, error) {
 
 // RevParse resolves a ref or partial checksum to a full commit checksum.
 func (r *Repo) RevParse(ctx context.Context, rev string) (string, error) {
-	out, err := r.run(ctx, "rev-parse", rev)
+	out, err := r.run(ctx, "rev-parse", "--", rev)
 	return strings.TrimSpace(out), err
 }
 
 // MetadataString returns the string value of a commit metadata key.
 func (r *Repo) MetadataString(ctx context.Context, rev, key string) (string, error) {
-	out, err := r.run(ctx, "show", "--print-metadata-key="+key, rev)
+	out, err := r.run(ctx, "show", "--print-metadata-key="+key, "--", rev)
 	if err != nil {
 		return "", err
 	}
@@ -136,7 +136,7 @@ func (r *Repo) Show(ctx context.Context, rev string) (*CommitInfo, error) {
 	info := &CommitInfo{Checksum: csum}
 	// --raw would need a GVariant parser; the plain `show` header carries the
 	// date, content checksum and version as "Key:  value" lines.
-	out, err := r.run(ctx, "show", csum)
+	out, err := r.run(ctx, "show", "--", csum)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (r *Repo) Show(ctx context.Context, rev string) (*CommitInfo, error) {
 
 // SetRef points ref at commit (creating or moving it).
 func (r *Repo) SetRef(ctx context.Context, ref, commit string) error {
-	_, err := r.run(ctx, "refs", "--force", "--create="+ref, commit)
+	_, err := r.run(ctx, "refs", "--force", "--create="+ref, "--", commit)
 	return err
 }
 
@@ -179,7 +179,7 @@ func (r *Repo) DeleteRef(ctx context.Context, ref string) error {
 	}
 	for _, x := range refs {
 		if x == ref {
-			_, err := r.run(ctx, "refs", "--delete", ref)
+			_, err := r.run(ctx, "refs", "--delete", "--", ref)
 			return err
 		}
 	}
@@ -212,6 +212,6 @@ func (r *Repo) PruneRefsOnly(ctx context.Context) error {
 
 // PullLocal copies commit (and its objects) from another local repo.
 func (r *Repo) PullLocal(ctx context.Context, src *Repo, commit string) error {
-	_, err := r.run(ctx, "pull-local", src.Path, commit)
+	_, err := r.run(ctx, "pull-local", "--", src.Path, commit)
 	return err
 }

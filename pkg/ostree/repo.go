@@ -63,6 +63,9 @@ func run(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// run runs ostree sub on r. Callers put "--" before positional commit and
+// ref arguments: those come from meta.json, which may come from a bucket
+// cosa did not write, and one starting with "-" must not become an option.
 func (r *Repo) run(ctx context.Context, sub string, args ...string) (string, error) {
 	return run(ctx, append([]string{sub, "--repo=" + r.Path}, args...)...)
 }

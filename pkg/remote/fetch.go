@@ -293,12 +293,17 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 	if err != nil {
 		return nil, err
 	}
-	m := &build.Meta{}
-	if err := m.UnmarshalJSON(metaData); err != nil {
-		return nil, fmt.Errorf("%s: %w", src.URL(base+build.MetaFile), err)
+	// Validated before anything uses it: its paths, sums and commit come
+	// from a source cosa may not have written.
+	m, err := build.ParseMeta(src.URL(base+build.MetaFile), metaData)
+	if err != nil {
+		return nil, err
 	}
 	if m.BuildID != id {
 		return nil, fmt.Errorf("%s: buildid %q does not match build %s", src.URL(base+build.MetaFile), m.BuildID, id)
+	}
+	if m.BaseArch != "" && m.BaseArch != o.Arch {
+		return nil, fmt.Errorf("%s: coreos-assembler.basearch %q does not match arch %s", src.URL(base+build.MetaFile), m.BaseArch, o.Arch)
 	}
 	metaPath := o.Dir.MetaPath(id, o.Arch)
 	sameBuild := false
