@@ -17,6 +17,8 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/progress"
+	"github.com/cosa-build/cosa/pkg/sandbox"
+	"github.com/cosa-build/cosa/pkg/termsafe"
 	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
@@ -137,7 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "error: %v\n", err)
+	// Errors carry text from elsewhere (a server's reply, a bucket's
+	// names, a tool's stderr): control characters in it are shown escaped.
+	fmt.Fprintf(stderr, "error: %s\n", termsafe.Text(err.Error()))
 	// Errors before a command ran are cobra's own (unknown command or
 	// flag, bad flag value); matching their text instead would also catch
 	// failures that merely mention "invalid argument" (EINVAL) or the like.
@@ -149,7 +153,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func main() {
+	// Run by an ordinary user, cosa works in a user namespace of its own
+	// (pkg/sandbox): that is what makes every command work without sudo.
+	if sandbox.NeedsRootlessNS() && needsNamespace(os.Args[1:]) {
+		err := sandbox.ExecRootless(os.Args[1:])
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		os.Exit(exitFailure)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// needsNamespace is false for what only prints (help, version,
+// completion), so those work on a host without subordinate ids.
+func needsNamespace(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "--help", "help", "--version", "version", "completion", "__complete":
+			return false
+		}
+	}
+	return len(args) > 0
 }

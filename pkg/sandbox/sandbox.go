@@ -8,8 +8,8 @@
 // so the tree's files keep their real owners on disk while the script, seen
 // from the host, is nobody in particular. Run by an ordinary user inside
 // cosa's own user namespace (rootless mode), the sandbox is a nested user
-// namespace with the same ids as that one: the script has the user's own
-// rights, no more.
+// namespace is cosa's own (its root is the user on the host): the script
+// has the user's own rights, no more.
 //
 // In a chroot sandbox /dev holds only null, zero, full, random, urandom,
 // tty, pts and shm; the network namespace holds a loopback that is down;
@@ -124,28 +124,6 @@ func idBase() int {
 	return IDBase
 }
 
-// currentIDCount is how many ids this (nested) namespace has mapped from
-// 0 upwards: the nested sandbox maps the same.
-func currentIDCount(file string) int {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return 1
-	}
-	n := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		start, _ := strconv.Atoi(f[0])
-		cnt, _ := strconv.Atoi(f[2])
-		if start+cnt > n && start <= n {
-			n = start + cnt
-		}
-	}
-	return n
-}
-
 // Command prepares the sandboxed process. The caller sets Stdout/Stderr
 // and runs it; Cleanup must be called after it exits (or fails to start).
 type Command struct {
@@ -213,28 +191,26 @@ func New(ctx context.Context, s Spec) (*Command, error) {
 	cmd.Args = []string{initArg0}
 	cmd.ExtraFiles = []*os.File{child, exe}
 	cmd.Env = []string{}
-	var uidMap, gidMap []syscall.SysProcIDMap
-	if mode == Idmapped {
-		b := idBase()
-		uidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: b, Size: idCount}}
-		gidMap = uidMap
-	} else {
-		uidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: currentIDCount("/proc/self/uid_map")}}
-		gidMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: currentIDCount("/proc/self/gid_map")}}
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
-		UidMappings:                uidMap,
-		GidMappings:                gidMap,
-		GidMappingsEnableSetgroups: true,
-		// cosa's own uid is not in the idmapped sandbox's map: become the
-		// namespace's root, or exec would drop every capability.
-		Credential: &syscall.Credential{Uid: 0, Gid: 0},
 		// If cosa dies, the sandbox's init dies, and with it every
 		// process in its pid namespace.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	if mode == Idmapped {
+		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: idBase(), Size: idCount}}
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings, cmd.SysProcAttr.GidMappings = m, m
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// cosa's own uid is not in the map: become the namespace's root,
+		// or exec would drop every capability.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	// Rootless, cosa's own namespace already makes its root the user on
+	// the host. A nested one could not map its root to that root anyway
+	// (the kernel refuses to map a parent's root without CAP_SETFCAP over
+	// the host's namespace), so the sandbox stays in cosa's.
 	c.Cmd = cmd
 	return c, nil
 }
