@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 // listEntry is one row of `cosa list`, and its JSON form.
@@ -37,9 +39,15 @@ func newListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Tags by target in one pass: TagsOf per build is builds x tags,
+			// and a fetched builds.json can list tens of thousands of each.
+			tagsOf := map[string][]string{}
+			for _, t := range idx.Tags {
+				tagsOf[t.Target] = append(tagsOf[t.Target], t.Name)
+			}
 			rows := []listEntry{}
 			for _, b := range idx.Builds {
-				e := listEntry{ID: b.ID, Arches: b.Arches, Tags: idx.TagsOf(b.ID), OnDisk: d.HasBuild(b.ID)}
+				e := listEntry{ID: b.ID, Arches: b.Arches, Tags: tagsOf[b.ID], OnDisk: d.HasBuild(b.ID)}
 				if e.Tags == nil {
 					e.Tags = []string{}
 				}
@@ -52,7 +60,7 @@ func newListCmd(g *globals) *cobra.Command {
 			}
 			if g.JSON {
 				out, _ := json.MarshalIndent(rows, "", "  ")
-				fmt.Fprintf(g.Stdout, "%s\n", out)
+				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(out))
 				return nil
 			}
 			if len(rows) == 0 {
@@ -69,7 +77,9 @@ func newListCmd(g *globals) *cobra.Command {
 				if !r.OnDisk {
 					commit = "(not on disk)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, strings.Join(r.Arches, ","), dash(r.Timestamp), dash(commit), dash(strings.Join(r.Tags, ",")))
+				// Every field may come from a fetched builds.json or meta.json.
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termsafe.String(r.ID), termsafe.String(strings.Join(r.Arches, ",")),
+					termsafe.String(dash(r.Timestamp)), termsafe.String(dash(commit)), termsafe.String(dash(strings.Join(r.Tags, ","))))
 			}
 			return tw.Flush()
 		},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 type metaOptions struct {
@@ -55,16 +56,22 @@ func newMetaCmd(g *globals) *cobra.Command {
 					return nil
 				})
 			}
-			m, err := d.ReadMeta(id, o.Arch)
-			if err != nil {
-				return err
-			}
 			if o.Dump {
+				// Unchecked: --dump is how to look at a meta.json that
+				// other commands refuse.
+				m, err := d.ReadMetaUnchecked(id, o.Arch)
+				if err != nil {
+					return err
+				}
 				data, err := m.Dump()
 				if err != nil {
 					return err
 				}
-				_, err = g.Stdout.Write(data)
+				_, err = g.Stdout.Write(termsafe.JSON(data))
+				return err
+			}
+			m, err := d.ReadMeta(id, o.Arch)
+			if err != nil {
 				return err
 			}
 			for _, k := range o.Get {
@@ -72,12 +79,14 @@ func newMetaCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("build %s: %w", id, err)
 				}
+				// Values may come from a fetched meta.json; a newline in
+				// one is kept, a control character is shown escaped.
 				if s, ok := v.(string); ok {
-					fmt.Fprintln(g.Stdout, s)
+					fmt.Fprintln(g.Stdout, termsafe.Text(s))
 					continue
 				}
 				b, _ := json.MarshalIndent(v, "", "  ")
-				fmt.Fprintf(g.Stdout, "%s\n", b)
+				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
 			}
 			return nil
 		},

@@ -15,6 +15,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/remote"
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 type builduploadOptions struct {
@@ -42,7 +43,8 @@ func remoteEvents(g *globals) func(remote.Event) {
 				remote.Event
 				Time string `json:"time"`
 			}{e, time.Now().UTC().Format(time.RFC3339Nano)})
-			fmt.Fprintf(g.Stdout, "%s\n", b)
+			// Objects and messages hold remote names and server text.
+			fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
 			return
 		}
 		fmt.Fprintln(g.Stderr, e.String())
@@ -140,7 +142,7 @@ skipped unless --force.`,
 					"seconds": res.Elapsed.Seconds(), "mb_per_s": res.Rate(),
 					"indexed": res.Indexed, "builds_json_written": res.IndexWritten,
 				})
-				fmt.Fprintf(g.Stdout, "%s\n", b)
+				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
 				return nil
 			}
 			verb := "Uploaded"
@@ -219,11 +221,11 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 					"event": "result", "build": res.BuildID, "arch": res.Arch, "fetched": res.Fetched,
 					"kept": res.Kept, "bytes": res.Bytes, "seconds": res.Elapsed.Seconds(),
 				})
-				fmt.Fprintf(g.Stdout, "%s\n", b)
+				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
 				return nil
 			}
 			fmt.Fprintf(g.Stdout, "Fetched build %s (%s): %d files (%s), %d already present\n",
-				res.BuildID, res.Arch, res.Fetched, remote.HumanBytes(res.Bytes), res.Kept)
+				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, remote.HumanBytes(res.Bytes), res.Kept)
 			return nil
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 type tagOptions struct {
@@ -95,7 +96,9 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 		tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TAG\tBUILD\tCREATED\tDESCRIPTION")
 		for _, t := range idx.Tags {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Target, t.Created, dash(t.Description))
+			// Tags, descriptions included, may come from a fetched builds.json.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", termsafe.String(t.Name), termsafe.String(t.Target),
+				termsafe.String(t.Created), termsafe.String(dash(t.Description)))
 		}
 		return tw.Flush()
 	}

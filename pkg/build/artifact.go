@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 // CheckArtifactPath reports why p, an images.*.path from meta.json, cannot
@@ -19,6 +21,10 @@ import (
 func CheckArtifactPath(p string) error {
 	if p == "" || p == "." || p == ".." || strings.ContainsAny(p, "/\\\x00") || filepath.Base(p) != p {
 		return fmt.Errorf("path %q is not a plain file name", p)
+	}
+	// The name is printed (cosa compress, errors): no terminal controls.
+	if termsafe.String(p) != p {
+		return fmt.Errorf("path %q has control characters", p)
 	}
 	return nil
 }

@@ -94,6 +94,7 @@ func TestVerifyArtifact(t *testing.T) {
 		{"absolute", with(func(a *Artifact) { a.Path = outside }), "is not a plain file name"},
 		{"dot-dot", with(func(a *Artifact) { a.Path = ".." }), "is not a plain file name"},
 		{"empty", with(func(a *Artifact) { a.Path = "" }), "is not a plain file name"},
+		{"control characters", with(func(a *Artifact) { a.Path = "x\x1b]0;t\x07.qcow2" }), "has control characters"},
 		{"symlink", with(func(a *Artifact) { a.Path = "link.qcow2" }), "is a symlink"},
 		{"directory", with(func(a *Artifact) { a.Path = "sub" }), "is not a regular file"},
 		{"missing", with(func(a *Artifact) { a.Path = "nope.qcow2" }), "no such file"},

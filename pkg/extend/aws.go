@@ -22,6 +22,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 // AWSOptions configure UploadAWS: the build's aws image (a streamOptimized
@@ -180,7 +181,7 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err := o.record(ctx, made[0]); err != nil {
 		return made, err
 	}
-	fmt.Fprintf(o.Out, "Registered %s (%s) in %s\n", ami, snap, o.Region)
+	fmt.Fprintf(o.Out, "Registered %s (%s) in %s\n", termsafe.String(ami), termsafe.String(snap), o.Region)
 
 	for _, r := range o.Replicate {
 		c := o.ec2Client(cfg, r)
@@ -195,7 +196,7 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 		if err := o.record(ctx, a); err != nil {
 			return made, err
 		}
-		fmt.Fprintf(o.Out, "Copied %s to %s as %s (%s)\n", ami, r, a.HVM, a.Snapshot)
+		fmt.Fprintf(o.Out, "Copied %s to %s as %s (%s)\n", termsafe.String(ami), r, termsafe.String(a.HVM), termsafe.String(a.Snapshot))
 	}
 	return made, nil
 }
@@ -292,7 +293,7 @@ func (o *AWSOptions) importSnapshot(ctx context.Context, c *ec2.Client, bucket, 
 		return "", fmt.Errorf("ImportSnapshot: %w", err)
 	}
 	task := aws.ToString(out.ImportTaskId)
-	fmt.Fprintf(o.Out, "Importing snapshot (task %s)\n", task)
+	fmt.Fprintf(o.Out, "Importing snapshot (task %s)\n", termsafe.String(task))
 	var snap string
 	lastProgress := ""
 	err = o.waitFor(ctx, "import task "+task, func(ctx context.Context) (bool, error) {
@@ -312,10 +313,11 @@ func (o *AWSOptions) importSnapshot(ctx context.Context, c *ec2.Client, bucket, 
 			}
 			return true, nil
 		case "deleting", "deleted":
-			return false, fmt.Errorf("import task %s failed: %s", task, aws.ToString(det.StatusMessage))
+			return false, fmt.Errorf("import task %s failed: %s", termsafe.String(task), termsafe.String(aws.ToString(det.StatusMessage)))
 		default:
 			if p := aws.ToString(det.Progress); p != lastProgress {
-				fmt.Fprintf(o.Out, "  %s %s%% %s\n", st, p, aws.ToString(det.StatusMessage))
+				// Status, progress and message are the server's text.
+				fmt.Fprintf(o.Out, "  %s %s%% %s\n", termsafe.String(st), termsafe.String(p), termsafe.String(aws.ToString(det.StatusMessage)))
 				lastProgress = p
 			}
 			return false, nil
@@ -415,7 +417,7 @@ func (o *AWSOptions) copyTo(ctx context.Context, c *ec2.Client, region, name, am
 		return build.AMI{}, fmt.Errorf("CopyImage: %w", err)
 	}
 	id := aws.ToString(out.ImageId)
-	fmt.Fprintf(o.Out, "Copying %s to %s as %s\n", ami, region, id)
+	fmt.Fprintf(o.Out, "Copying %s to %s as %s\n", termsafe.String(ami), region, termsafe.String(id))
 	var snap string
 	err = o.waitFor(ctx, "copy "+id, func(ctx context.Context) (bool, error) {
 		d, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
@@ -445,7 +447,7 @@ func (o *AWSOptions) copyTo(ctx context.Context, c *ec2.Client, region, name, am
 		case ec2types.ImageStateFailed, ec2types.ImageStateError, ec2types.ImageStateInvalid, ec2types.ImageStateDeregistered:
 			msg := ""
 			if img.StateReason != nil {
-				msg = aws.ToString(img.StateReason.Message)
+				msg = termsafe.String(aws.ToString(img.StateReason.Message))
 			}
 			return false, fmt.Errorf("%s is %s: %s", id, img.State, msg)
 		}

@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
 // Files every build carries besides its images.
@@ -49,8 +51,12 @@ type Event struct {
 	Message string  `json:"message,omitempty"`
 }
 
-// String renders e as one human-readable line.
-func (e Event) String() string {
+// String renders e as one human-readable line. Objects and messages carry
+// names and error text from the remote side, so control characters in them
+// are shown escaped rather than sent to the terminal.
+func (e Event) String() string { return termsafe.String(e.line()) }
+
+func (e Event) line() string {
 	switch {
 	case e.Event == "warning":
 		return "warning: " + e.Message
