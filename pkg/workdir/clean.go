@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/build"
@@ -57,6 +58,18 @@ func (w *Workdir) Clean(o CleanOptions) ([]string, error) {
 	for _, t := range targets {
 		if err := checkRealDir(t.dir); err != nil {
 			return nil, err
+		}
+	}
+	// os.RemoveAll descends into mount points: a bind mount left by a
+	// build killed mid-way (of /dev, or of a host directory) would be
+	// emptied with the workdir.
+	for _, t := range targets {
+		mounts, err := mountsUnder(t.dir)
+		if err != nil {
+			return nil, err
+		}
+		if len(mounts) > 0 {
+			return nil, fmt.Errorf("not cleaning: %s is mounted; unmount it first", mounts[0])
 		}
 	}
 	release, busy, err := (&images.Store{Dir: w.ObjectsDir()}).TryLockExclusive()
@@ -171,4 +184,50 @@ func removeTree(p string) error {
 		return fmt.Errorf("%w (and clearing immutable flags: %v)", err, cerr)
 	}
 	return os.RemoveAll(p)
+}
+
+// mountsUnder lists the mount points at or below dir.
+func mountsUnder(dir string) ([]string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	// mountinfo has the kernel's path, symlinks resolved.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		// Field 5 is the mount point, with space, tab, newline and
+		// backslash as octal escapes.
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeOctal(f[4])
+		if mp == abs || strings.HasPrefix(mp, abs+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
+}
+
+// unescapeOctal undoes mountinfo's \NNN escapes.
+func unescapeOctal(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

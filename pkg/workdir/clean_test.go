@@ -231,3 +231,33 @@ func TestCleanImmutable(t *testing.T) {
 	}
 	wantCanary(t, canary)
 }
+
+// Something mounted in the workdir (a bind mount left by a killed build)
+// is refused before anything is removed: os.RemoveAll would empty the
+// mounted filesystem too.
+func TestCleanRefusesMounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts a tmpfs; skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	w, _ := cleanFixture(t)
+	mp := filepath.Join(w.TmpDir(), "build-x", "rootfs", "dev")
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mp, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("mount: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mp, syscall.MNT_DETACH) })
+	write(t, filepath.Join(mp, "host-file"), "must survive")
+	before := tree(t, w.Root)
+	_, err := w.Clean(CleanOptions{All: true})
+	if err == nil || !strings.Contains(err.Error(), "not cleaning: "+mp+" is mounted") {
+		t.Fatalf("err = %v, want a refusal naming %s", err, mp)
+	}
+	if after := tree(t, w.Root); !slices.Equal(after, before) {
+		t.Errorf("a refused clean changed the workdir:\n%q\n%q", before, after)
+	}
+}
