@@ -173,9 +173,11 @@ func (u *uploader) uploadBuildArch(ctx context.Context, id, arch string) (bool, 
 	if err != nil {
 		return false, err
 	}
-	m := &build.Meta{}
-	if err := json.Unmarshal(metaData, m); err != nil {
-		return false, build.JSONFileError(metaPath, metaData, err)
+	// Validated like every other meta.json cosa reads: a build that fails
+	// the schema is not published.
+	m, err := build.ParseMeta(metaPath, metaData)
+	if err != nil {
+		return false, err
 	}
 	if m.BuildID != id {
 		return false, fmt.Errorf("%s: buildid %q does not match build %s", metaPath, m.BuildID, id)
