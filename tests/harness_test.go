@@ -86,7 +86,7 @@ func needTools(t *testing.T, tools ...string) {
 		t.Skip("end-to-end test; skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (mmdebstrap --mode=root, namespaces)")
+		t.Skip("needs root (the tests make users and compare root with rootless builds)")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
