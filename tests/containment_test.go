@@ -144,7 +144,7 @@ set -eu
 	}
 	meta := checkBuild(t, rw, latest(t, rw))
 	repo := "--repo=" + filepath.Join(rw, "tmp", "repo")
-	if got := ostreeCmd(t, repo, "ls", meta.OSTreeCommit, "/usr/etc/machine-id"); !strings.HasPrefix(got, "-00444 0 0      0 ") {
+	if got := ostreeCmd(t, repo, "ls", meta.OSTreeCommit, "/usr/etc/machine-id"); !strings.HasPrefix(got, "-00644 0 0      0 ") {
 		t.Errorf("machine-id in the commit: %q", got)
 	}
 	probe := ostreeCmd(t, repo, "cat", meta.OSTreeCommit, "/usr/lib/cosa-e2e-probe")

@@ -206,7 +206,10 @@ func toOstreeLayout(r *os.Root) error {
 		return err
 	}
 	// An empty machine-id makes systemd treat the first boot as first boot.
-	if err := writeNew(r, "usr/etc/machine-id", nil, 0o444); err != nil {
+	// 0644, as Debian ships it: with 0444 systemd 252 finished first boot
+	// later, after the serial getty took the console, so "Reached target
+	// Multi-User System" never reached the console (seen in the e2e boot).
+	if err := writeNew(r, "usr/etc/machine-id", nil, 0o644); err != nil {
 		return err
 	}
 	if err := emptyDir(r, "sysroot"); err != nil {

@@ -78,7 +78,7 @@ func TestToOstreeLayout(t *testing.T) {
 	for p, want := range map[string]os.FileMode{
 		"usr/lib/modules/6.1.0-test/vmlinuz":       0o644,
 		"usr/lib/modules/6.1.0-test/initramfs.img": 0o644,
-		"usr/etc/machine-id":                       0o444,
+		"usr/etc/machine-id":                       0o644,
 	} {
 		fi, err := os.Lstat(filepath.Join(root, p))
 		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != want {
