@@ -38,6 +38,11 @@ type fakeServer struct {
 	status map[int]int
 	// hook, if set, runs before each request; it may block.
 	hook func(r *http.Request)
+	// condMu makes a conditional PUT's check and write one step, as S3
+	// guarantees: gofakes3 checks If-Match/If-None-Match and then writes,
+	// so two racing writers could both pass the check (a flake in about
+	// 1 of 100 runs of TestConcurrentUploadsMergeIndex).
+	condMu sync.Mutex
 }
 
 func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request, next http.Handler) {
@@ -45,7 +50,13 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request, next http
 		f.hook(r)
 	}
 	rec := &statusRecorder{ResponseWriter: w, code: 200}
-	next.ServeHTTP(rec, r)
+	if r.Method == http.MethodPut && (r.Header.Get("If-Match") != "" || r.Header.Get("If-None-Match") != "") {
+		f.condMu.Lock()
+		next.ServeHTTP(rec, r)
+		f.condMu.Unlock()
+	} else {
+		next.ServeHTTP(rec, r)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.Method == http.MethodPut && rec.code < 300 {

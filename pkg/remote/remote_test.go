@@ -267,27 +267,29 @@ func TestConcurrentUploadsMergeIndex(t *testing.T) {
 	a, b := newDir(t), newDir(t)
 	makeBuild(t, a, "42.20261122.dev.0", 100)
 	makeBuild(t, b, "42.20261122.dev.1", 100)
-	// Hold both uploaders' first read of builds.json until both have made
-	// it, so both merge the same (absent) index and race their writes.
+	// Hold the first write of builds.json until the other uploader's
+	// write arrives too: each has then merged what it read before either
+	// wrote (the absent index), so the two writes race and one must be
+	// refused. Later writes (the loser's retry) go through.
 	var mu sync.Mutex
-	reads := 0
+	writes := 0
 	both := make(chan struct{})
 	f.hook = func(r *http.Request) {
-		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/builds.json") {
+		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/builds.json") {
 			return
 		}
 		mu.Lock()
-		reads++
-		n := reads
+		writes++
+		n := writes
 		mu.Unlock()
-		switch {
-		case n == 2:
-			close(both)
-		case n == 1:
+		switch n {
+		case 1:
 			select {
 			case <-both:
 			case <-time.After(10 * time.Second): // don't hang if the code changes
 			}
+		case 2:
+			close(both)
 		}
 	}
 	var wg sync.WaitGroup
@@ -315,7 +317,7 @@ func TestConcurrentUploadsMergeIndex(t *testing.T) {
 	conflicts := f.status[http.StatusPreconditionFailed]
 	f.mu.Unlock()
 	if conflicts == 0 {
-		t.Error("expected one writer to hit 412 Precondition Failed and retry")
+		t.Errorf("expected one writer to hit 412 Precondition Failed and retry; statuses %v", f.status)
 	}
 }
 
