@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/intree"
 	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/sandbox"
 )
@@ -174,11 +175,11 @@ func pointAptAtArchive(root, sources string) error {
 	defer r.Close()
 	for _, f := range []string{"etc/apt/apt.conf.d/99mmdebstrap", "etc/dpkg/dpkg.cfg.d/99mmdebstrap"} {
 		if err := r.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("composed root: %w", inRootErr(err))
+			return fmt.Errorf("composed root: %w", intree.Explain(err))
 		}
 	}
-	if err := writeNew(r, "etc/apt/sources.list", []byte(sources), 0o644); err != nil {
-		return fmt.Errorf("composed root: %w", inRootErr(err))
+	if err := intree.ReplaceFile(r, "etc/apt/sources.list", []byte(sources), 0o644); err != nil {
+		return fmt.Errorf("composed root: %w", intree.Explain(err))
 	}
 	return nil
 }

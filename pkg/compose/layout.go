@@ -8,6 +8,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/cosa-build/cosa/pkg/intree"
 )
 
 // factoryVar is where the composed /var goes: ostree 2022.7 does not deploy
@@ -48,7 +50,7 @@ func FindKernels(root string) ([]Kernel, error) {
 func findKernels(r *os.Root) ([]Kernel, error) {
 	entries, err := fs.ReadDir(r.FS(), "usr/lib/modules")
 	if err != nil {
-		return nil, fmt.Errorf("no kernel modules in the composed root: %w", inRootErr(err))
+		return nil, fmt.Errorf("no kernel modules in the composed root: %w", intree.Explain(err))
 	}
 	var ks []Kernel
 	for _, e := range entries {
@@ -76,7 +78,7 @@ func ToOstreeLayout(root string) error {
 	}
 	defer r.Close()
 	if err := toOstreeLayout(r); err != nil {
-		return fmt.Errorf("OSTree layout: %w", inRootErr(err))
+		return fmt.Errorf("OSTree layout: %w", intree.Explain(err))
 	}
 	return nil
 }
@@ -113,7 +115,7 @@ func toOstreeLayout(r *os.Root) error {
 		}
 	}
 	for _, d := range []string{"boot", "dev", "proc", "sys", "run", "tmp"} {
-		if err := emptyDir(r, d); err != nil {
+		if err := intree.EmptyDir(r, d); err != nil {
 			return err
 		}
 	}
@@ -190,7 +192,7 @@ func toOstreeLayout(r *os.Root) error {
 	if err := r.MkdirAll("usr/lib/tmpfiles.d", 0o755); err != nil {
 		return err
 	}
-	if err := writeNew(r, "usr/lib/tmpfiles.d/cosa-var.conf", []byte(conf), 0o644); err != nil {
+	if err := intree.ReplaceFile(r, "usr/lib/tmpfiles.d/cosa-var.conf", []byte(conf), 0o644); err != nil {
 		return err
 	}
 
@@ -209,10 +211,10 @@ func toOstreeLayout(r *os.Root) error {
 	// 0644, as Debian ships it: with 0444 systemd 252 finished first boot
 	// later, after the serial getty took the console, so "Reached target
 	// Multi-User System" never reached the console (seen in the e2e boot).
-	if err := writeNew(r, "usr/etc/machine-id", nil, 0o644); err != nil {
+	if err := intree.ReplaceFile(r, "usr/etc/machine-id", nil, 0o644); err != nil {
 		return err
 	}
-	if err := emptyDir(r, "sysroot"); err != nil {
+	if err := intree.EmptyDir(r, "sysroot"); err != nil {
 		return err
 	}
 	if err := r.Remove("ostree"); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -251,65 +253,4 @@ func kind(fi fs.FileInfo) string {
 		return "a file"
 	}
 	return "a special file"
-}
-
-// writeNew replaces name with a new file holding data. The old entry is
-// removed first, so a symlink there is dropped rather than written through.
-func writeNew(r *os.Root, name string, data []byte, mode os.FileMode) error {
-	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		// The mode must not depend on the caller's umask.
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// emptyDir leaves name as an empty real directory: whatever is there, a
-// symlink included, is removed (never followed) and the directory made.
-func emptyDir(r *os.Root, name string) error {
-	fi, err := r.Lstat(name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return r.Mkdir(name, 0o755)
-	case err != nil:
-		return err
-	case !fi.IsDir():
-		if err := r.Remove(name); err != nil {
-			return err
-		}
-		return r.Mkdir(name, 0o755)
-	}
-	entries, err := fs.ReadDir(r.FS(), name)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := r.RemoveAll(name + "/" + e.Name()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// inRootErr says in words what os.Root means by a path that escapes: the
-// tree holds a symlink that points outside it.
-func inRootErr(err error) error {
-	if err != nil && strings.Contains(err.Error(), "path escapes from parent") {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("/%s: refusing a path through a symlink that leads out of the composed root", pe.Path)
-		}
-		return fmt.Errorf("refusing a path through a symlink that leads out of the composed root: %w", err)
-	}
-	return err
 }

@@ -140,7 +140,7 @@ func TestToOstreeLayoutRefusesEscapes(t *testing.T) {
 		{"initramfs", "usr/lib/modules/6.1.0-test/initramfs.img", "initramfs.img is not a regular file"},
 		{"etc", "etc", "/etc must be a directory"},
 		{"var", "var", "/var must be a directory"},
-		{"lib dir", "usr/lib", "leads out of the composed root"},
+		{"lib dir", "usr/lib", "leads out of the tree"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := fakeRoot(t)
@@ -183,7 +183,7 @@ func TestPointAptAtArchiveStaysInside(t *testing.T) {
 	if err := os.Symlink(c.dir, filepath.Join(root, "etc/apt")); err != nil {
 		t.Fatal(err)
 	}
-	if err := pointAptAtArchive(root, "x\n"); err == nil || !strings.Contains(err.Error(), "leads out of the composed root") {
+	if err := pointAptAtArchive(root, "x\n"); err == nil || !strings.Contains(err.Error(), "leads out of the tree") {
 		t.Errorf("symlinked etc/apt: err = %v", err)
 	}
 	c.check(t)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/pkg/intree"
 )
 
 // The deployment's /etc comes from a commit a config made: an etc/fstab
@@ -53,7 +55,9 @@ func TestFstabDoesNotWriteThroughSymlinks(t *testing.T) {
 	}
 }
 
-func TestEmptyInRootRefusesSymlink(t *testing.T) {
+// A symlink where the disk stage wants an empty directory is replaced by
+// one; what the link named outside the tree stays.
+func TestEmptyDirReplacesSymlink(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o644); err != nil {
@@ -62,18 +66,29 @@ func TestEmptyInRootRefusesSymlink(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "boot")); err != nil {
 		t.Fatal(err)
 	}
-	if err := emptyInRoot(dir, "boot"); err == nil {
-		t.Error("a symlinked directory was accepted")
+	if err := intree.EmptyDirIn(dir, "boot"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
 		t.Errorf("outside file removed: %v", err)
 	}
-	os.Remove(filepath.Join(dir, "boot"))
+	if fi, err := os.Lstat(filepath.Join(dir, "boot")); err != nil || !fi.IsDir() {
+		t.Errorf("boot is not a directory: %v %v", fi, err)
+	}
 	os.MkdirAll(filepath.Join(dir, "boot/x"), 0o755)
-	if err := emptyInRoot(dir, "boot"); err != nil {
+	if err := intree.EmptyDirIn(dir, "boot"); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := os.ReadDir(filepath.Join(dir, "boot")); len(n) != 0 {
 		t.Errorf("boot not emptied: %v", n)
+	}
+	// A link on the way is refused.
+	os.RemoveAll(filepath.Join(dir, "boot"))
+	os.Symlink(outside, filepath.Join(dir, "boot"))
+	if err := intree.EmptyDirIn(dir, "boot/sub"); err == nil || !strings.Contains(err.Error(), "leads out of the tree") {
+		t.Errorf("a path through a link out: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Errorf("outside file removed: %v", err)
 	}
 }

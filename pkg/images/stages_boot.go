@@ -2,13 +2,13 @@ package images
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/cosa-build/cosa/pkg/intree"
 )
 
 func init() {
@@ -63,37 +63,11 @@ func (s *OSTreeFstab) Run(ctx context.Context, e *Env) error {
 		// The deployment's /etc came from the commit, which a config and
 		// its packages made: an etc/fstab symlink must not redirect this
 		// write onto the host, so it is replaced, never written through.
-		if err := replaceInRoot(d, "etc/fstab", []byte(b.String()), 0o644); err != nil {
+		if err := intree.ReplaceFileIn(d, "etc/fstab", []byte(b.String()), 0o644); err != nil {
 			return fmt.Errorf("fstab in %s: %w", filepath.Base(d), err)
 		}
 	}
 	return nil
-}
-
-// replaceInRoot writes data to name inside dir as a new file: the old
-// entry (a symlink included) is removed first, and every component of name
-// is resolved inside dir (os.Root), so nothing outside dir is touched.
-func replaceInRoot(dir, name string, data []byte, mode os.FileMode) error {
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // GrubBLSConfig writes boot/grub/grub.cfg with one menuentry per Boot
@@ -128,7 +102,7 @@ func (s *GrubBLSConfig) Run(ctx context.Context, e *Env) error {
 	if err := os.MkdirAll(filepath.Join(boot, "grub"), 0o755); err != nil {
 		return err
 	}
-	if err := replaceInRoot(boot, "grub/grub.cfg", []byte(cfg), 0o644); err != nil {
+	if err := intree.ReplaceFileIn(boot, "grub/grub.cfg", []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	for _, platform := range []string{"i386-pc", "x86_64-efi"} {

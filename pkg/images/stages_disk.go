@@ -2,14 +2,14 @@ package images
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/cosa-build/cosa/pkg/intree"
 )
 
 // Disk stages work on an image file inside the tree, with no loop devices
@@ -232,10 +232,9 @@ func (s *MkfsTree) Run(ctx context.Context, e *Env) error {
 			return err
 		}
 		for _, p := range s.Empty {
-			// Only a real directory of the staged tree itself is emptied:
-			// a symlink at p (or on the way to it) is refused, so the
-			// removal cannot reach outside the tree.
-			if err := emptyInRoot(staged, p); err != nil {
+			// Resolved inside the staged tree: a symlink at p is replaced,
+			// one on the way to it refused, so nothing outside is removed.
+			if err := intree.EmptyDirIn(staged, p); err != nil {
 				return fmt.Errorf("empty %s: %w", p, err)
 			}
 		}
@@ -456,28 +455,4 @@ func (s *QemuImgConvert) Run(ctx context.Context, e *Env) error {
 	}
 	args = append(args, filepath.Join(e.Inputs["image"], s.Source), filepath.Join(e.Tree, s.Filename))
 	return e.Cmd(ctx, "qemu-img", args...)
-}
-
-// emptyInRoot leaves name inside dir as an empty real directory. Every
-// path component is resolved inside dir (os.Root) and a symlink at name
-// is an error, so the removal cannot reach anything outside dir.
-func emptyInRoot(dir, name string) error {
-	r, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	fi, err := r.Lstat(name)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s is not a directory", name)
-		}
-		if err := r.RemoveAll(name); err != nil {
-			return err
-		}
-	}
-	return r.MkdirAll(name, 0o755)
 }
