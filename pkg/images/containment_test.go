@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,5 +91,36 @@ func TestEmptyDirReplacesSymlink(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
 		t.Errorf("outside file removed: %v", err)
+	}
+}
+
+// tar's "file changed as we read it" is accepted only when the object's
+// size and mtime held (a hard link or chmod moves the ctime alone).
+func TestOnlyCtimeMoved(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(src, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exit1 := exec.Command("sh", "-c", "exit 1").Run()
+	exit2 := exec.Command("sh", "-c", "exit 2").Run()
+	changed := "tar: disk.raw: file changed as we read it\n"
+	if err := os.Link(src, src+".link"); err != nil {
+		t.Fatal(err)
+	}
+	if !onlyCtimeMoved(exit1, changed, src, before) {
+		t.Error("a new hard link (ctime only) was not accepted")
+	}
+	if onlyCtimeMoved(exit2, changed, src, before) || onlyCtimeMoved(exit1, changed+"tar: other trouble\n", src, before) {
+		t.Error("another failure was accepted")
+	}
+	if err := os.WriteFile(src, []byte("DATA, longer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if onlyCtimeMoved(exit1, changed, src, before) {
+		t.Error("a content change was accepted")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -127,13 +128,36 @@ func (s *TarGNUSparse) Run(ctx context.Context, e *Env) error {
 	cmd.Stdout = zw
 	tail := &tailBuffer{max: 10}
 	cmd.Stderr = io.MultiWriter(e.Log, tail)
-	if err := cmd.Run(); err != nil {
+	before, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if err := cmd.Run(); err != nil && !onlyCtimeMoved(err, tail.String(), src, before) {
 		return fmt.Errorf("tar: %v: %s", err, strings.TrimSpace(tail.String()))
 	}
 	if err := zw.Close(); err != nil {
 		return err
 	}
 	return out.Close()
+}
+
+// onlyCtimeMoved reports whether tar's failure was only its "file changed
+// as we read it" on src while src's size and mtime stayed the same. Cache
+// objects are written once, but a concurrent buildextend hard-links and
+// chmods the same object into builds/, which moves its ctime, and GNU tar
+// compares ctimes; content writes would move the mtime.
+func onlyCtimeMoved(err error, stderr, src string, before os.FileInfo) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		return false
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if !strings.HasSuffix(line, ": file changed as we read it") {
+			return false
+		}
+	}
+	after, serr := os.Stat(src)
+	return serr == nil && after.Size() == before.Size() && after.ModTime().Equal(before.ModTime())
 }
 
 // OVA packs a streamOptimized vmdk from the "disk" input with a generated
