@@ -100,7 +100,10 @@ func (d *Dir) VerifyArtifact(ctx context.Context, id, arch, name string, a Artif
 	return p, nil
 }
 
-// ctxReader makes hashing a large file stop promptly when ctx is cancelled.
+// ContextReader returns a reader that fails with ctx's error once ctx is
+// done, so hashing or copying a large file stops promptly on cancel.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader

@@ -13,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/cosa-build/cosa/pkg/build"
 )
 
 // How each format is done (measured on the 2-CPU build machine, see
@@ -55,7 +57,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 			return fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
-		if _, err := io.CopyBuffer(dst, ctxReader{ctx, zr}, make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(dst, build.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("gzip: %w", err)
 		}
 		return nil
@@ -65,7 +67,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 			return fmt.Errorf("zstd: %w", err)
 		}
 		defer zr.Close()
-		if _, err := io.CopyBuffer(dst, ctxReader{ctx, zr}, make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(dst, build.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("zstd: %w", err)
 		}
 		return nil
@@ -101,24 +103,11 @@ func zstdCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(zw, ctxReader{ctx, src}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(zw, build.ContextReader(ctx, src), make([]byte, 1<<20)); err != nil {
 		zw.Close()
 		return err
 	}
 	return zw.Close()
-}
-
-// ctxReader stops a copy loop once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // usesTool reports whether CompressStream runs an external program for a:

@@ -594,7 +594,7 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 	}()
 	h := sha256.New()
 	// Stop reading past the expected size: a bigger object is wrong anyway.
-	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, rc}, wantSize+1))
+	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(build.ContextReader(ctx, rc), wantSize+1))
 	if err != nil {
 		return n, 0, fmt.Errorf("%s: downloading %s: %w", what, src.URL(rel), err)
 	}
@@ -679,15 +679,3 @@ func (r *idleReader) Close() error {
 	return r.rc.Close()
 }
 
-// ctxReader makes a long copy stop promptly when ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
