@@ -678,4 +678,3 @@ func (r *idleReader) Close() error {
 	r.cancel(nil)
 	return r.rc.Close()
 }
-
