@@ -16,6 +16,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/sandbox"
 	"github.com/cosa-build/cosa/pkg/termsafe"
@@ -38,6 +39,8 @@ type globals struct {
 	LockTimeout time.Duration
 	Stdout      io.Writer
 	Stderr      io.Writer
+
+	sink *events.JSONLines
 
 	// ran is set once a command's RunE starts: any error before that
 	// is cobra rejecting the command line.
