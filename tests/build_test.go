@@ -335,7 +335,7 @@ func checkBuild(t *testing.T, w, id string) *build.Meta {
 	if got := strings.TrimSpace(ostreeCmd(t, "--repo="+repo, "rev-parse", "cosa/builds/"+id+"/x86_64")); got != m.OSTreeCommit {
 		t.Errorf("build ref -> %s, want %s", got, m.OSTreeCommit)
 	}
-	// OSTree layout (DESIGN.md section 9).
+	// OSTree layout (docs/architecture.md#the-ostree-layout).
 	ls := ostreeCmd(t, "--repo="+repo, "ls", m.OSTreeCommit, "/")
 	for _, want := range []string{"/usr", "/ostree -> sysroot/ostree", "/home -> var/home", "/root -> var/roothome", "/sysroot", "/boot"} {
 		if !strings.Contains(ls, want) {

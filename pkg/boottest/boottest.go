@@ -17,7 +17,7 @@ import (
 )
 
 // BootTimeout is the budget for one boot to a login prompt (TCG boots take
-// 50-145 s on 2 cores; DESIGN.md section 8).
+// 50-145 s on 2 cores; docs/architecture.md#booting-and-testing).
 var BootTimeout = 300 * time.Second
 
 // FailRE matches console lines that mean the boot went wrong.

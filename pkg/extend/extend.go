@@ -56,7 +56,7 @@ func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p images.P
 // osName is the OSTree stateroot: the config name.
 func osName(name string) string { return name }
 
-// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (DESIGN.md section 2).
+// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (docs/architecture.md#artifact-names).
 func ArtifactName(name, id string, p images.Platform, arch string) string {
 	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p, arch, p.Extension())
 }
