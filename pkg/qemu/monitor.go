@@ -27,12 +27,12 @@ var _ qmp.Monitor = monitor{}
 // Connect reports whether the connection is still open: DialQMP has already
 // done the handshake that go-qemu's Connect would do.
 func (m monitor) Connect() error {
-	select {
-	case <-m.q.done:
+	m.q.mu.Lock()
+	defer m.q.mu.Unlock()
+	if m.q.closed {
 		return ErrClosed
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Disconnect closes the connection (see QMP.Close).

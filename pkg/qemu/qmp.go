@@ -22,10 +22,11 @@ import (
 //
 // The transport is ours rather than go-qemu's qmp.SocketMonitor because that
 // one's reader has defects no layer above it can repair (each is shown by a
-// test in goqemu_test.go): an error reply's class is discarded; a reply or
-// event longer than 64 KiB (query-qmp-schema is ~200 KiB) ends the session,
-// or is handed as an error to whichever command runs next; and events QEMU
-// sends right after the capabilities reply are lost.
+// test in goqemu_test.go): a reply closely followed by a long message is
+// overwritten while Run decodes it (a data race); an error reply's class is
+// discarded; a reply or event longer than 64 KiB (query-qmp-schema is ~200
+// KiB) ends the session, or is handed as an error to whichever command runs
+// next; and events QEMU sends right after the capabilities reply are lost.
 type QMP struct {
 	conn                net.Conn
 	major, minor, micro int
