@@ -617,3 +617,63 @@ func TestMonitorAdapter(t *testing.T) {
 		t.Errorf("Events after hang-up: %v, want ErrClosed", err)
 	}
 }
+
+func TestGoQEMURunHasNoContext(t *testing.T) {
+	// QEMU is slow to answer "slow": it has it once received is closed, and
+	// answers once release is; a second command is issued meanwhile.
+	script := func(received chan<- struct{}, release <-chan struct{}) func(c *fakeConn) {
+		return func(c *fakeConn) {
+			slow := c.recv("slow")
+			close(received)
+			<-release
+			c.reply(slow, `{}`)
+			c.reply(c.recv("query-status"), runningStatus)
+		}
+	}
+
+	t.Run("go-qemu", func(t *testing.T) {
+		received, release := make(chan struct{}), make(chan struct{})
+		path, start := fakeQMP(t, script(received, release))
+		start()
+		mon := dialGoQEMU(t, path)
+		defer mon.Disconnect()
+		slowDone, nextDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(slowDone)
+			mon.Run([]byte(`{"execute":"slow"}`))
+		}()
+		go func() {
+			defer close(nextDone)
+			// Nothing can abandon slow, so this waits behind it.
+			<-received
+			mon.Run([]byte(`{"execute":"query-status"}`))
+		}()
+		if !stalled(nextDone) {
+			t.Error("go-qemu ran a command while an earlier one was unanswered: revisit")
+		}
+		close(release)
+		<-slowDone
+		<-nextDone
+	})
+
+	t.Run("ours", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		release := make(chan struct{})
+		q := dialFake(t, ctx, script(make(chan struct{}), release))
+		sctx, scancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer scancel()
+		start := time.Now()
+		if err := q.Execute(sctx, "slow", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("slow: err = %v, want context.DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("slow gave up %v after its 50ms deadline", d)
+		}
+		close(release)
+		// slow's late reply is dropped; query-status gets its own.
+		if st, err := q.QueryStatus(ctx); err != nil || !st.Running {
+			t.Errorf("QueryStatus = %+v, %v", st, err)
+		}
+	})
+}
