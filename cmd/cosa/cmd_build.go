@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/build"
-	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/images"
 )
@@ -60,7 +60,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 			if !o.SkipImage {
 				imgs = []images.Platform{images.PlatformQemu}
 			}
-			res, err := builder.Build(c.Context(), builder.Options{
+			res, err := assemble.Build(c.Context(), assemble.Options{
 				Workdir: w, Config: cfg, Arch: compose.BaseArch(),
 				Force: o.Force, Version: o.Version, SkipPrune: o.SkipPrune, Images: imgs, Events: g.events(),
 				LockTimeout: g.LockTimeout, LockWait: g.Stderr, Progress: g.progress(), Out: g.Stdout, Log: logf,
