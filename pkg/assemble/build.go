@@ -20,6 +20,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/extend"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/prune"
 	"github.com/cosa-build/cosa/pkg/workdir"
@@ -38,7 +39,7 @@ type Options struct {
 	SkipPrune bool
 	// Images are the platforms built with the commit (default: qemu, as
 	// coreos-assembler's classic build did); empty with SkipImages.
-	Images      []images.Platform
+	Images      []platform.Platform
 	Events      *images.Printer
 	LockTimeout time.Duration
 	Progress    *progress.Reporter
@@ -207,7 +208,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s image: %w", p, err)
 		}
-		imageArts[string(p)] = *art
+		imageArts[p.Name] = *art
 		o.Progress.Infof("    image %s: %s in %s", p, art.Path, time.Since(t0).Round(100*time.Millisecond))
 	}
 
