@@ -500,7 +500,9 @@ func TestBuildWithSmallCompose(t *testing.T) {
 		addBuild(t, o, id, strings.Repeat("0", 64), nil)
 	}
 	var scratch string
-	defer func(f func(context.Context, *Options, *compose.Lockfile, string) (*compose.Result, error)) { composeFn = f }(composeFn)
+	defer func(f func(context.Context, *Options, *compose.Lockfile, string) (*compose.Result, error)) {
+		composeFn = f
+	}(composeFn)
 	composeFn = func(ctx context.Context, o *Options, lock *compose.Lockfile, dir string) (*compose.Result, error) {
 		scratch = dir
 		root := fakeRoot(t)
