@@ -500,9 +500,8 @@ func TestBuildWithSmallCompose(t *testing.T) {
 		addBuild(t, o, id, strings.Repeat("0", 64), nil)
 	}
 	var scratch string
-	defer func(f func(context.Context, *Options, *compose.Lockfile, string) (*compose.Result, error)) {
-		composeFn = f
-	}(composeFn)
+	saved := composeFn
+	defer func() { composeFn = saved }()
 	composeFn = func(ctx context.Context, o *Options, lock *compose.Lockfile, dir string) (*compose.Result, error) {
 		scratch = dir
 		root := fakeRoot(t)
