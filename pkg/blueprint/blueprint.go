@@ -164,18 +164,7 @@ type Size uint64
 // API drops (empty passwords), so that a parsed blueprint, its JSON and its
 // TOML agree.
 func (b *Blueprint) normalize() {
-	if b.Packages == nil {
-		b.Packages = []Package{}
-	}
-	if b.Modules == nil {
-		b.Modules = []Package{}
-	}
-	if b.EnabledModules == nil {
-		b.EnabledModules = []EnabledModule{}
-	}
-	if b.Groups == nil {
-		b.Groups = []Group{}
-	}
+	fillLists(b)
 	if len(b.Containers) == 0 {
 		b.Containers = nil
 	}
