@@ -56,7 +56,8 @@ func runGit(ctx context.Context, dir string, stdin []byte, args ...string) ([]by
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
+		// git's first line says what failed; the rest is advice.
+		msg, _, _ := strings.Cut(strings.TrimSpace(stderr.String()), "\n")
 		if msg == "" {
 			msg = err.Error()
 		}

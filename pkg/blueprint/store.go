@@ -467,15 +467,15 @@ func (s *Store) Push(ctx context.Context, b *Blueprint) (PushResult, error) {
 	var res PushResult
 	err := s.write(ctx, func() error {
 		var err error
-		res, err = s.push(ctx, b, fmt.Sprintf("Recipe %s, version %%s saved.", b.Name))
+		res, err = s.push(ctx, b, func(v string) string { return fmt.Sprintf("Recipe %s, version %s saved.", b.Name, v) })
 		return err
 	})
 	return res, err
 }
 
-// push commits a copy of b with the version rule applied; msgf has one %s,
-// the stored version.
-func (s *Store) push(ctx context.Context, b *Blueprint, msgf string) (PushResult, error) {
+// push commits a copy of b with the version rule applied; msg makes the
+// commit message from the stored version.
+func (s *Store) push(ctx context.Context, b *Blueprint, msg func(version string) string) (PushResult, error) {
 	old, _, err := s.committed(ctx, b.Name)
 	if err != nil {
 		return PushResult{}, err
@@ -493,7 +493,7 @@ func (s *Store) push(ctx context.Context, b *Blueprint, msgf string) (PushResult
 	if err != nil {
 		return PushResult{}, err
 	}
-	id, err := s.commit(ctx, c.Name, data, fmt.Sprintf(msgf, c.Version))
+	id, err := s.commit(ctx, c.Name, data, msg(c.Version))
 	if err != nil {
 		return PushResult{}, err
 	}
@@ -573,7 +573,7 @@ func (s *Store) Undo(ctx context.Context, name, commit string) (PushResult, erro
 		if err != nil {
 			return err
 		}
-		res, err = s.push(ctx, b, fmt.Sprintf("%s.toml reverted to commit %s", name, full))
+		res, err = s.push(ctx, b, func(string) string { return fmt.Sprintf("%s.toml reverted to commit %s", name, full) })
 		return err
 	})
 	return res, err
