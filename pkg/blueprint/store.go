@@ -459,7 +459,8 @@ func resolveCommit(name, commit string, changes []Change) (string, error) {
 }
 
 // Push commits b (the new route): its version follows NextVersion against
-// the committed version, and its workspace copy is dropped.
+// the committed version, plain-text passwords are stored hashed, and its
+// workspace copy is dropped. b is not modified.
 func (s *Store) Push(ctx context.Context, b *Blueprint) (PushResult, error) {
 	if err := b.Validate(); err != nil {
 		return PushResult{}, err
@@ -484,11 +485,13 @@ func (s *Store) push(ctx context.Context, b *Blueprint, msg func(version string)
 	if old != nil {
 		oldVersion = old.Version
 	}
-	c := *b
+	c, err := storable(b)
+	if err != nil {
+		return PushResult{}, err
+	}
 	if c.Version, err = NextVersion(b.Version, oldVersion); err != nil {
 		return PushResult{}, err
 	}
-	c.normalize()
 	data, err := c.TOML()
 	if err != nil {
 		return PushResult{}, err
@@ -500,14 +503,33 @@ func (s *Store) push(ctx context.Context, b *Blueprint, msg func(version string)
 	return PushResult{Commit: id, Version: c.Version}, s.dropWorkspace(c.Name)
 }
 
+// storable is the copy of b that the store writes: normalised, with
+// plain-text passwords hashed. b itself is left as it was.
+func storable(b *Blueprint) (*Blueprint, error) {
+	c := *b
+	if b.Customizations != nil {
+		cc := *b.Customizations
+		cc.User = append([]User(nil), cc.User...)
+		cc.Filesystem = append([]Filesystem(nil), cc.Filesystem...)
+		c.Customizations = &cc
+	}
+	c.normalize()
+	if err := c.HashPasswords(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
 // PushWorkspace stores b as the workspace copy of its name (the workspace
 // route): not committed, version unchanged.
 func (s *Store) PushWorkspace(ctx context.Context, b *Blueprint) error {
 	if err := b.Validate(); err != nil {
 		return err
 	}
-	c := *b
-	c.normalize()
+	c, err := storable(b)
+	if err != nil {
+		return err
+	}
 	data, err := c.TOML()
 	if err != nil {
 		return err
