@@ -17,6 +17,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
@@ -39,7 +40,7 @@ type Options struct {
 	// Images are the platforms built with the commit (default: qemu, as
 	// coreos-assembler's classic build did); empty with SkipImages.
 	Images      []images.Platform
-	Events      *images.Printer
+	Events      events.Sink
 	LockTimeout time.Duration
 	Progress    *progress.Reporter
 	Out         io.Writer // user-facing lines
@@ -50,7 +51,7 @@ type Options struct {
 
 // Result says what Build did.
 type Result struct {
-	BuildID   string // empty when nothing was built
+	BuildID   string // the new build, or the unchanged latest one
 	Unchanged bool
 	Commit    string
 	Pruned    []string
@@ -105,7 +106,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	prevID, prevMeta := latestOnDisk(dir, idx, o.Arch)
 	if !o.Force && prevMeta != nil && prevMeta.RpmOstreeInputHash == inputHash {
 		fmt.Fprintln(o.Out, "No changes in build inputs.")
-		return &Result{Unchanged: true}, nil
+		return &Result{BuildID: prevID, Unchanged: true, Commit: prevMeta.OSTreeCommit}, nil
 	}
 
 	id := o.Version
