@@ -18,7 +18,7 @@ type Engine struct {
 	Scratch string // where working trees live (same filesystem as Store for cheap renames)
 	Sources Sources
 	Events  events.Sink // nil: none
-	Log     io.Writer // full stage output
+	Log     io.Writer   // full stage output
 	// PipelineDone, if set, is called as soon as each pipeline's result is
 	// in the store (built or cached), with its final stage id and object
 	// path, so callers can start work on it while later pipelines run.
