@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,7 +42,8 @@ type globals struct {
 	Stdout      io.Writer
 	Stderr      io.Writer
 
-	sink events.Sink // see events()
+	sink     events.Sink // see events()
+	sinkOnce sync.Once
 
 	// ran is set once a command's RunE starts: any error before that
 	// is cobra rejecting the command line.

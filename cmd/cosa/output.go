@@ -21,13 +21,13 @@ import (
 // under --json, text on stderr otherwise. It is one sink per run, so that
 // lines from concurrent emitters never interleave.
 func (g *globals) events() events.Sink {
-	if g.sink == nil {
+	g.sinkOnce.Do(func() {
 		if g.JSON {
 			g.sink = &events.JSONLines{W: g.Stdout}
 		} else {
 			g.sink = events.NewText(g.Stderr)
 		}
-	}
+	})
 	return g.sink
 }
 
