@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
 // TestJSONContract runs every command that needs no real OS build with
@@ -195,4 +198,36 @@ func fileDigest(t *testing.T, path string) (string, int64) {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n
+}
+
+// build's result (a real build needs the OS tools; tests/ runs one) is
+// the build's meta.json: every artifact with its workdir-relative path,
+// for a new build and for an unchanged one alike.
+func TestBuildResult(t *testing.T) {
+	wd, _, orig := compressWorkdir(t)
+	w, err := workdir.Open(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []*assemble.Result{
+		{BuildID: orig.BuildID, Commit: orig.OSTreeCommit, Pruned: []string{"1.20261101.dev.0"}},
+		{BuildID: orig.BuildID, Commit: orig.OSTreeCommit, Unchanged: true},
+	} {
+		var out, errb bytes.Buffer
+		g := &globals{Stdout: &out, Stderr: &errb, JSON: true}
+		if err := buildResult(g, w, res, arch); err != nil {
+			t.Fatal(err)
+		}
+		p := resultOf(t, "build", out.String())
+		if p["build"] != orig.BuildID || p["changed"] != !res.Unchanged || p["commit"] != orig.OSTreeCommit ||
+			len(p["artifacts"].([]any)) != len(orig.Images) || (len(res.Pruned) > 0) != (p["pruned"] != nil) {
+			t.Errorf("build result %v", p)
+		}
+		for _, a := range p["artifacts"].([]any) {
+			a := a.(map[string]any)
+			if sum, size := fileDigest(t, filepath.Join(wd, a["path"].(string))); a["sha256"] != sum || a["size"] != float64(size) {
+				t.Errorf("%v: the file has %s, %d bytes", a, sum, size)
+			}
+		}
+	}
 }
