@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/version"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
@@ -261,6 +262,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		RpmOstreeInputHash:        inputHash,
 		PkgDiff:                   diff,
 		Images:                    imageArts,
+		CosaGit:                   version.Get().MetaGit(),
 	}
 	if git.Rev != "" {
 		meta.ConfigDirty = fmt.Sprint(git.Dirty)
