@@ -32,6 +32,9 @@ Artifacts with skip-compression, artifacts that are already compressed and,
 unless named with --artifact, the ostree artifact are left alone. meta.json
 is written after each artifact: an interrupted run is finished by running
 the command again. The default compressor is image.yaml's "compressor".`,
+		Example: `  cosa compress
+  cosa compress --compressor zstd --fast
+  cosa compress --artifact qemu --artifact metal --build 12.20261122.dev.1`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			var alg compress.Algorithm
@@ -88,6 +91,8 @@ of zeros as holes, and checks each against the uncompressed-sha256 and
 uncompressed-size in meta.json. On a mismatch it fails naming the file and
 leaves the compressed file and meta.json as they were. Resumable like
 compress.`,
+		Example: `  cosa decompress
+  cosa decompress --artifact qemu`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			w, err := g.openWorkdir()

@@ -25,17 +25,12 @@ func newMetaCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "meta (--get KEY | --set KEY=VALUE | --dump) [--build ID]",
 		Short: "Read or change a build's meta.json",
-		Args:  maxArgs(0),
+		Example: `  cosa meta --get ostree-commit
+  cosa meta --get images.qemu.sha256 --build 12.20261122.dev.1
+  cosa meta --set summary="release candidate"
+  cosa meta --dump | jq .pkgdiff`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			n := 0
-			for _, b := range []bool{len(o.Get) > 0, len(o.Set) > 0, o.Dump} {
-				if b {
-					n++
-				}
-			}
-			if n != 1 {
-				return usageError{fmt.Errorf("give exactly one of --get, --set or --dump")}
-			}
 			_, d, id, err := g.openBuild(o.Build)
 			if err != nil {
 				return err
@@ -97,6 +92,8 @@ func newMetaCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&o.Get, "get", nil, "print the value at KEY (dotted path, e.g. images.ostree.sha256)")
 	f.StringArrayVar(&o.Set, "set", nil, "set KEY=VALUE (VALUE is JSON if it parses, else a string); validated before writing")
 	f.BoolVar(&o.Dump, "dump", false, "print the whole meta.json")
+	c.MarkFlagsOneRequired("get", "set", "dump")
+	c.MarkFlagsMutuallyExclusive("get", "set", "dump")
 	return c
 }
 

@@ -35,11 +35,12 @@ func newTestCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "test [--build ID] [--uefi|--bios] [--upgrade-from ID] [PATTERN]",
 		Short: "Boot a build's qemu image and run the boot checks and the config's tests in it",
-		Args:  maxArgs(1),
+		Example: `  cosa test                                  # both firmwares, every test
+  cosa test --uefi 'ssh-*'
+  cosa test --junit results.xml
+  cosa test --build 12.20261123.dev.1 --upgrade-from 12.20261122.dev.1`,
+		Args: maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.UEFI && o.BIOS {
-				return usageError{fmt.Errorf("give --uefi or --bios, not both (neither = both)")}
-			}
 			pattern := ""
 			if len(args) == 1 {
 				pattern = args[0]
@@ -105,6 +106,7 @@ func newTestCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.Build, "build", "latest", "build id")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF) only")
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS) only")
+	c.MarkFlagsMutuallyExclusive("uefi", "bios")
 	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build and upgrade it to --build over HTTP")
 	return c
 }
