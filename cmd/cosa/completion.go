@@ -154,3 +154,33 @@ func registerCompletions(root *cobra.Command, g *globals) {
 	}
 	walk(root)
 }
+
+// exampleBuiltins adds cobra's own help and completion commands now, rather
+// than when the command line runs, so that they have examples like every
+// other command and appear in the generated docs.
+func exampleBuiltins(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Example = "  cosa help build\n  cosa help buildupload s3"
+		case "completion":
+			c.Example = `  source <(cosa completion bash)
+  cosa completion zsh > "${fpath[1]}/_cosa"
+  cosa completion fish > ~/.config/fish/completions/cosa.fish`
+			for _, sh := range c.Commands() {
+				switch sh.Name() {
+				case "bash":
+					sh.Example = "  cosa completion bash > /etc/bash_completion.d/cosa"
+				case "zsh":
+					sh.Example = `  cosa completion zsh > "${fpath[1]}/_cosa"`
+				case "fish":
+					sh.Example = "  cosa completion fish > ~/.config/fish/completions/cosa.fish"
+				case "powershell":
+					sh.Example = "  cosa completion powershell | Out-String | Invoke-Expression"
+				}
+			}
+		}
+	}
+}

@@ -113,6 +113,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newVersionCmd(g), newGenDocsCmd(root))
 	markRun(root, g)
 	registerCompletions(root, g)
+	exampleBuiltins(root)
 	return root
 }
 
