@@ -86,7 +86,7 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 				return err
 			},
 		}
-		c.Flags().StringVar(&o.Build, "build", "latest", "build id")
+		c.Flags().StringVar(&o.Build, "build", "latest", "build id or tag")
 		c.Flags().BoolVar(&o.Force, "force", false, "rebuild the image even if the build has one")
 		if p == images.PlatformAWS {
 			c.Use = "buildextend-aws [--build ID] [--force] [--upload --region REGION --bucket s3://BUCKET/PREFIX [--name NAME] [--grant-user ID]... [--public] [--replicate REGION,...]]"

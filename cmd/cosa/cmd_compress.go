@@ -73,7 +73,7 @@ the command again. The default compressor is image.yaml's "compressor".`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringVar(&o.Compressor, "compressor", "", "gzip, xz or zstd (default: image.yaml's compressor, itself gzip by default)")
 	f.BoolVar(&o.Fast, "fast", false, "fastest compression level (gzip -1, xz -0, zstd -1) instead of the default (gzip -6, xz -6, zstd -3)")
@@ -114,7 +114,7 @@ compress.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringArrayVar(&o.Artifacts, "artifact", nil, "only this artifact, by images key, e.g. qemu (repeatable)")
 	return c

@@ -87,7 +87,7 @@ func newMetaCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringArrayVar(&o.Get, "get", nil, "print the value at KEY (dotted path, e.g. images.ostree.sha256)")
 	f.StringArrayVar(&o.Set, "set", nil, "set KEY=VALUE (VALUE is JSON if it parses, else a string); validated before writing")
@@ -97,7 +97,7 @@ func newMetaCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// resolveBuild maps "latest" or an id to an existing local build id.
+// resolveBuild maps "latest", an id or a tag to an existing local build id.
 func resolveBuild(d *build.Dir, id string) (string, error) {
 	if id == "" || id == "latest" {
 		l, err := d.Latest()
@@ -109,11 +109,32 @@ func resolveBuild(d *build.Dir, id string) (string, error) {
 		}
 		return l, nil
 	}
+	if build.ValidBuildID(id) == nil && d.HasBuild(id) {
+		return id, nil
+	}
+	// A tag name (completion offers them too); a build of that name wins.
+	if target := tagTarget(d, id); target != "" {
+		if !d.HasBuild(target) {
+			return "", fmt.Errorf("tag %s points at build %s, which is not in %s", id, target, d.Root)
+		}
+		return target, nil
+	}
 	if err := build.ValidBuildID(id); err != nil {
 		return "", usageError{err}
 	}
-	if !d.HasBuild(id) {
-		return "", fmt.Errorf("build %s is not in %s", id, d.Root)
+	return "", fmt.Errorf("build %s is not in %s", id, d.Root)
+}
+
+// tagTarget is the build a tag names, or "".
+func tagTarget(d *build.Dir, name string) string {
+	idx, err := d.ReadIndex()
+	if err != nil {
+		return ""
 	}
-	return id, nil
+	for _, t := range idx.Tags {
+		if t.Name == name {
+			return t.Target
+		}
+	}
+	return ""
 }

@@ -70,7 +70,7 @@ skipped unless --force.`,
 		},
 	}
 	pf := c.PersistentFlags()
-	pf.StringVar(&o.Build, "build", "latest", "build id to upload")
+	pf.StringVar(&o.Build, "build", "latest", "build id or tag to upload")
 	pf.BoolVar(&o.All, "all", false, "upload every build on disk")
 	pf.StringArrayVar(&o.Artifacts, "artifact", nil, "upload only this image (repeatable); a build is added to builds.json only once all its images are in the bucket")
 	pf.BoolVar(&o.Force, "force", false, "upload even objects already present with the same sha256")

@@ -112,7 +112,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Platform, "platform", "qemu", "image to boot: qemu or metal")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF; the default)")
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS)")

@@ -103,11 +103,11 @@ func newTestCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF) only")
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS) only")
 	c.MarkFlagsMutuallyExclusive("uefi", "bios")
-	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build and upgrade it to --build over HTTP")
+	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build (id or tag) and upgrade it to --build over HTTP")
 	return c
 }
 
@@ -115,8 +115,9 @@ func newTestCmd(g *globals) *cobra.Command {
 // to build toID boots and pulls: fromID's qemu image and toID's ostree
 // archive, each verified against its meta.json.
 func upgradeInputs(ctx context.Context, d *build.Dir, fromID, toID, arch string, to *build.Meta) (*boottest.UpgradeOptions, error) {
-	if err := build.ValidBuildID(fromID); err != nil {
-		return nil, usageError{err}
+	fromID, err := resolveBuild(d, fromID)
+	if err != nil {
+		return nil, err
 	}
 	from, err := d.ReadMeta(fromID, arch)
 	if err != nil {

@@ -20,8 +20,8 @@ import (
 const noFiles = cobra.ShellCompDirectiveNoFileComp
 
 // completeBuilds offers "latest", every build id in builds.json (newest
-// first) and every tag.
-func completeBuilds(g *globals) cobra.CompletionFunc {
+// first) and, if withTags, every tag.
+func completeBuilds(g *globals, withTags bool) cobra.CompletionFunc {
 	return func(c *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		idx := readIndexQuietly(g)
 		out := []cobra.Completion{cobra.CompletionWithDesc("latest", "the newest build")}
@@ -32,6 +32,9 @@ func completeBuilds(g *globals) cobra.CompletionFunc {
 			out = append(out, cobra.CompletionWithDesc(b.ID, "build, "+strings.Join(b.Arches, " ")))
 		}
 		for _, t := range idx.Tags {
+			if !withTags {
+				break
+			}
 			out = append(out, cobra.CompletionWithDesc(t.Name, "tag -> "+t.Target))
 		}
 		return out, noFiles
@@ -142,8 +145,10 @@ func registerCompletions(root *cobra.Command, g *globals) {
 		if c.Name() == "buildfetch" {
 			reg("artifact", completeWords(append(platformNames(), "all")...))
 		} else {
-			reg("build", completeBuilds(g))
-			reg("upgrade-from", completeBuilds(g))
+			// A tag names a build everywhere but in tag update, which
+			// points a tag at a build id.
+			reg("build", completeBuilds(g, c.CommandPath() != "cosa tag update"))
+			reg("upgrade-from", completeBuilds(g, true))
 			reg("artifact", completeArtifacts(g))
 		}
 		reg("compressor", completeCompressors)
