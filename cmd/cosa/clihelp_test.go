@@ -197,3 +197,13 @@ func TestGenDocs(t *testing.T) {
 	}
 	cosa(t, "gen-docs").wantCode(t, 2)
 }
+
+// --junit names a file to write after the boots: a path that cannot be
+// written is refused before anything boots.
+func TestTestJUnitBadPath(t *testing.T) {
+	wd := initWorkdir(t)
+	before := snapshot(t, wd)
+	r := cosa(t, "-C", wd, "test", "--junit", filepath.Join(wd, "no", "such", "dir", "r.xml")).wantCode(t, 2)
+	r.wantStderrContains(t, "--junit "+filepath.Join(wd, "no", "such", "dir", "r.xml")+": no directory ")
+	wantUnchanged(t, "test --junit", before, snapshot(t, wd))
+}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,7 @@ type testOptions struct {
 	Build       string
 	UEFI, BIOS  bool
 	UpgradeFrom string
+	JUnit       string
 }
 
 // failedTestsError makes `cosa test` exit 1 after printing the summary.
@@ -41,6 +44,12 @@ func newTestCmd(g *globals) *cobra.Command {
   cosa test --build 12.20261123.dev.1 --upgrade-from 12.20261122.dev.1`,
 		Args: maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if o.JUnit != "" {
+				// Checked now, not after minutes of booting.
+				if st, err := os.Stat(filepath.Dir(o.JUnit)); err != nil || !st.IsDir() {
+					return usageError{fmt.Errorf("--junit %s: no directory %s to write it in", o.JUnit, filepath.Dir(o.JUnit))}
+				}
+			}
 			pattern := ""
 			if len(args) == 1 {
 				pattern = args[0]
@@ -81,6 +90,7 @@ func newTestCmd(g *globals) *cobra.Command {
 			out := filepath.Join(w.TmpDir(), "test")
 			os.RemoveAll(out)
 			ctx := c.Context()
+			started := time.Now()
 			var results []boottest.Result
 			for _, fw := range firmwares {
 				fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), fw, len(tests))
@@ -99,6 +109,15 @@ func newTestCmd(g *globals) *cobra.Command {
 					results = append(results, r)
 				}
 			}
+			if o.JUnit != "" {
+				var buf bytes.Buffer
+				if err := boottest.WriteJUnit(&buf, "cosa test "+id, results, started); err != nil {
+					return err
+				}
+				if err := build.WriteFileAtomic(o.JUnit, buf.Bytes(), 0o644); err != nil {
+					return fmt.Errorf("--junit: %w", err)
+				}
+			}
 			return report(g, results, out)
 		},
 	}
@@ -107,6 +126,7 @@ func newTestCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF) only")
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS) only")
 	c.MarkFlagsMutuallyExclusive("uefi", "bios")
+	f.StringVar(&o.JUnit, "junit", "", "also write the results as a JUnit XML report to FILE, for CI")
 	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build (id or tag) and upgrade it to --build over HTTP")
 	return c
 }
