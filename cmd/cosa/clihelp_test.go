@@ -189,6 +189,14 @@ func TestGenDocs(t *testing.T) {
 			t.Errorf("%s: not a section-1 page with examples:\n%.400s", page, data)
 		}
 	}
+	// Placeholders survive markdown (go-md2man drops <...> as HTML), and
+	// cobra's indented shell snippets are not escaped.
+	if data, _ := os.ReadFile(filepath.Join(man, "cosa-build.1")); !bytes.Contains(data, []byte(`instead of <prefix>\&.<YYYYMMDD>`)) {
+		t.Errorf("cosa-build.1 lost the placeholders:\n%s", data)
+	}
+	if data, _ := os.ReadFile(filepath.Join(man, "cosa-completion-bash.1")); !bytes.Contains(data, []byte("\nsource <(cosa completion bash)\n")) {
+		t.Errorf("cosa-completion-bash.1 escaped a code block:\n%s", data)
+	}
 	for name, want := range map[string]string{"cosa.bash": "__start_cosa", "_cosa": "#compdef cosa", "cosa.fish": "complete -c cosa"} {
 		data, err := os.ReadFile(filepath.Join(compl, name))
 		if err != nil || !bytes.Contains(data, []byte(want)) {

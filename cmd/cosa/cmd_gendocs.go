@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 )
 
 // newGenDocsCmd writes man pages and shell completion scripts generated from
@@ -48,6 +50,7 @@ func genMan(root *cobra.Command, dir string) error {
 	}
 	// No date in the pages: the same sources give the same files.
 	root.DisableAutoGenTag = true
+	escapeForMarkdown(root)
 	hdr := &doc.GenManHeader{Title: "COSA", Section: "1", Source: "cosa", Manual: "cosa manual"}
 	return doc.GenManTree(root, hdr, dir)
 }
@@ -66,4 +69,27 @@ func genCompletion(root *cobra.Command, dir string) error {
 		}
 	}
 	return nil
+}
+
+// escapeForMarkdown keeps placeholders such as <build id> in the man pages:
+// cobra writes the text as markdown, where <...> is an HTML tag that
+// go-md2man drops. Examples are code blocks and need no escaping. The
+// command tree is changed in place: gen-docs is the last thing it serves.
+func escapeForMarkdown(c *cobra.Command) {
+	r := strings.NewReplacer("<", `\<`, ">", `\>`)
+	lines := strings.Split(c.Long, "\n")
+	for i, l := range lines {
+		// Indented lines are markdown code blocks (cobra's completion
+		// help has them): shown verbatim, so left alone.
+		if !strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "    ") {
+			lines[i] = r.Replace(l)
+		}
+	}
+	c.Short, c.Long = r.Replace(c.Short), strings.Join(lines, "\n")
+	for _, fs := range []*pflag.FlagSet{c.LocalNonPersistentFlags(), c.PersistentFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) { f.Usage = r.Replace(f.Usage) })
+	}
+	for _, sub := range c.Commands() {
+		escapeForMarkdown(sub)
+	}
 }
