@@ -49,7 +49,7 @@ func TestGetNothingKnown(t *testing.T) {
 	if g := i.MetaGit(); g != nil {
 		t.Errorf("MetaGit() = %+v, want nil when nothing is known", g)
 	}
-	if !strings.Contains(i.Text(), "revision: unknown") {
+	if !strings.Contains(i.Text(), "revision:  unknown") {
 		t.Errorf("Text():\n%s", i.Text())
 	}
 }
