@@ -15,6 +15,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/boottest"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -120,7 +121,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.CPUs, "smp", 2, "virtual CPUs")
 	f.BoolVarP(&o.Console, "console", "c", false, "attach the serial console to this terminal")
 	c.MarkFlagsMutuallyExclusive("uefi", "bios")
-	c.RegisterFlagCompletionFunc("platform", completeWords("qemu", "metal"))
+	c.RegisterFlagCompletionFunc("platform", completeWords(platform.Qemu, platform.Metal))
 	return c
 }
 

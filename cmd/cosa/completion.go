@@ -9,7 +9,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/compress"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 // Shell completion with live values: build ids and tags from the workdir
@@ -106,11 +106,7 @@ func buildArtifacts(g *globals, c *cobra.Command) []cobra.Completion {
 
 // platformNames is every artifact name a build can have.
 func platformNames() []string {
-	out := []string{"ostree"}
-	for _, p := range images.Platforms() {
-		out = append(out, string(p))
-	}
-	return out
+	return append([]string{"ostree"}, platform.Names()...)
 }
 
 func completeCompressors(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
