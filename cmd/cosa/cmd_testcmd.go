@@ -191,6 +191,9 @@ func report(g *globals, results []boottest.Result, out string) error {
 	for _, r := range results {
 		if !r.Passed && r.Output != "" {
 			fmt.Fprintf(g.Stdout, "\n--- %s (%s): %s\n%s\n", r.Name, r.Firmware, r.Reason, r.Output)
+			if r.ConsoleFile != "" {
+				fmt.Fprintf(g.Stdout, "(console: %s)\n", r.ConsoleFile)
+			}
 		}
 	}
 	fmt.Fprintf(g.Stdout, "%d passed, %d failed (results in %s)\n", len(results)-failed, failed, out)
