@@ -389,6 +389,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		RpmOstreeInputHash:        inputHash,
 		PkgDiff:                   diff,
 		Images:                    imageArts,
+		CosaSource:                version.Get().String(),
 		CosaGit:                   version.Get().MetaGit(),
 	}
 	if c.git.Rev != "" {

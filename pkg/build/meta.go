@@ -40,8 +40,10 @@ type Meta struct {
 	ConfigDirty        string `json:"coreos-assembler.config-dirty,omitempty"`
 	ImageInputChecksum string `json:"coreos-assembler.image-input-checksum,omitempty"`
 	RpmOstreeInputHash string `json:"rpm-ostree-inputhash,omitempty"`
-	// CosaGit is the source of the cosa that made the build.
-	CosaGit *GitSource `json:"coreos-assembler.container-image-git,omitempty"`
+	// CosaSource names the cosa that made the build ("cosa v1.4.0
+	// go1.25.4"), CosaGit the commit it was built from, when known.
+	CosaSource string     `json:"coreos-assembler.code-source,omitempty"`
+	CosaGit    *GitSource `json:"coreos-assembler.container-image-git,omitempty"`
 
 	PkgDiff []PkgDiffEntry      `json:"pkgdiff,omitempty"`
 	Images  map[string]Artifact `json:"images,omitempty"`
