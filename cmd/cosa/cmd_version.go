@@ -13,8 +13,9 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Long: `Print the version of this cosa binary, read from the build information the Go
 toolchain embeds: the module version, the git commit and commit time of the
 checkout it was built from (with a note if that had uncommitted changes), and
-the Go version. Every build records the commit in meta.json under
-coreos-assembler.container-image-git. "cosa --version" prints the same on one line.`,
+the Go version. Every build records this in meta.json: the one-line form
+under coreos-assembler.code-source and, when known, the commit under
+coreos-assembler.container-image-git. "cosa --version" prints the one-line form.`,
 		Example: `  cosa version
   cosa --version
   cosa version --json | jq -r .result.vcs_revision`,
