@@ -57,15 +57,12 @@ func TestList(t *testing.T) {
 	cosa(t, "-C", wd, "list").wantOK(t).wantStdout(t, want)
 
 	r := cosa(t, "-C", wd, "list", "--json").wantOK(t)
-	var got []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatalf("list --json is not JSON: %v\n%s", err, r.stdout)
-	}
-	wantJSON := []map[string]any{
-		{"id": id4, "arches": []any{arch}, "timestamp": "2026-11-23T10:05:00Z", "ostree-commit": hexOf("commit " + id4), "tags": []any{}, "on-disk": true},
-		{"id": id3, "arches": []any{arch}, "timestamp": "2026-11-22T10:05:00Z", "ostree-commit": hexOf("commit " + id3), "tags": []any{"candidate", "stable"}, "on-disk": true},
-		{"id": id2, "arches": []any{arch}, "tags": []any{"old"}, "on-disk": false},
-		{"id": id1, "arches": []any{arch}, "timestamp": "2026-11-20T10:05:00Z", "ostree-commit": hexOf("commit " + id1), "tags": []any{}, "on-disk": true},
+	got := resultOf(t, "list", r.stdout)["builds"]
+	wantJSON := []any{
+		map[string]any{"id": id4, "arches": []any{arch}, "timestamp": "2026-11-23T10:05:00Z", "ostree-commit": hexOf("commit " + id4), "tags": []any{}, "on-disk": true},
+		map[string]any{"id": id3, "arches": []any{arch}, "timestamp": "2026-11-22T10:05:00Z", "ostree-commit": hexOf("commit " + id3), "tags": []any{"candidate", "stable"}, "on-disk": true},
+		map[string]any{"id": id2, "arches": []any{arch}, "tags": []any{"old"}, "on-disk": false},
+		map[string]any{"id": id1, "arches": []any{arch}, "timestamp": "2026-11-20T10:05:00Z", "ostree-commit": hexOf("commit " + id1), "tags": []any{}, "on-disk": true},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(wantJSON) {
 		t.Errorf("list --json:\n%v\nwant:\n%v", got, wantJSON)
@@ -75,7 +72,10 @@ func TestList(t *testing.T) {
 func TestListEmpty(t *testing.T) {
 	wd := initWorkdir(t)
 	cosa(t, "-C", wd, "list").wantOK(t).wantStdout(t, "No builds.\n")
-	cosa(t, "-C", wd, "list", "--json").wantOK(t).wantStdout(t, "[]\n")
+	r := cosa(t, "-C", wd, "list", "--json").wantOK(t)
+	if b := resultOf(t, "list", r.stdout)["builds"]; fmt.Sprint(b) != "[]" {
+		t.Errorf("list --json of no builds: %v", b)
+	}
 	// Listing does not create builds.json.
 	if got := dirEntries(t, filepath.Join(wd, "builds")); len(got) != 0 {
 		t.Errorf("builds/ holds %v", got)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/extend"
-	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/platform"
 )
 
@@ -76,16 +75,30 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 				defer logf.Close()
 				// Without --force an existing image is kept, so --upload
 				// builds the vmdk only when the build has none.
-				if err := extend.BuildExtend(c.Context(), extend.Options{
-					Workdir: w, Config: cfg, Dir: d, BuildID: id, Arch: compose.BaseArch(), Platform: p, Force: o.Force,
-					Events: g.events(), Log: logf, Out: g.Stdout,
-				}); err != nil || !o.Upload {
+				arch := compose.BaseArch()
+				res, err := extend.BuildExtend(c.Context(), extend.Options{
+					Workdir: w, Config: cfg, Dir: d, BuildID: id, Arch: arch, Platform: p, Force: o.Force,
+					Events: g.events(), Log: logf, Out: g.summaryOut(),
+				})
+				if err != nil {
 					return err
 				}
-				ao := o.awsOptions()
-				ao.Dir, ao.BuildID, ao.Arch, ao.AWS, ao.Out = d, id, compose.BaseArch(), cfg.Image.AWS, g.Stdout
-				_, err = extend.UploadAWS(c.Context(), *ao)
-				return err
+				payload := map[string]any{"build": id, "arch": arch, "platform": p.Name, "changed": res.Added,
+					"artifacts": []artifactRef{newArtifactRef(id, arch, p.Name, res.Artifact)}}
+				if res.Added {
+					payload["stages_run"], payload["pipelines_cached"] = res.Ran, res.Cached
+				}
+				if o.Upload {
+					ao := o.awsOptions()
+					ao.Dir, ao.BuildID, ao.Arch, ao.AWS, ao.Events = d, id, arch, cfg.Image.AWS, g.events()
+					amis, err := extend.UploadAWS(c.Context(), *ao)
+					if err != nil {
+						return err
+					}
+					payload["amis"] = amis
+				}
+				g.result(c.Name(), payload, "")
+				return nil
 			},
 		}
 		c.Flags().StringVar(&o.Build, "build", "latest", "build id or tag")
@@ -136,11 +149,4 @@ func (o *buildextendOptions) awsOptions() *extend.AWSOptions {
 	return &extend.AWSOptions{Region: o.Region, Bucket: o.Bucket, Name: o.Name, GrantUsers: o.GrantUsers, Public: o.Public,
 		Replicate: o.Replicate, S3Endpoint: o.S3Endpoint, EC2Endpoint: o.EC2Endpoint, WaitTimeout: o.WaitTimeout,
 		PollInterval: o.PollInterval}
-}
-
-func (g *globals) events() *images.Printer {
-	if g.JSON {
-		return &images.Printer{W: g.Stdout, JSON: true}
-	}
-	return &images.Printer{W: g.Stderr}
 }

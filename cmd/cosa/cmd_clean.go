@@ -38,7 +38,8 @@ func newCleanCmd(g *globals) *cobra.Command {
 				if o.KeepPackages {
 					kept = " (kept the fetched packages)"
 				}
-				fmt.Fprintf(g.Stdout, "Emptied %s in %s%s\n", strings.Join(done, ", "), w.Root, kept)
+				g.result("clean", map[string]any{"workdir": w.Root, "emptied": nonNil(done), "all": o.All, "kept_packages": o.KeepPackages},
+					fmt.Sprintf("Emptied %s in %s%s", strings.Join(done, ", "), w.Root, kept))
 				return nil
 			})
 		},

@@ -55,6 +55,7 @@ func runInit(g *globals, o *initOptions) error {
 	if src == "" {
 		src = "the built-in default config"
 	}
-	fmt.Fprintf(g.Stdout, "Initialized %s from %s\n", w.Root, src)
+	g.result("init", map[string]any{"workdir": w.Root, "source": o.Source, "branch": o.Branch},
+		fmt.Sprintf("Initialized %s from %s", w.Root, src))
 	return nil
 }

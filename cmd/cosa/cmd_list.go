@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -61,8 +60,7 @@ func newListCmd(g *globals) *cobra.Command {
 				rows = append(rows, e)
 			}
 			if g.JSON {
-				out, _ := json.MarshalIndent(rows, "", "  ")
-				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(out))
+				g.result("list", map[string]any{"builds": rows}, "")
 				return nil
 			}
 			if len(rows) == 0 {

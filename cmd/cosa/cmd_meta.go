@@ -41,15 +41,21 @@ func newMetaCmd(g *globals) *cobra.Command {
 						return usageError{fmt.Errorf("--set %q: want KEY=VALUE", kv)}
 					}
 				}
-				return d.UpdateMeta(c.Context(), id, o.Arch, func(m *build.Meta) error {
+				set := map[string]string{}
+				if err := d.UpdateMeta(c.Context(), id, o.Arch, func(m *build.Meta) error {
 					for _, kv := range o.Set {
 						k, v, _ := strings.Cut(kv, "=")
 						if err := m.Set(k, v); err != nil {
 							return fmt.Errorf("--set %s: %w", k, err)
 						}
+						set[k] = v
 					}
 					return nil
-				})
+				}); err != nil {
+					return err
+				}
+				g.result("meta", map[string]any{"build": id, "arch": o.Arch, "set": set}, "")
+				return nil
 			}
 			if o.Dump {
 				// Unchecked: --dump is how to look at a meta.json that
@@ -62,6 +68,10 @@ func newMetaCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if g.JSON {
+					g.result("meta", map[string]any{"build": id, "arch": o.Arch, "meta": json.RawMessage(data)}, "")
+					return nil
+				}
 				_, err = g.Stdout.Write(termsafe.JSON(data))
 				return err
 			}
@@ -69,10 +79,15 @@ func newMetaCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			values := map[string]any{}
 			for _, k := range o.Get {
 				v, err := m.Get(k)
 				if err != nil {
 					return fmt.Errorf("build %s: %w", id, err)
+				}
+				if g.JSON {
+					values[k] = v
+					continue
 				}
 				// Values may come from a fetched meta.json; a newline in
 				// one is kept, a control character is shown escaped.
@@ -82,6 +97,9 @@ func newMetaCmd(g *globals) *cobra.Command {
 				}
 				b, _ := json.MarshalIndent(v, "", "  ")
 				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
+			}
+			if g.JSON {
+				g.result("meta", map[string]any{"build": id, "arch": o.Arch, "values": values}, "")
 			}
 			return nil
 		},

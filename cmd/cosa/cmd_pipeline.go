@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -73,6 +74,8 @@ func newPipelineCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%w\n(full log: %s)", err, logf.Name())
 			}
 			defer res.Close()
+			exported := map[string]string{}
+			var lines []string
 			for _, e := range exports {
 				dst := res.Exports[e]
 				if o.Output != "" {
@@ -85,9 +88,11 @@ func newPipelineCmd(g *globals) *cobra.Command {
 						return fmt.Errorf("exporting %s: %v: %s", e, err, out)
 					}
 				}
-				en.Events.Emit(images.Event{Type: "result", Pipeline: e,
-					Message: fmt.Sprintf("exported %s: %s (%d stages run, %d pipelines cached)", e, dst, res.Ran, res.Cached)})
+				exported[e] = dst
+				lines = append(lines, fmt.Sprintf("exported %s: %s (%d stages run, %d pipelines cached)", e, dst, res.Ran, res.Cached))
 			}
+			g.result("pipeline run", map[string]any{"exports": exported, "stages_run": res.Ran, "pipelines_cached": res.Cached},
+				strings.Join(lines, "\n"))
 			return nil
 		},
 	}

@@ -76,11 +76,11 @@ func newPruneCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			text := fmt.Sprintf("%s %s; keeping %s", verb, strings.Join(remove, ", "), dash(strings.Join(keep, ", ")))
 			if len(remove) == 0 {
-				fmt.Fprintf(g.Stdout, "Nothing to prune; keeping %s\n", strings.Join(keep, ", "))
-				return nil
+				text = fmt.Sprintf("Nothing to prune; keeping %s", strings.Join(keep, ", "))
 			}
-			fmt.Fprintf(g.Stdout, "%s %s; keeping %s\n", verb, strings.Join(remove, ", "), dash(strings.Join(keep, ", ")))
+			g.result("prune", map[string]any{"dry_run": o.DryRun, "pruned": nonNil(remove), "kept": nonNil(keep)}, text)
 			return nil
 		},
 	}
@@ -90,4 +90,12 @@ func newPruneCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.DryRun, "dry-run", false, "only print what would be pruned")
 	c.MarkFlagsMutuallyExclusive("keep-last-n", "build")
 	return c
+}
+
+// nonNil makes an empty list a JSON [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

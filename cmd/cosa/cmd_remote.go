@@ -1,19 +1,18 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/remote"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
@@ -29,26 +28,6 @@ type builduploadOptions struct {
 	ACL           string
 	EndpointURL   string
 	AWSConfigFile string
-}
-
-// remoteEvents returns the progress sink for pkg/remote: one line per
-// object on stderr, or one JSON event per line on stdout with --json.
-func remoteEvents(g *globals) func(remote.Event) {
-	var mu sync.Mutex
-	return func(e remote.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		if g.JSON {
-			b, _ := json.Marshal(struct {
-				remote.Event
-				Time string `json:"time"`
-			}{e, time.Now().UTC().Format(time.RFC3339Nano)})
-			// Objects and messages hold remote names and server text.
-			fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
-			return
-		}
-		fmt.Fprintln(g.Stderr, e.String())
-	}
 }
 
 func newBuilduploadCmd(g *globals) *cobra.Command {
@@ -130,30 +109,30 @@ skipped unless --force.`,
 			if err != nil {
 				return err
 			}
+			sent := collectObjects(g.events(), "uploaded", "would-upload")
 			res, err := remote.Upload(c.Context(), remote.UploadOptions{
 				Client: client, Dest: dest, Dir: d, Builds: ids, Artifacts: o.Artifacts,
 				Force: o.Force, DryRun: o.DryRun, SkipIndex: o.SkipBuildsJSON, ACL: o.ACL,
-				Events: remoteEvents(g),
+				Events: sent,
 			})
 			if err != nil {
 				return err
-			}
-			if g.JSON {
-				b, _ := json.Marshal(map[string]any{
-					"event": "result", "destination": dest.String(), "builds": ids, "dry_run": o.DryRun,
-					"uploaded": res.Uploaded, "skipped": res.Skipped, "bytes": res.Bytes,
-					"seconds": res.Elapsed.Seconds(), "mb_per_s": res.Rate(),
-					"indexed": res.Indexed, "builds_json_written": res.IndexWritten,
-				})
-				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
-				return nil
 			}
 			verb := "Uploaded"
 			if o.DryRun {
 				verb = "Dry run: nothing uploaded;"
 			}
-			fmt.Fprintf(g.Stdout, "%s %s to %s: %d objects uploaded (%s, %.1f MB/s), %d unchanged\n",
-				verb, strings.Join(ids, ", "), dest, res.Uploaded, remote.HumanBytes(res.Bytes), res.Rate(), res.Skipped)
+			indexed := res.Indexed
+			if indexed == nil {
+				indexed = []string{}
+			}
+			g.result(commandName(c), map[string]any{
+				"destination": dest.String(), "builds": ids, "dry_run": o.DryRun,
+				"uploaded": res.Uploaded, "skipped": res.Skipped, "bytes": res.Bytes,
+				"duration_s": res.Elapsed.Seconds(), "mb_per_s": events.Round1(res.Rate()), "objects": sent.objects,
+				"indexed": indexed, "builds_json_written": res.IndexWritten,
+			}, fmt.Sprintf("%s %s to %s: %d objects uploaded (%s, %.1f MB/s), %d unchanged",
+				verb, strings.Join(ids, ", "), dest, res.Uploaded, remote.HumanBytes(res.Bytes), res.Rate(), res.Skipped))
 			return nil
 		},
 	}
@@ -215,23 +194,19 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 			if err != nil {
 				return err
 			}
+			got := collectObjects(g.events(), "fetched")
 			res, err := remote.Fetch(c.Context(), remote.FetchOptions{
 				Source: src, Dir: d, Build: o.Build, Arch: o.Arch, Artifacts: o.Artifacts, Force: o.Force,
-				IdleTimeout: idle, Events: remoteEvents(g),
+				IdleTimeout: idle, Events: got,
 			})
 			if err != nil {
 				return err
 			}
-			if g.JSON {
-				b, _ := json.Marshal(map[string]any{
-					"event": "result", "build": res.BuildID, "arch": res.Arch, "fetched": res.Fetched,
-					"kept": res.Kept, "bytes": res.Bytes, "seconds": res.Elapsed.Seconds(),
-				})
-				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(b))
-				return nil
-			}
-			fmt.Fprintf(g.Stdout, "Fetched build %s (%s): %d files (%s), %d already present\n",
-				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, remote.HumanBytes(res.Bytes), res.Kept)
+			g.result("buildfetch", map[string]any{
+				"build": res.BuildID, "arch": res.Arch, "source": src.URL(""), "fetched": res.Fetched,
+				"kept": res.Kept, "bytes": res.Bytes, "duration_s": res.Elapsed.Seconds(), "objects": got.objects,
+			}, fmt.Sprintf("Fetched build %s (%s): %d files (%s), %d already present",
+				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, remote.HumanBytes(res.Bytes), res.Kept))
 			return nil
 		},
 	}

@@ -102,14 +102,19 @@ func newRunCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.Stderr, "boot problem: %v\n", err)
 					return
 				}
-				fmt.Fprintf(g.Stdout, "Ready after %s. Log in with:\n  %s\nCtrl-C powers the guest off.\n", time.Since(vm.Started).Round(time.Second), sshCmd)
+				g.note(fmt.Sprintf("Ready after %s. Log in with:\n  %s\nCtrl-C powers the guest off.", time.Since(vm.Started).Round(time.Second), sshCmd))
 			}()
 			select {
 			case <-vm.Exited():
-				return vm.Wait(ctx)
+				err = vm.Wait(ctx)
 			case <-sigs:
+				err = shutdown(g, vm, sock)
 			}
-			return shutdown(g, vm, sock)
+			if err != nil {
+				return err
+			}
+			g.result("run", map[string]any{"build": id, "image": img, "firmware": string(fw), "ssh": sshCmd}, "")
+			return nil
 		},
 	}
 	f := c.Flags()

@@ -97,6 +97,14 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 		if err != nil {
 			return err
 		}
+		if g.JSON {
+			tags := idx.Tags
+			if tags == nil {
+				tags = []build.Tag{}
+			}
+			g.result("tag list", map[string]any{"tags": tags}, "")
+			return nil
+		}
 		if len(idx.Tags) == 0 {
 			fmt.Fprintln(g.Stdout, "No tags.")
 			return nil
@@ -110,7 +118,8 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 		}
 		return tw.Flush()
 	}
-	return d.WithLock(c.Context(), "cosa tag", func() error {
+	var payload map[string]any
+	err = d.WithLock(c.Context(), "cosa tag", func() error {
 		idx, err := d.ReadIndex()
 		if err != nil {
 			return err
@@ -119,6 +128,7 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 			if !idx.DeleteTag(o.Tag) {
 				return fmt.Errorf("no tag named %q", o.Tag)
 			}
+			payload = map[string]any{"tag": o.Tag}
 		} else {
 			id := o.Build
 			if id == "latest" {
@@ -132,7 +142,13 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 			if err := idx.SetTag(o.Tag, id, o.Description, time.Now()); err != nil {
 				return err
 			}
+			payload = map[string]any{"tag": o.Tag, "build": id, "description": o.Description}
 		}
 		return d.WriteIndex(idx)
 	})
+	if err != nil {
+		return err
+	}
+	g.result("tag "+verb, payload, "")
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/compress"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -118,7 +119,7 @@ func newTestCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("--junit: %w", err)
 				}
 			}
-			return report(g, results, out)
+			return report(g, id, results, out)
 		},
 	}
 	f := c.Flags()
@@ -172,7 +173,10 @@ func imagePath(ctx context.Context, d *build.Dir, id, arch string, m *build.Meta
 	return d.VerifyArtifact(ctx, id, arch, platform, a)
 }
 
-func report(g *globals, results []boottest.Result, out string) error {
+func report(g *globals, id string, results []boottest.Result, out string) error {
+	if g.JSON {
+		return reportJSON(g, id, results, out)
+	}
 	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEST\tFIRMWARE\tRESULT\tTIME\tDETAIL")
 	failed := 0
@@ -200,5 +204,24 @@ func report(g *globals, results []boottest.Result, out string) error {
 	if failed > 0 {
 		return failedTestsError{failed, len(results)}
 	}
+	return nil
+}
+
+// reportJSON is report under --json: a test event per result, then the
+// result event, or, when a test failed, the error event main writes.
+func reportJSON(g *globals, id string, results []boottest.Result, out string) error {
+	failed := 0
+	for _, r := range results {
+		e := events.Event{Type: events.Test, Test: r.Name, Firmware: string(r.Firmware), Action: "pass", DurationS: r.Duration}
+		if !r.Passed {
+			e.Action, e.Message = "fail", r.Reason
+			failed++
+		}
+		g.events().Emit(e)
+	}
+	if failed > 0 {
+		return failedTestsError{failed, len(results)}
+	}
+	g.result("test", map[string]any{"build": id, "passed": len(results), "failed": 0, "results": results, "output_dir": out}, "")
 	return nil
 }

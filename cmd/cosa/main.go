@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,7 +21,6 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
-	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/sandbox"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 	"github.com/cosa-build/cosa/pkg/workdir"
@@ -43,18 +43,12 @@ type globals struct {
 	Stdout      io.Writer
 	Stderr      io.Writer
 
-	sink *events.JSONLines
+	sink     events.Sink // see events()
+	sinkOnce sync.Once
 
 	// ran is set once a command's RunE starts: any error before that
 	// is cobra rejecting the command line.
 	ran bool
-}
-
-func (g *globals) progress() *progress.Reporter {
-	if g.JSON {
-		return progress.New(g.Stdout, true)
-	}
-	return progress.New(g.Stderr, false)
 }
 
 func (g *globals) openWorkdir() (*workdir.Workdir, error) { return workdir.Open(g.Workdir) }
@@ -140,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{Stdout: stdout, Stderr: stderr}
 	root := newRootCmd(g)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
@@ -153,11 +147,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Errors before a command ran are cobra's own (unknown command or
 	// flag, bad flag value); matching their text instead would also catch
 	// failures that merely mention "invalid argument" (EINVAL) or the like.
+	code := exitFailure
 	var ue usageError
 	if errors.As(err, &ue) || config.IsConfigError(err) || !g.ran {
-		return exitBadInput
+		code = exitBadInput
 	}
-	return exitFailure
+	// A command line cobra refused may not have set g.JSON yet.
+	if g.JSON || (!g.ran && slices.Contains(args, "--json")) {
+		g.JSON = true
+		g.emitError(commandName(cmd), err, code)
+	}
+	return code
+}
+
+// commandName is how events name a command: its path without "cosa"
+// ("build", "tag update", "buildupload s3").
+func commandName(c *cobra.Command) string {
+	if c == nil || !c.HasParent() {
+		return "cosa"
+	}
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
 func main() {

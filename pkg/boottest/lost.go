@@ -21,9 +21,14 @@ var lostPatterns = []string{
 	`dracut-initqueue\[\d+\]: Warning: Could not boot`,
 }
 
-// LostRE matches a whole console line holding one of lostPatterns, so the
+// lostLineRE matches a console line holding one of lostPatterns, so the
 // match is the line to show.
-var LostRE = regexp.MustCompile(`(?m)^[^\r\n]*(?:` + strings.Join(lostPatterns, "|") + `)[^\r\n]*`)
+var lostLineRE = regexp.MustCompile(`(?m)^[^\r\n]*(?:` + strings.Join(lostPatterns, "|") + `)[^\r\n]*`)
+
+// LostRE is what the boot waits watch for: such a line once it is complete
+// (the console arrives in pieces; stopping the VM in mid-line would cut the
+// very message worth showing).
+var LostRE = regexp.MustCompile(lostLineRE.String() + `[\r\n]`)
 
 // ansiRE matches the colour and cursor sequences systemd writes to the
 // console ("[\x1b[0;32m  OK  \x1b[0m]").
@@ -32,7 +37,7 @@ var ansiRE = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 // LostLine returns the first console line saying the boot is lost, without
 // terminal escapes and surrounding blanks, or "".
 func LostLine(console string) string {
-	m := LostRE.FindString(console)
+	m := lostLineRE.FindString(console)
 	if m == "" {
 		return ""
 	}

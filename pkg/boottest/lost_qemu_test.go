@@ -82,7 +82,9 @@ func TestRunStopsLostBoot(t *testing.T) {
 		t.Errorf("test after a lost boot: %+v", s)
 	}
 	data, err := os.ReadFile(boot.ConsoleFile)
-	if err != nil || !strings.Contains(string(data), "Freezing execution.") {
+	// The VM is stopped right after the line that gave the boot up (what
+	// follows may or may not have arrived): that line is kept whole.
+	if err != nil || !strings.Contains(string(data), "Failed to isolate default target: Unit default.target is masked.\r\n") {
 		t.Errorf("console file %s: %v\n%s", boot.ConsoleFile, err, data)
 	}
 	t.Logf("lost boot reported after %s", elapsed.Round(time.Millisecond))

@@ -63,8 +63,17 @@ func TestLostLine(t *testing.T) {
 	if m := FailRE.FindString(normal); !strings.Contains(m, "Failed to start") {
 		t.Errorf("FailRE no longer sees the failed unit: %q", m)
 	}
-	// The match is the whole line, which is what WaitFor's error shows.
-	if m := LostRE.FindString(maskedTarget); !strings.HasPrefix(m, "[    4.544012]") || strings.ContainsAny(m, "\r\n") {
+	// The match is the whole line, which is what WaitFor's error shows,
+	// and only once the line is complete: stopping the VM on a partial
+	// line would lose the rest of the message.
+	if m := LostRE.FindString(maskedTarget); !strings.HasPrefix(m, "[    4.544012]") || !strings.HasSuffix(m, "is masked.\r") {
 		t.Errorf("LostRE match = %q, want the whole line", m)
+	}
+	partial := "[    4.544012] systemd[1]: Failed to isolate default target: Unit defa"
+	if LostRE.MatchString(partial) {
+		t.Errorf("LostRE matches an unfinished line %q", partial)
+	}
+	if got := LostLine(partial); got != partial {
+		t.Errorf("LostLine(%q) = %q: after a timeout the partial line is still worth showing", partial, got)
 	}
 }

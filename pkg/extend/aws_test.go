@@ -23,6 +23,7 @@ import (
 	"github.com/cosa-build/cosa/internal/ec2double"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 const (
@@ -111,7 +112,7 @@ func (f *awsFixture) opts() AWSOptions {
 		AWS:    config.AWS{VolumeType: "gp3", BootMode: "uefi"},
 		Region: "us-east-1", Bucket: "s3://" + testBucket + "/ami/",
 		S3Endpoint: f.s3URL, EC2Endpoint: f.ec2.URL,
-		WaitTimeout: 10 * time.Second, PollInterval: time.Millisecond, Out: io.Discard,
+		WaitTimeout: 10 * time.Second, PollInterval: time.Millisecond,
 	}
 }
 
@@ -139,7 +140,7 @@ func TestUploadAWS(t *testing.T) {
 	o.Public = true
 	o.Replicate = []string{"us-west-2", "eu-west-1"}
 	var out bytes.Buffer
-	o.Out = &out
+	o.Events = &events.Text{W: &out}
 	made, err := UploadAWS(context.Background(), o)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
