@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cosa-build/cosa/internal/version"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 // allCommands is every command in the tree, hidden ones included.
@@ -112,6 +113,9 @@ func TestVersion(t *testing.T) {
 		}
 	}
 	r = cosa(t, "--json", "version").wantOK(t)
+	if err := events.ValidateLines([]byte(r.stdout)); err != nil {
+		t.Errorf("--json version: %v\n%s", err, r.stdout)
+	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	var ev struct {
 		Event   string       `json:"event"`

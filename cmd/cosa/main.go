@@ -138,11 +138,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	// Errors carry text from elsewhere (a server's reply, a bucket's
-	// names, a tool's stderr): control characters in it are shown escaped.
 	if !g.ran {
 		err = clearFlagGroupError(err)
 	}
+	// Errors carry text from elsewhere (a server's reply, a bucket's
+	// names, a tool's stderr): control characters in it are shown escaped.
 	fmt.Fprintf(stderr, "error: %s\n", termsafe.Text(err.Error()))
 	// Errors before a command ran are cobra's own (unknown command or
 	// flag, bad flag value); matching their text instead would also catch
