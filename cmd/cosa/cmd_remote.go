@@ -140,6 +140,7 @@ skipped unless --force.`,
 	f.StringVar(&o.ACL, "acl", "private", "canned ACL for the uploaded objects ("+strings.Join(remote.CannedACLs, ", ")+")")
 	f.StringVar(&o.EndpointURL, "endpoint-url", "", "S3-compatible endpoint, e.g. http://127.0.0.1:7070 (path-style addressing)")
 	f.StringVar(&o.AWSConfigFile, "aws-config-file", "", "AWS shared config file to use instead of ~/.aws/config (like AWS_CONFIG_FILE)")
+	s3c.RegisterFlagCompletionFunc("acl", completeWords(remote.CannedACLs...))
 	c.AddCommand(s3c)
 	return c
 }

@@ -59,13 +59,13 @@ func readIndexQuietly(g *globals) *build.BuildsIndex {
 
 // completeArtifacts offers the images keys of the build named by --build
 // (latest by default) or, if it cannot be read, every platform's name.
-func completeArtifacts(g *globals, extra ...string) cobra.CompletionFunc {
+func completeArtifacts(g *globals) cobra.CompletionFunc {
 	return func(c *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		out := buildArtifacts(g, c)
 		if out == nil {
 			out = platformNames()
 		}
-		return append(out, extra...), noFiles
+		return out, noFiles
 	}
 }
 

@@ -90,6 +90,9 @@ func TestCompletionLiveValues(t *testing.T) {
 	// What completion offers works: a tag names its build.
 	cosa(t, "-C", wd, "meta", "--get", "buildid", "--build", "stable").wantOK(t).wantStdout(t, id1+"\n")
 	cosa(t, "-C", wd, "meta", "--get", "buildid", "--build", "nosuch").wantCode(t, 1)
+	if vals, _ := complete(t, "buildupload", "s3", "--acl", ""); !slices.Contains(vals, "public-read") {
+		t.Errorf("--acl: %q", vals)
+	}
 	// Subcommands and flags complete as usual.
 	if vals, _ := complete(t, "buildext"); !slices.Contains(vals, "buildextend-qemu") {
 		t.Errorf("commands: %q", vals)
