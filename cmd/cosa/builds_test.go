@@ -162,9 +162,9 @@ func TestMetaErrors(t *testing.T) {
 		{[]string{"--build", "../../etc", "--get", "buildid"}, 2, `error: invalid build id "../../etc": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
 		{[]string{"--build", "latest/../x", "--get", "buildid"}, 2, `error: invalid build id "latest/../x": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
 		{[]string{"--build", "12.20990101.dev.0", "--get", "buildid"}, 1, "error: build 12.20990101.dev.0 is not in " + d.Root + "\n"},
-		{[]string{"--get", "buildid", "--dump"}, 2, "error: give exactly one of --get, --set or --dump\n"},
-		{[]string{"--get", "buildid", "--set", "summary=x"}, 2, "error: give exactly one of --get, --set or --dump\n"},
-		{[]string{}, 2, "error: give exactly one of --get, --set or --dump\n"},
+		{[]string{"--get", "buildid", "--dump"}, 2, "error: give only one of --get, --set or --dump (got --dump and --get)\n"},
+		{[]string{"--get", "buildid", "--set", "summary=x"}, 2, "error: give only one of --get, --set or --dump (got --get and --set)\n"},
+		{[]string{}, 2, "error: give one of --get, --set or --dump\n"},
 		{[]string{"--arch", "../x", "--get", "buildid"}, 1, `error: invalid arch "../x": must match [a-z0-9][a-z0-9_]*` + "\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -247,7 +247,7 @@ func TestTag(t *testing.T) {
 		{[]string{"update", "--build", id1}, 2, "error: --tag is required\n"},
 		{[]string{"delete", "--tag", "nope"}, 1, "error: no tag named \"nope\"\n"},
 		{[]string{"delete"}, 2, "error: --tag is required\n"},
-		{[]string{"list", "extra"}, 2, "error: cosa tag list takes at most 0 argument(s), got 1\n"},
+		{[]string{"list", "extra"}, 2, "error: cosa tag list takes no arguments, got \"extra\"; options are flags, see 'cosa tag list --help'\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cosa(t, append([]string{"-C", wd, "tag"}, tc.args...)...).wantCode(t, tc.code).wantStdout(t, "").wantStderr(t, tc.want)

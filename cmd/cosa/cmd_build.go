@@ -27,7 +27,13 @@ func newBuildCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build",
 		Short: "Compose the OS, commit it to OSTree and record a new build (offline; no-op if inputs are unchanged)",
-		Args:  maxArgs(0),
+		Example: `  cosa build
+  cosa build --fetch
+  cosa build --skip-image        # only the OSTree commit, no qemu image
+  cosa build --force --version 12.20261201.dev.0`,
+		Args: maxArgs(0),
+		Annotations: map[string]string{argsHint: "to make only the OSTree commit (no disk image) use --skip-image; " +
+			"images are added with cosa buildextend-PLATFORM"},
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.Version != "" {
 				if err := build.ValidBuildID(o.Version); err != nil {
@@ -83,7 +89,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.Force, "force", false, "build even if the inputs are unchanged")
 	f.StringVar(&o.Version, "version", "", "build id to use instead of <prefix>.<YYYYMMDD>.<stream>.<n>")
 	f.BoolVar(&o.SkipPrune, "skip-prune", false, "do not prune old builds afterwards")
-	f.BoolVar(&o.Fetch, "fetch", false, "run `cosa fetch` first")
+	f.BoolVar(&o.Fetch, "fetch", false, "run cosa fetch first (needs the network)")
 	f.BoolVar(&o.SkipImage, "skip-image", false, "only make the OSTree commit, no qemu image")
 	return c
 }

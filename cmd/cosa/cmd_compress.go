@@ -31,6 +31,9 @@ Artifacts with skip-compression, artifacts that are already compressed and,
 unless named with --artifact, the ostree artifact are left alone. meta.json
 is written after each artifact: an interrupted run is finished by running
 the command again. The default compressor is image.yaml's "compressor".`,
+		Example: `  cosa compress
+  cosa compress --compressor zstd --fast
+  cosa compress --artifact qemu --artifact metal --build 12.20261122.dev.1`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			var alg compress.Algorithm
@@ -72,7 +75,7 @@ the command again. The default compressor is image.yaml's "compressor".`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringVar(&o.Compressor, "compressor", "", "gzip, xz or zstd (default: image.yaml's compressor, itself gzip by default)")
 	f.BoolVar(&o.Fast, "fast", false, "fastest compression level (gzip -1, xz -0, zstd -1) instead of the default (gzip -6, xz -6, zstd -3)")
@@ -90,6 +93,8 @@ of zeros as holes, and checks each against the uncompressed-sha256 and
 uncompressed-size in meta.json. On a mismatch it fails naming the file and
 leaves the compressed file and meta.json as they were. Resumable like
 compress.`,
+		Example: `  cosa decompress
+  cosa decompress --artifact qemu`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			w, err := g.openWorkdir()
@@ -114,7 +119,7 @@ compress.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringArrayVar(&o.Artifacts, "artifact", nil, "only this artifact, by images key, e.g. qemu (repeatable)")
 	return c

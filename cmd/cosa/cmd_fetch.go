@@ -24,7 +24,9 @@ func newFetchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "fetch",
 		Short: "Resolve and download the package set into cache/ and write the lock file",
-		Args:  maxArgs(0),
+		Example: `  cosa fetch
+  cosa fetch --update-lockfile   # newer packages, recorded in src/config`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			w, err := g.openWorkdir()
 			if err != nil {

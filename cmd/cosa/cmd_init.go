@@ -17,7 +17,11 @@ type initOptions struct {
 func newInitCmd(g *globals) *cobra.Command {
 	o := &initOptions{}
 	c := &cobra.Command{
-		Use:   "init [SOURCE]",
+		Use: "init [SOURCE]",
+		Example: `  cosa init                                  # the built-in default config
+  cosa init https://example.com/os-config.git --branch stable
+  cosa init ../my-config
+  cosa -C ~/os init --force ../my-config`,
 		Short: "Create a working directory from a config (git URL, local dir, or the built-in default)",
 		Args:  maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {

@@ -24,7 +24,9 @@ func newListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List builds, newest first",
-		Args:  maxArgs(0),
+		Example: `  cosa list
+  cosa list --json | jq -r '.result[0].id'`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			w, err := g.openWorkdir()
 			if err != nil {

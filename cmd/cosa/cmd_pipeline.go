@@ -22,11 +22,14 @@ type pipelineRunOptions struct {
 }
 
 func newPipelineCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "pipeline", Short: "Run image pipeline manifests directly"}
+	c := &cobra.Command{Use: "pipeline", Short: "Run image pipeline manifests directly",
+		Example: "  cosa pipeline run builds/latest/x86_64/debian-ostree-12.20261122.dev.1-metal.x86_64.manifest.json --output /tmp/out"}
 	o := &pipelineRunOptions{}
 	run := &cobra.Command{
 		Use:   "run MANIFEST.json [--export NAME]... [--output DIR]",
 		Short: "Run a pipeline manifest (what buildextend saves next to each image)",
+		Example: `  cosa pipeline run builds/latest/x86_64/debian-ostree-12.20261122.dev.1-qemu.x86_64.manifest.json
+  cosa pipeline run qemu.manifest.json --export tree --output /tmp/out`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("pipeline run takes exactly one manifest file")}

@@ -23,7 +23,10 @@ func newPruneCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "prune [--keep-last-n N | --build ID...] [--dry-run]",
 		Short: "Delete old local builds and their OSTree commits (tagged builds are kept)",
-		Args:  maxArgs(0),
+		Example: `  cosa prune --dry-run
+  cosa prune --keep-last-n 5
+  cosa prune --build 12.20261122.dev.1 --build 12.20261123.dev.1`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.KeepLastN < 1 {
 				return usageError{fmt.Errorf("--keep-last-n must be at least 1")}
@@ -85,6 +88,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.KeepLastN, "keep-last-n", assemble.DefaultKeep, "number of newest builds to keep")
 	f.StringArrayVar(&o.Builds, "build", nil, "prune exactly this build (repeatable)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "only print what would be pruned")
+	c.MarkFlagsMutuallyExclusive("keep-last-n", "build")
 	return c
 }
 

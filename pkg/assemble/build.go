@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/version"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
@@ -389,6 +390,8 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		RpmOstreeInputHash:        inputHash,
 		PkgDiff:                   diff,
 		Images:                    imageArts,
+		CosaSource:                version.Get().String(),
+		CosaGit:                   version.Get().MetaGit(),
 	}
 	if c.git.Rev != "" {
 		meta.ConfigDirty = fmt.Sprint(c.git.Dirty)

@@ -362,7 +362,8 @@ func TestCommitStagePublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	if meta.BuildID != id || meta.OSTreeCommit != c.stats.Commit || meta.RpmOstreeInputHash != hash ||
-		meta.BuildTimestamp != "2026-11-22T12:00:00Z" || meta.Images["ostree"].Path != "debian-ostree-"+id+"-ostree."+testArch+".tar" {
+		meta.BuildTimestamp != "2026-11-22T12:00:00Z" || meta.Images["ostree"].Path != "debian-ostree-"+id+"-ostree."+testArch+".tar" ||
+		!strings.HasPrefix(meta.CosaSource, "cosa ") { // which cosa made it (internal/version)
 		t.Errorf("meta.json: %s", data)
 	}
 	var kinds []string

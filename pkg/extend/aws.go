@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +22,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/platform"
+	"github.com/cosa-build/cosa/pkg/remote"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
@@ -38,7 +38,7 @@ type AWSOptions struct {
 	AWS     config.AWS // image.yaml aws: volume-type, boot-mode
 
 	Region     string   // where the snapshot and the AMI are made
-	Bucket     string   // s3://BUCKET[/PREFIX]
+	Bucket     string   // s3://BUCKET/PREFIX or BUCKET/PREFIX (remote.ParseS3Location)
 	Name       string   // AMI name; default <name>-<buildid>-<arch>
 	GrantUsers []string // account ids given launch permission
 	Public     bool     // launch permission for everyone
@@ -67,20 +67,6 @@ var (
 // TagBuildID is the tag carrying the cosa build id on AMIs and snapshots.
 const TagBuildID = "cosa-build-id"
 
-// ParseS3URL splits s3://bucket/prefix into bucket and prefix (no slashes
-// at either end of the prefix).
-func ParseS3URL(u string) (bucket, prefix string, err error) {
-	rest, ok := strings.CutPrefix(u, "s3://")
-	if !ok {
-		return "", "", fmt.Errorf("bucket %q: want s3://BUCKET[/PREFIX]", u)
-	}
-	bucket, prefix, _ = strings.Cut(rest, "/")
-	if bucket == "" {
-		return "", "", fmt.Errorf("bucket %q: no bucket name", u)
-	}
-	return bucket, strings.Trim(prefix, "/"), nil
-}
-
 // Validate checks the options that need no AWS call or build.
 func (o *AWSOptions) Validate() error {
 	if !regionRE.MatchString(o.Region) {
@@ -104,8 +90,8 @@ func (o *AWSOptions) Validate() error {
 	if o.Name != "" && !amiNameRE.MatchString(o.Name) {
 		return fmt.Errorf("--name %q: AMI names are 3-128 characters of letters, digits and ()[] ./-'@_", o.Name)
 	}
-	if _, _, err := ParseS3URL(o.Bucket); err != nil {
-		return err
+	if _, err := remote.ParseS3Location(o.Bucket); err != nil {
+		return fmt.Errorf("--bucket: %w", err)
 	}
 	switch o.AWS.BootMode {
 	case "", "uefi", "legacy-bios", "uefi-preferred":
@@ -156,11 +142,8 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	bucket, prefix, _ := ParseS3URL(o.Bucket)
-	key := art.Path
-	if prefix != "" {
-		key = prefix + "/" + art.Path
-	}
+	loc, _ := remote.ParseS3Location(o.Bucket)
+	bucket, key := loc.Bucket, loc.Key(art.Path)
 	if err := o.uploadS3(ctx, cfg, path, bucket, key, art); err != nil {
 		return nil, err
 	}

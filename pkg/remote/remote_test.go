@@ -430,6 +430,10 @@ func TestParseS3Location(t *testing.T) {
 		"b":          {"b", ""},
 		"s3://b":     {"b", ""},
 		"b/a/../../": {},
+		// Another scheme is not a bucket called "https:".
+		"https://b/p": {},
+		"s3://":       {},
+		"b:x/p":       {},
 	} {
 		got, err := ParseS3Location(in)
 		if (want == S3Location{}) {
