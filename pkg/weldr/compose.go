@@ -48,12 +48,12 @@ func (h *Handler) service(w http.ResponseWriter) bool {
 
 // startRequest is POST /compose's body as composer-cli sends it.
 type startRequest struct {
-	BlueprintName string            `json:"blueprint_name"`
-	ComposeType   string            `json:"compose_type"`
-	Branch        string            `json:"branch"`
-	Size          uint64            `json:"size"`
-	OSTree        *composer.OSTree  `json:"ostree,omitempty"`
-	Upload        *composer.Upload  `json:"upload,omitempty"`
+	BlueprintName string           `json:"blueprint_name"`
+	ComposeType   string           `json:"compose_type"`
+	Branch        string           `json:"branch"`
+	Size          uint64           `json:"size"`
+	OSTree        *composer.OSTree `json:"ostree,omitempty"`
+	Upload        *composer.Upload `json:"upload,omitempty"`
 }
 
 // uploadProviders are the providers a compose can upload to.

@@ -91,8 +91,8 @@ var ErrUnknownPackage = errors.New("no such package")
 // debPkg is one stanza of a Packages file.
 type debPkg struct {
 	Name, Version, Arch, Description, Homepage, Section string
-	Depends                                           [][]relation // AND of ORs
-	Provides                                          []relation
+	Depends                                             [][]relation // AND of ORs
+	Provides                                            []relation
 }
 
 // relation is "name (op version)".
