@@ -105,6 +105,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
 	root.AddCommand(newVersionCmd(g), newGenDocsCmd(root))
+	root.AddCommand(newServeCmd(g))
 	markRun(root, g)
 	registerCompletions(root, g)
 	exampleBuiltins(root)
