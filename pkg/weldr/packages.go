@@ -374,23 +374,18 @@ func (x *AptIndex) matchNames(globs []string) []string {
 
 // Depsolve implements Packages: each spec picks the newest version of its
 // name matching the version glob; then every Depends and Pre-Depends clause
-// is satisfied by a package already chosen if one fits, else by the first
-// alternative that can be satisfied (a real package of a fitting version,
-// or a provider of the name), newest version first.
+// is met by a package already chosen if one fits, else by the first
+// alternative whose own closure can be resolved (a real package of a
+// fitting version, newest first, then the packages providing the name).
+// A choice that leads to a dead end is undone and the next one tried.
 func (x *AptIndex) Depsolve(specs []Spec) ([]Dep, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if err := x.load(); err != nil {
 		return nil, err
 	}
-	chosen := map[string]*debPkg{}
-	var queue []*debPkg
-	add := func(p *debPkg) {
-		if chosen[p.Name] == nil {
-			chosen[p.Name] = p
-			queue = append(queue, p)
-		}
-	}
+	r := &resolver{x: x, chosen: map[string]*debPkg{}}
+	var roots []*debPkg
 	for _, s := range specs {
 		names := []string{s.Name}
 		if strings.ContainsAny(s.Name, "*?[") {
@@ -405,45 +400,90 @@ func (x *AptIndex) Depsolve(specs []Spec) ([]Dep, error) {
 				if _, exists := x.byName[n]; exists {
 					return nil, fmt.Errorf("%s: no version matches %q", n, s.Version)
 				}
-				if pr := x.providerOf(relation{Name: n}, chosen); pr != nil && (s.Version == "" || s.Version == "*") {
-					add(pr)
-					continue
+				if s.Version == "" || s.Version == "*" {
+					if c := x.candidates(relation{Name: n}, map[string]*debPkg{}); len(c) > 0 {
+						roots = append(roots, c[0])
+						continue
+					}
 				}
 				return nil, fmt.Errorf("%w: %s", ErrUnknownPackage, n)
 			}
-			if c := chosen[n]; c != nil && c != p {
-				return nil, fmt.Errorf("%s: asked for both %s and %s", n, c.Version, p.Version)
-			}
-			add(p)
+			roots = append(roots, p)
 		}
 	}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, clause := range p.Depends {
-			if x.satisfiedBy(clause, chosen) {
-				continue
-			}
-			var pickd *debPkg
-			for _, alt := range clause {
-				if q := x.best(alt, chosen); q != nil {
-					pickd = q
-					break
-				}
-			}
-			if pickd == nil {
-				return nil, fmt.Errorf("%s %s depends on %s, which cannot be satisfied", p.Name, p.Version, clauseString(clause))
-			}
-			add(pickd)
+	for _, p := range roots {
+		if c := r.chosen[p.Name]; c != nil && c != p {
+			return nil, fmt.Errorf("%s: asked for both %s and %s", p.Name, c.Version, p.Version)
 		}
+		chosen, err := r.install(p, r.chosen)
+		if err != nil {
+			return nil, err
+		}
+		r.chosen = chosen
 	}
-	out := make([]Dep, 0, len(chosen))
-	for _, p := range chosen {
+	out := make([]Dep, 0, len(r.chosen))
+	for _, p := range r.chosen {
 		v := parseDebVersion(p.Version)
 		out = append(out, Dep{Name: p.Name, Epoch: v.Epoch, Version: v.Upstream, Release: v.Revision, Arch: p.Arch})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// maxSteps bounds backtracking: real indexes resolve in about one step
+// per package, a pathological one must not hang a request.
+const maxSteps = 200000
+
+type resolver struct {
+	x      *AptIndex
+	chosen map[string]*debPkg
+	steps  int
+}
+
+// install adds p and its dependencies to a copy of chosen and returns it,
+// or an error naming the first dependency that cannot be met.
+func (r *resolver) install(p *debPkg, chosen map[string]*debPkg) (map[string]*debPkg, error) {
+	if chosen[p.Name] == p {
+		return chosen, nil
+	}
+	r.steps++
+	if r.steps > maxSteps {
+		return nil, fmt.Errorf("dependency resolution gave up after %d steps", maxSteps)
+	}
+	next := make(map[string]*debPkg, len(chosen)+1)
+	for k, v := range chosen {
+		next[k] = v
+	}
+	next[p.Name] = p
+	for _, clause := range p.Depends {
+		if r.x.satisfiedBy(clause, next) {
+			continue
+		}
+		var firstErr error
+		done := false
+		for _, alt := range clause {
+			for _, cand := range r.x.candidates(alt, next) {
+				got, err := r.install(cand, next)
+				if err == nil {
+					next, done = got, true
+					break
+				}
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+			if done {
+				break
+			}
+		}
+		if !done {
+			if firstErr != nil {
+				return nil, fmt.Errorf("%s %s depends on %s: %w", p.Name, p.Version, clauseString(clause), firstErr)
+			}
+			return nil, fmt.Errorf("%s %s depends on %s, which no package in the index provides", p.Name, p.Version, clauseString(clause))
+		}
+	}
+	return next, nil
 }
 
 // pick is the newest version of name whose version matches glob (tried on
@@ -488,30 +528,28 @@ func providesOK(p, want relation) bool {
 	return p.Version != "" && satisfies(p.Version, want.Op, want.Version)
 }
 
-// best is the package to install for one alternative: the newest real
-// package of that name meeting the constraint (unless another version of
-// it is already chosen), else a provider.
-func (x *AptIndex) best(rel relation, chosen map[string]*debPkg) *debPkg {
-	if c := chosen[rel.Name]; c == nil {
+// candidates are the packages that could meet one alternative, in order of
+// preference: real versions of the name meeting the constraint, newest
+// first (none if another version of it is already chosen), then providers
+// not in conflict with a chosen version of themselves.
+func (x *AptIndex) candidates(rel relation, chosen map[string]*debPkg) []*debPkg {
+	var out []*debPkg
+	if chosen[rel.Name] == nil {
 		for _, p := range x.byName[rel.Name] {
 			if satisfies(p.Version, rel.Op, rel.Version) {
-				return p
+				out = append(out, p)
 			}
 		}
 	}
-	return x.providerOf(rel, chosen)
-}
-
-func (x *AptIndex) providerOf(rel relation, chosen map[string]*debPkg) *debPkg {
 	for _, pr := range x.provs[rel.Name] {
 		if c := chosen[pr.pkg.Name]; c != nil && c != pr.pkg {
 			continue
 		}
 		if providesOK(pr.rel, rel) {
-			return pr.pkg
+			out = append(out, pr.pkg)
 		}
 	}
-	return nil
+	return out
 }
 
 func clauseString(clause []relation) string {
