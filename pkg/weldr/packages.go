@@ -2,6 +2,7 @@ package weldr
 
 import (
 	"bufio"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Packages is the package index behind the projects and modules routes,
@@ -122,10 +125,21 @@ type provider struct {
 	rel relation // the Provides entry, its version if any
 }
 
-// NewAptIndex reads the *_Packages files of an apt lists directory.
+// NewAptIndex reads the *_Packages files of an apt lists directory, plain
+// or compressed with gzip or zstd (apt keeps them compressed when
+// Acquire::GzipIndexes is set). lz4, which some container images configure,
+// is not read: the service's apt root should not ask for it.
 func NewAptIndex(listsDir, arch string) *AptIndex {
 	return &AptIndex{Arch: arch, Files: func() ([]string, error) {
-		return filepath.Glob(filepath.Join(listsDir, "*_Packages"))
+		var out []string
+		for _, ext := range []string{"", ".gz", ".zst"} {
+			m, err := filepath.Glob(filepath.Join(listsDir, "*_Packages"+ext))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m...)
+		}
+		return out, nil
 	}}
 }
 
@@ -180,7 +194,24 @@ func parsePackagesFile(name string) ([]*debPkg, error) {
 		return nil, err
 	}
 	defer f.Close()
-	pkgs, err := parsePackages(f)
+	var r io.Reader = f
+	switch filepath.Ext(name) {
+	case ".gz":
+		z, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		defer z.Close()
+		r = z
+	case ".zst":
+		z, err := zstd.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		defer z.Close()
+		r = z
+	}
+	pkgs, err := parsePackages(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

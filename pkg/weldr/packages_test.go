@@ -1,12 +1,16 @@
 package weldr
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestCompareDebVersions(t *testing.T) {
@@ -176,5 +180,23 @@ func TestParsePackagesErrors(t *testing.T) {
 		if _, err := parsePackages(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line ") {
 			t.Errorf("%q: error %v, want one naming the line", bad, err)
 		}
+	}
+}
+
+func TestAptIndexCompressed(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	z := gzip.NewWriter(&buf)
+	z.Write([]byte(testIndex))
+	z.Close()
+	os.WriteFile(filepath.Join(dir, "a_Packages.gz"), buf.Bytes(), 0o644)
+	buf.Reset()
+	zw, _ := zstd.NewWriter(&buf)
+	zw.Write([]byte("Package: zonly\nVersion: 1.0-1\nArchitecture: all\nDescription: from zstd\n"))
+	zw.Close()
+	os.WriteFile(filepath.Join(dir, "b_Packages.zst"), buf.Bytes(), 0o644)
+	x := NewAptIndex(dir, "amd64")
+	if _, total, err := x.List(0, 0); err != nil || total != 10 {
+		t.Errorf("total %d, %v; want 10 from a .gz and a .zst index", total, err)
 	}
 }
