@@ -49,6 +49,10 @@ SIGTERM or SIGINT stops it after the requests under way. See docs/serve.md.`,
 }
 
 func runServe(ctx context.Context, g *globals, socket, group, state string) error {
+	// Before anything is written: a missing group is a setup mistake.
+	if _, err := weldr.GroupID(group); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(state, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}

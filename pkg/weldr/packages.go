@@ -109,6 +109,8 @@ type relation struct {
 type AptIndex struct {
 	// Files returns the index files to read; called on every request.
 	Files func() ([]string, error)
+	// Dir names the lists directory in errors.
+	Dir string
 	// Arch is the architecture preferred when several are indexed
 	// ("all" is always acceptable). Empty: any.
 	Arch string
@@ -130,7 +132,7 @@ type provider struct {
 // Acquire::GzipIndexes is set). lz4, which some container images configure,
 // is not read: the service's apt root should not ask for it.
 func NewAptIndex(listsDir, arch string) *AptIndex {
-	return &AptIndex{Arch: arch, Files: func() ([]string, error) {
+	return &AptIndex{Dir: listsDir, Arch: arch, Files: func() ([]string, error) {
 		var out []string
 		for _, ext := range []string{"", ".gz", ".zst"} {
 			m, err := filepath.Glob(filepath.Join(listsDir, "*_Packages"+ext))
@@ -148,6 +150,9 @@ func (x *AptIndex) load() error {
 	files, err := x.Files()
 	if err != nil {
 		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("no package index in %s: run apt-get update in the service's apt root", x.Dir)
 	}
 	sort.Strings(files)
 	var stamp strings.Builder

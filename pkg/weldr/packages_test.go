@@ -200,3 +200,11 @@ func TestAptIndexCompressed(t *testing.T) {
 		t.Errorf("total %d, %v; want 10 from a .gz and a .zst index", total, err)
 	}
 }
+
+func TestAptIndexEmptyDir(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := NewAptIndex(dir, "amd64").List(0, 0)
+	if err == nil || !strings.Contains(err.Error(), "no package index in "+dir) {
+		t.Errorf("error %v, want one naming the empty lists dir", err)
+	}
+}
