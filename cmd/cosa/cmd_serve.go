@@ -94,11 +94,18 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		// caller's, still group-only.
 		uid = os.Geteuid()
 	}
-	l, err := weldr.Listen(weldr.SocketOptions{Path: socket, Group: group, UID: uid})
+	l, err := weldr.Activated()
 	if err != nil {
 		return err
 	}
-	opt.Log.Printf("Weldr API on %s (group %s), state in %s", socket, group, state)
+	if l != nil {
+		opt.Log.Printf("Weldr API on the socket systemd passed, state in %s", state)
+	} else {
+		if l, err = weldr.Listen(weldr.SocketOptions{Path: socket, Group: group, UID: uid}); err != nil {
+			return err
+		}
+		opt.Log.Printf("Weldr API on %s (group %s), state in %s", socket, group, state)
+	}
 	return weldr.Serve(ctx, l, weldr.New(opt), 30*time.Second)
 }
 

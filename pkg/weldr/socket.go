@@ -142,3 +142,27 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Durat
 	<-errc
 	return err
 }
+
+// Activated returns the socket systemd passed (socket activation:
+// LISTEN_PID is this process and LISTEN_FDS is 1, the socket is fd 3), or
+// nil when the service was not started that way. The unit's SocketMode,
+// SocketGroup and DirectoryMode then carry lorax's rules.
+func Activated() (net.Listener, error) {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n != 1 {
+		return nil, fmt.Errorf("socket activation: LISTEN_FDS=%q, want exactly one socket", os.Getenv("LISTEN_FDS"))
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	f := os.NewFile(3, "systemd-socket")
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	return l, nil
+}

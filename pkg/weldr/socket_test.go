@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -105,5 +106,18 @@ func TestServeShutsDownAndRemovesSocket(t *testing.T) {
 	}
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left after shutdown: %v", err)
+	}
+}
+
+func TestActivatedNotBySystemd(t *testing.T) {
+	t.Setenv("LISTEN_PID", "1")
+	t.Setenv("LISTEN_FDS", "1")
+	if l, err := Activated(); l != nil || err != nil {
+		t.Errorf("another process's LISTEN_PID taken: %v %v", l, err)
+	}
+	t.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	t.Setenv("LISTEN_FDS", "2")
+	if _, err := Activated(); err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Errorf("two sockets: %v", err)
 	}
 }
