@@ -104,6 +104,10 @@ gpgkeys = ["-----BEGIN PGP PUBLIC KEY BLOCK-----\nx\n-----END PGP PUBLIC KEY BLO
 	if fmt.Sprint(list(t, m, "sources")) != "[debian extra]" {
 		t.Errorf("list after add: %v", m)
 	}
+	m = s.get("/api/v0/projects/source/list").wantOK(t).json(t)
+	if fmt.Sprint(list(t, m, "sources")) != "[debian Extra]" {
+		t.Errorf("v0 lists names: %v", m)
+	}
 	m = s.get("/api/v1/projects/source/info/extra,debian,nosuch").wantOK(t).json(t)
 	srcs := m["sources"].(map[string]any)
 	if srcs["extra"].(map[string]any)["name"] != "Extra" || srcs["extra"].(map[string]any)["system"] != false || srcs["debian"].(map[string]any)["system"] != true {

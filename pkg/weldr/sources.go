@@ -314,11 +314,20 @@ func (h *Handler) sourcesList(w http.ResponseWriter, r *http.Request) {
 	if !good {
 		return
 	}
+	// v1 lists ids, v0 (lorax) names.
 	ids := []string{}
 	for _, s := range all {
-		ids = append(ids, s.ID)
+		ids = append(ids, sourceKey(r, s))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sources": ids})
+}
+
+// sourceKey is how a route names a source: by id in v1, by name in v0.
+func sourceKey(r *http.Request, s Source) string {
+	if isV1(r) {
+		return s.ID
+	}
+	return s.Name
 }
 
 func (h *Handler) sourcesInfo(w http.ResponseWriter, r *http.Request) {
@@ -332,7 +341,7 @@ func (h *Handler) sourcesInfo(w http.ResponseWriter, r *http.Request) {
 	for _, id := range strings.Split(list, ",") {
 		if id == "*" {
 			for _, s := range all {
-				out[s.ID] = s
+				out[sourceKey(r, s)] = s
 			}
 			continue
 		}
@@ -341,7 +350,7 @@ func (h *Handler) sourcesInfo(w http.ResponseWriter, r *http.Request) {
 		}
 		found := false
 		for _, s := range all {
-			if s.ID == id {
+			if sourceKey(r, s) == id {
 				out[id], found = s, true
 			}
 		}
