@@ -35,7 +35,7 @@ func TestBuildLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/20-e2e.sh\n", 1)
+	m := strings.Replace(string(data), "  - postprocess/20-ssh-host-keys.sh\n", "  - postprocess/20-ssh-host-keys.sh\n  - postprocess/20-e2e.sh\n", 1)
 	writeFile(t, manifest, m, 0o644)
 
 	// 1. No fetch yet: a clear error, nothing built.
