@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -101,6 +102,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g), newPipelineCmd(g), newRunCmd(g), newTestCmd(g))
 	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
+	root.AddCommand(newConfigCmd(g))
 	markRun(root, g)
 	return root
 }
@@ -177,5 +179,25 @@ func needsNamespace(args []string) bool {
 			return false
 		}
 	}
+	// `cosa config` only reads the config: a CI lint step needs no
+	// subordinate ids.
+	if firstCommand(args) == "config" {
+		return false
+	}
 	return len(args) > 0
+}
+
+// firstCommand is the first argument that is neither a global flag nor
+// the value of one.
+func firstCommand(args []string) string {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-C" || a == "--workdir" || a == "--lock-timeout":
+			i++
+		case strings.HasPrefix(a, "-"):
+		default:
+			return a
+		}
+	}
+	return ""
 }

@@ -240,6 +240,7 @@ type Config struct {
 
 	display string // config dir as the caller spelled it, for messages
 	realDir string // Dir with symlinks resolved
+	prov    map[string]Location
 }
 
 // Load reads and validates the configuration in dir. Any problem with the
@@ -273,6 +274,7 @@ func LoadAs(dir, display string) (*Config, error) {
 		return nil, err
 	}
 	c.Files = sortedKeys(l.files)
+	c.prov = l.prov
 	return c, nil
 }
 

@@ -32,7 +32,8 @@ type loader struct {
 	real    string // abs with symlinks resolved
 
 	origin map[*yaml.Node]*origin
-	files  map[string]bool // files read, relative to abs, slash separated
+	files  map[string]bool     // files read, relative to abs, slash separated
+	prov   map[string]Location // "doc:key.path" -> where its value was read
 }
 
 func newLoader(dir string) (*loader, error) {
@@ -467,6 +468,7 @@ func (l *loader) loadImage() (Image, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return im, &Error{File: l.displayPath(ImageFile), Msg: errText(err), cause: err}
 	}
+	l.record(DocImage, d)
 	v := &validator{l: l, d: d, file: l.displayPath(ImageFile)}
 	v.image(&im)
 	return im, v.err
@@ -480,6 +482,7 @@ func (l *loader) decodeManifest(tree *yaml.Node) (Manifest, error) {
 	if err := d.decode(nil, tree, rvOf(&m), ""); err != nil {
 		return m, err
 	}
+	l.record(DocManifest, d)
 	v := &validator{l: l, d: d, file: l.displayPath(ManifestFile)}
 	v.manifest(&m)
 	return m, v.err
