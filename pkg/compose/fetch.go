@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,12 +62,10 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	}
 	step := o.Progress.Start("fetch: update package indexes")
 	out, err := apt.run(ctx, "apt-get", "update", "-q")
-	if err == nil {
-		// apt-get update exits 0 when a source fails to download or
-		// verify (a warning); a repo that cannot be trusted must stop here.
-		err = repoTrustError(out, m.Repos)
-	} else {
-		err = cmpErr(repoTrustError(err.Error(), m.Repos), err)
+	// apt-get update can exit 0 when a source fails to verify (a
+	// warning); a repo that cannot be trusted must stop fetch all the same.
+	if terr := repoTrustError(apt.lastStderr+"\n"+out, m.Repos); terr != nil {
+		err = terr
 	}
 	if err := step.Done(err); err != nil {
 		return nil, err
@@ -258,23 +257,19 @@ func repoTrustError(out string, repos []config.Repo) error {
 			continue
 		}
 		for _, r := range repos {
-			// apt writes file:///x as file:/x.
-			uri := strings.TrimRight(r.URI, "/")
-			if strings.Contains(line, uri) || strings.Contains(line, strings.Replace(uri, "file:///", "file:/", 1)) {
+			// apt names a source "<uri> <suite>", with file:///x as
+			// file:/x (or copy:/x): match what follows the scheme.
+			u, err := url.Parse(r.URI)
+			if err != nil {
+				continue
+			}
+			if strings.Contains(line, strings.TrimRight(u.Host+u.Path, "/")+" "+r.Suite) {
 				return fmt.Errorf("repo %s (%s %s): its Release file is not signed by a key in %s; check signed-by (apt: %s)",
 					r.Name, r.URI, r.Suite, r.SignedBy, strings.TrimSpace(line))
 			}
 		}
 	}
 	return nil
-}
-
-// cmpErr returns first if it is set, else second.
-func cmpErr(first, second error) error {
-	if first != nil {
-		return first
-	}
-	return second
 }
 
 func contains(s []string, v string) bool {

@@ -129,11 +129,15 @@ func (w *walker) leaf(indent, label, path string, value any) {
 		s.Default = true
 	}
 	w.out = append(w.out, s)
-	where := "default"
+	where, text := "default", scalarText(value)
 	if !s.Default {
 		where = fmt.Sprintf("%s:%d", s.File, s.Line)
+	} else if value == "" || value == 0 {
+		// Unset (no mirror, the next free uid): null is how a config
+		// says "the default", and "" or 0 would not load back.
+		text = "null"
 	}
-	fmt.Fprintf(&w.text, "%s%s%s  # %s\n", indent, label, scalarText(value), where)
+	fmt.Fprintf(&w.text, "%s%s%s  # %s\n", indent, label, text, where)
 }
 
 // structFields writes the fields of struct v at path. first, when set,
