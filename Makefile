@@ -60,6 +60,7 @@ test-e2e: build
 # The S3 end-to-end tests need a real S3 server (versitygw, built with go install).
 # busybox-static: the sandbox's unit tests chroot into a one-binary tree.
 # uidmap: newuidmap/newgidmap for the rootless end-to-end test.
+# gnupg: throwaway keys signing the local apt repos of the repos tests.
 TEST_APT := busybox-static uidmap gnupg
 test-deps: deps
 	@missing=""; for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
