@@ -31,7 +31,7 @@ func newFetchWorld(t *testing.T) *fetchWorld {
 	}
 	dir := t.TempDir()
 	w := &fetchWorld{
-		base:  debrepo.Repo{Dir: filepath.Join(dir, "base"), Suite: "bookworm", Component: "main", Arch: "amd64"},
+		base: debrepo.Repo{Dir: filepath.Join(dir, "base"), Suite: "bookworm", Component: "main", Arch: "amd64"},
 		// Like most third-party repos, the extra one names the distro's suite.
 		extra: debrepo.Repo{Dir: filepath.Join(dir, "extra"), Suite: "bookworm", Component: "main", Arch: "amd64"},
 	}
