@@ -7,10 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/build"
-	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/compose"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 type buildOptions struct {
@@ -56,11 +56,11 @@ func newBuildCmd(g *globals) *cobra.Command {
 			logPath := filepath.Join(w.TmpDir(), "logs", "build.log")
 			logf := &lazyLog{path: logPath}
 			defer logf.Close()
-			var imgs []images.Platform
+			var imgs []platform.Platform
 			if !o.SkipImage {
-				imgs = []images.Platform{images.PlatformQemu}
+				imgs = []platform.Platform{platform.Must(platform.Qemu)}
 			}
-			res, err := builder.Build(c.Context(), builder.Options{
+			res, err := assemble.Build(c.Context(), assemble.Options{
 				Workdir: w, Config: cfg, Arch: compose.BaseArch(),
 				Force: o.Force, Version: o.Version, SkipPrune: o.SkipPrune, Images: imgs, Events: g.events(),
 				LockTimeout: g.LockTimeout, LockWait: g.Stderr, Progress: g.progress(), Out: g.Stdout, Log: logf,

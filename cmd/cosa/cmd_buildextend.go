@@ -10,6 +10,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/extend"
 	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 type buildextendOptions struct {
@@ -33,18 +34,19 @@ type buildextendOptions struct {
 // awsUploadFlags are the flags that only mean something with --upload.
 var awsUploadFlags = []string{"region", "bucket", "name", "grant-user", "public", "replicate", "endpoint-url", "ec2-endpoint-url", "wait-timeout", "poll-interval"}
 
-// newBuildextendCmds makes one buildextend-<platform> command per platform.
+// newBuildextendCmds makes one buildextend-<platform> command per entry
+// of the platform table.
 func newBuildextendCmds(g *globals) []*cobra.Command {
 	var cmds []*cobra.Command
-	for _, p := range images.Platforms() {
-		p := p
+	for _, p := range platform.All() {
 		o := &buildextendOptions{}
 		c := &cobra.Command{
-			Use:   "buildextend-" + string(p) + " [--build ID] [--force]",
-			Short: "Add the " + string(p) + " disk image to a build",
-			Args:  maxArgs(0),
+			Use:     "buildextend-" + p.Name + " [--build ID] [--force]",
+			Short:   "Add the " + p.Name + " disk image (" + p.Format + ") to a build",
+			Aliases: p.Aliases,
+			Args:    maxArgs(0),
 			RunE: func(c *cobra.Command, args []string) error {
-				if p == images.PlatformAWS {
+				if p.Upload == platform.UploadAMI {
 					if err := checkAWSFlags(c, o); err != nil {
 						return err
 					}
@@ -68,7 +70,7 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				logf := &lazyLog{path: filepath.Join(w.TmpDir(), "logs", "buildextend-"+string(p)+".log")}
+				logf := &lazyLog{path: filepath.Join(w.TmpDir(), "logs", "buildextend-"+p.Name+".log")}
 				defer logf.Close()
 				// Without --force an existing image is kept, so --upload
 				// builds the vmdk only when the build has none.
@@ -86,10 +88,9 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 		}
 		c.Flags().StringVar(&o.Build, "build", "latest", "build id")
 		c.Flags().BoolVar(&o.Force, "force", false, "rebuild the image even if the build has one")
-		if p == images.PlatformAWS {
-			c.Use = "buildextend-aws [--build ID] [--force] [--upload --region R --bucket s3://B/P [--name N] [--grant-user ID]... [--public] [--replicate R2,R3]]"
-			c.Short = "Add the aws disk image (streamOptimized vmdk) to a build; --upload makes it an AMI"
-			c.Aliases = []string{"buildextend-ec2"}
+		if p.Upload == platform.UploadAMI {
+			c.Use = "buildextend-" + p.Name + " [--build ID] [--force] [--upload --region R --bucket s3://B/P [--name N] [--grant-user ID]... [--public] [--replicate R2,R3]]"
+			c.Short += "; --upload makes it an AMI"
 			f := c.Flags()
 			f.BoolVar(&o.Upload, "upload", false, "upload the vmdk to S3, import it as an EBS snapshot and register an AMI (recorded in meta.json amis)")
 			f.StringVar(&o.Region, "region", "", "AWS region of the snapshot and AMI")

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/build"
-	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/prune"
 )
@@ -59,7 +59,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 					}
 					repo = r
 				}
-				return builder.RefRemover(ctx, repo)(id)
+				return assemble.RefRemover(ctx, repo)(id)
 			}
 			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun}, removeRefs)
 			if err != nil {
@@ -82,7 +82,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.IntVar(&o.KeepLastN, "keep-last-n", builder.DefaultKeep, "number of newest builds to keep")
+	f.IntVar(&o.KeepLastN, "keep-last-n", assemble.DefaultKeep, "number of newest builds to keep")
 	f.StringArrayVar(&o.Builds, "build", nil, "prune exactly this build (repeatable)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "only print what would be pruned")
 	return c

@@ -21,7 +21,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
@@ -133,12 +133,12 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err != nil {
 		return nil, err
 	}
-	art, ok := meta.Images[string(images.PlatformAWS)]
+	art, ok := meta.Images[platform.AWS]
 	if !ok {
 		return nil, fmt.Errorf("build %s has no aws image; run cosa buildextend-aws first", o.BuildID)
 	}
 	// What goes to S3 and becomes an AMI must be the file the build made.
-	path, err := o.Dir.VerifyArtifact(ctx, o.BuildID, o.Arch, string(images.PlatformAWS), art)
+	path, err := o.Dir.VerifyArtifact(ctx, o.BuildID, o.Arch, platform.AWS, art)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
@@ -33,12 +34,12 @@ func Engine(w *workdir.Workdir, cfg *config.Config, ev *images.Printer, log io.W
 
 // Spec builds the image spec for a commit: kernel arguments are the ones
 // the build was made with (commit metadata) plus image.yaml's extra-kargs.
-func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p images.Platform, commit, ref string) (images.ImageSpec, error) {
+func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p platform.Platform, commit, ref string) (images.ImageSpec, error) {
 	kargs, err := repo.MetadataString(ctx, commit, "cosa.kernel-args")
 	if err != nil {
 		return images.ImageSpec{}, fmt.Errorf("commit %s: %w", commit[:12], err)
 	}
-	po := cfg.Image.ForPlatform(string(p))
+	po := cfg.Image.ForPlatform(p.Name)
 	size := cfg.Image.Size
 	if po.Size > 0 {
 		size = po.Size
@@ -57,14 +58,14 @@ func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p images.P
 func osName(name string) string { return name }
 
 // ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (DESIGN.md section 2).
-func ArtifactName(name, id string, p images.Platform, arch string) string {
-	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p, arch, p.Extension())
+func ArtifactName(name, id string, p platform.Platform, arch string) string {
+	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p.Name, arch, p.Extension)
 }
 
 // MakeImage runs the platform's manifest and writes the image into dir
 // (temp name, then rename), with its manifest next to it. It returns the
 // artifact for meta.json and the engine's result.
-func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p images.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
+func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p platform.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
 	m, export, file, err := spec.Manifest(p)
 	if err != nil {
 		return nil, nil, err
@@ -75,7 +76,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	// (qemu-img convert, cloud conversions, the artifact copy) goes on,
 	// so a later buildextend-metal only copies.
 	var hashing sync.WaitGroup
-	rawPipe := rawPipeline(p)
+	rawPipe := images.DiskPipeline(p)
 	prev := en.PipelineDone
 	en.PipelineDone = func(pipeline, objID, objDir string) {
 		if prev != nil {
@@ -108,7 +109,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		hashing.Wait()
 		return nil, nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension())+".manifest.json"), mdata, 0o644); err != nil {
+	if err := build.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json"), mdata, 0o644); err != nil {
 		hashing.Wait()
 		return nil, nil, err
 	}
@@ -149,11 +150,9 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		return nil, nil, err
 	}
 	a := &build.Artifact{Path: art, Sha256: sum, Size: size}
-	// streamOptimized vmdk (and the ova holding one) is compressed already,
-	// and clouds import it as is.
-	if p == images.PlatformAWS || p == images.PlatformVMware {
-		a.SkipCompression = true
-	}
+	// e.g. streamOptimized vmdk (and the ova holding one) is compressed
+	// already, and clouds import it as is.
+	a.SkipCompression = p.Compressed
 	return a, res, nil
 }
 
@@ -173,14 +172,6 @@ func storedSum(st *images.Store, objID, file, path string) (string, int64, error
 // rawDisk is the file the image pipelines write.
 const rawDisk = "disk.raw"
 
-// rawPipeline names the pipeline that makes p's raw disk.
-func rawPipeline(p images.Platform) string {
-	if p == images.PlatformMetal4k {
-		return "image4k"
-	}
-	return "image"
-}
-
 // copySparseChecked copies a file whose checksum the store already holds.
 // The size is checked against the record; the content is trusted the way
 // the store is trusted (objects are written once, by rename).
@@ -199,7 +190,7 @@ type Options struct {
 	Dir      *build.Dir
 	BuildID  string
 	Arch     string
-	Platform images.Platform
+	Platform platform.Platform
 	Force    bool
 	Events   *images.Printer
 	Log      io.Writer
@@ -212,7 +203,7 @@ func BuildExtend(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if a, ok := meta.Images[string(o.Platform)]; ok && !o.Force {
+	if a, ok := meta.Images[o.Platform.Name]; ok && !o.Force {
 		if _, err := os.Stat(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), a.Path)); err == nil {
 			fmt.Fprintf(o.Out, "%s already has a %s image (%s); use --force to rebuild it\n", o.BuildID, o.Platform, a.Path)
 			return nil
@@ -239,10 +230,10 @@ func BuildExtend(ctx context.Context, o Options) error {
 		if m.Images == nil {
 			m.Images = map[string]build.Artifact{}
 		}
-		if old, ok := m.Images[string(o.Platform)]; ok && old.Path != art.Path {
+		if old, ok := m.Images[o.Platform.Name]; ok && old.Path != art.Path {
 			replaced = old.Path
 		}
-		m.Images[string(o.Platform)] = *art
+		m.Images[o.Platform.Name] = *art
 		return nil
 	}); err != nil {
 		return err
