@@ -218,3 +218,52 @@ func TestUsersScript(t *testing.T) {
 		t.Error("a config without keys still writes the sshd drop-in")
 	}
 }
+
+// Each new config key changes the input hash, so changing it makes a new
+// build.
+func TestInputHashFollowsNewKeys(t *testing.T) {
+	dir := t.TempDir()
+	write := func(manifest, key string) {
+		for name, content := range map[string]string{"manifest.yaml": manifest, "keys/k.gpg": key} {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lock := &Lockfile{Arch: "x86_64", Suite: "bookworm", Packages: map[string]LockedPackage{"a": {Version: "1", Sha256: "aa"}}}
+	hash := func(manifest, key string) string {
+		t.Helper()
+		write(manifest, key)
+		c, err := config.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := InputHash(c, lock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	base := "name: demo\nref: demo/x\ndistro: {suite: bookworm}\npackages: [vim]\n"
+	repo := "repos: [{name: r, uri: 'https://x/debian', suite: bookworm, components: [main], signed-by: keys/k.gpg}]\n"
+	seen := map[string]string{}
+	for name, h := range map[string]string{
+		"plain":          hash(base, "k1"),
+		"hostname":       hash(base+"hostname: node1\n", "k1"),
+		"user":           hash(base+"users: [{name: alice}]\n", "k1"),
+		"user group":     hash(base+"users: [{name: alice, groups: [adm]}]\n", "k1"),
+		"per-arch":       hash(base+"packages-x86_64: [less]\n", "k1"),
+		"repo":           hash(base+repo, "k1"),
+		"repo, new key":  hash(base+repo, "k2"),
+		"repo elsewhere": hash(base+strings.Replace(repo, "https://x/", "https://y/", 1), "k1"),
+	} {
+		if other, dup := seen[h]; dup {
+			t.Errorf("%s and %s have the same input hash", name, other)
+		}
+		seen[h] = name
+	}
+}
