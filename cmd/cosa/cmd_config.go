@@ -113,10 +113,19 @@ Exit status 0 and a one-line summary when the config is valid; exit status
 				Config: dir, OK: true, Files: cfg.Files, Name: m.Name, Ref: m.Ref, Arch: arch,
 				Packages: len(m.Packages), Repos: len(m.Repos), Users: len(m.Users),
 			}
-			text := fmt.Sprintf("config OK: %s (%s, ref %s; %d packages, %d repos, %d users for %s; %d files read)",
-				dir, m.Name, m.Ref, res.Packages, res.Repos, res.Users, arch, len(cfg.Files))
+			text := fmt.Sprintf("config OK: %s (%s, ref %s; %s, %s, %s for %s; %s read)",
+				dir, m.Name, m.Ref, countOf(res.Packages, "package"), countOf(res.Repos, "repo"), countOf(res.Users, "user"),
+				arch, countOf(len(cfg.Files), "file"))
 			g.result("config validate", res, termsafe.Text(text))
 			return nil
 		},
 	}
+}
+
+// countOf renders "1 repo", "2 repos".
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
