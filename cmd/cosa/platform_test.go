@@ -109,7 +109,7 @@ func TestFakePlatformReachesEveryConsumer(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	en := &images.Engine{Store: &images.Store{Dir: filepath.Join(tmp, "objects")}, Scratch: filepath.Join(tmp, "scratch"),
-		Events: &images.Printer{W: io.Discard}, Log: io.Discard}
+		Log: io.Discard}
 	res, err := en.Run(context.Background(), small, []string{"fake"})
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +143,11 @@ func TestFakePlatformReachesEveryConsumer(t *testing.T) {
 	r := cosa(t, "-C", wd, "buildextend-fake", "--build", id).wantCode(t, 0)
 	if !strings.Contains(r.stdout, art) {
 		t.Errorf("buildextend-fake did not find %s:\n%s", art, r.stdout)
+	}
+	r = cosa(t, "-C", wd, "--json", "buildextend-fake", "--build", id).wantCode(t, 0)
+	if res := resultOf(t, "buildextend-fake", r.stdout); res["changed"] != false || res["platform"] != "fake" ||
+		res["artifacts"].([]any)[0].(map[string]any)["path"] != "builds/"+id+"/"+arch+"/"+art {
+		t.Errorf("buildextend-fake --json result %v", res)
 	}
 	if h := cosa(t, "buildextend-fake", "--help").wantOK(t); !strings.Contains(h.stdout, "Add the fake disk image (fake test format) to a build") {
 		t.Errorf("buildextend-fake --help:\n%s", h.stdout)

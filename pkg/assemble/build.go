@@ -14,11 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/version"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
-	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -40,7 +41,7 @@ type Options struct {
 	// Images are the platforms built with the commit (default: qemu, as
 	// coreos-assembler's classic build did); empty with SkipImages.
 	Images      []platform.Platform
-	Events      *images.Printer
+	Events      events.Sink
 	LockTimeout time.Duration
 	Progress    *progress.Reporter
 	Out         io.Writer // user-facing lines
@@ -51,7 +52,7 @@ type Options struct {
 
 // Result says what Build did.
 type Result struct {
-	BuildID   string // empty when nothing was built
+	BuildID   string // the new build, or the unchanged latest one
 	Unchanged bool
 	Commit    string
 	Pruned    []string
@@ -95,7 +96,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if pl.unchanged {
 		fmt.Fprintln(o.Out, "No changes in build inputs.")
-		return &Result{Unchanged: true}, nil
+		return &Result{BuildID: pl.id, Unchanged: true, Commit: pl.prevCommit}, nil
 	}
 	id := pl.id
 	o.Progress.Infof("Building %s %s for %s (input hash %s)", m.Name, id, o.Arch, in.hash[:12])
@@ -172,7 +173,8 @@ type plan struct {
 	idx         *build.BuildsIndex
 	prevPkgList string // of the newest build on disk, for the pkgdiff
 	unchanged   bool   // that build's inputs are these: nothing to do
-	id          string
+	id          string // the new build's, or (unchanged) that build's
+	prevCommit  string // that build's commit, when unchanged
 }
 
 // planBuild decides, under the builds/ lock, whether a build is needed and
@@ -189,7 +191,7 @@ func planBuild(dir *build.Dir, o *Options, inputHash string) (*plan, error) {
 		pl.prevPkgList = filepath.Join(dir.BuildDir(prevID, o.Arch), PkgListFile)
 	}
 	if !o.Force && prevMeta != nil && prevMeta.RpmOstreeInputHash == inputHash {
-		pl.unchanged = true
+		pl.unchanged, pl.id, pl.prevCommit = true, prevID, prevMeta.OSTreeCommit
 		return pl, nil
 	}
 	m := &o.Config.Manifest
@@ -388,6 +390,8 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		RpmOstreeInputHash:        inputHash,
 		PkgDiff:                   diff,
 		Images:                    imageArts,
+		CosaSource:                version.Get().String(),
+		CosaGit:                   version.Get().MetaGit(),
 	}
 	if c.git.Rev != "" {
 		meta.ConfigDirty = fmt.Sprint(c.git.Dirty)

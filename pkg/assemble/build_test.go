@@ -17,6 +17,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -41,7 +42,7 @@ func testWorkdir(t *testing.T) (*workdir.Workdir, Options) {
 	}
 	return w, Options{
 		Workdir: w, Config: cfg, Arch: testArch, LockTimeout: time.Second,
-		Progress: progress.New(io.Discard, false), Out: io.Discard, LockWait: io.Discard, Log: io.Discard,
+		Progress: progress.New(events.Discard{}), Out: io.Discard, LockWait: io.Discard, Log: io.Discard,
 		Now: func() time.Time { return testNow },
 	}
 }
@@ -232,7 +233,8 @@ func TestBuildUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Unchanged || res.BuildID != "" || out.String() != "No changes in build inputs.\n" {
+	// The result names the build that stands for these inputs.
+	if !res.Unchanged || res.BuildID != "12.20261121.dev.0" || res.Commit != strings.Repeat("c", 64) || out.String() != "No changes in build inputs.\n" {
 		t.Errorf("result %+v, output %q", res, out.String())
 	}
 	for _, d := range []string{staleStaging, staleScratch} {
@@ -360,7 +362,8 @@ func TestCommitStagePublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	if meta.BuildID != id || meta.OSTreeCommit != c.stats.Commit || meta.RpmOstreeInputHash != hash ||
-		meta.BuildTimestamp != "2026-11-22T12:00:00Z" || meta.Images["ostree"].Path != "debian-ostree-"+id+"-ostree."+testArch+".tar" {
+		meta.BuildTimestamp != "2026-11-22T12:00:00Z" || meta.Images["ostree"].Path != "debian-ostree-"+id+"-ostree."+testArch+".tar" ||
+		!strings.HasPrefix(meta.CosaSource, "cosa ") { // which cosa made it (internal/version)
 		t.Errorf("meta.json: %s", data)
 	}
 	var kinds []string

@@ -18,7 +18,7 @@ import (
 const ComposeVersion = "cosa-compose-1"
 
 // InputHash is the sha256 of everything a build's OSTree commit depends on
-// (DESIGN.md section 4): the normalized config, the locked package set, the
+// (docs/architecture.md#the-input-hash): the normalized config, the locked package set, the
 // overlay trees and the postprocess scripts. Same hash, same build. The
 // normalized config carries hostname, users, the per-arch package lists and
 // the repos with their keyrings' sha256, so the keyring files themselves

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
@@ -22,7 +23,7 @@ import (
 
 // Engine returns the pipeline engine for a workdir: objects in
 // cache/objects (capped by image.yaml cache-size), scratch in tmp/.
-func Engine(w *workdir.Workdir, cfg *config.Config, ev *images.Printer, log io.Writer) *images.Engine {
+func Engine(w *workdir.Workdir, cfg *config.Config, ev events.Sink, log io.Writer) *images.Engine {
 	return &images.Engine{
 		Store:   &images.Store{Dir: filepath.Join(w.CacheDir(), "objects"), MaxSize: int64(cfg.Image.CacheSize) << 30},
 		Scratch: filepath.Join(w.TmpDir(), "pipeline"),
@@ -57,7 +58,7 @@ func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p platform
 // osName is the OSTree stateroot: the config name.
 func osName(name string) string { return name }
 
-// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (DESIGN.md section 2).
+// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (docs/architecture.md#artifact-names).
 func ArtifactName(name, id string, p platform.Platform, arch string) string {
 	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p.Name, arch, p.Extension)
 }
@@ -192,38 +193,50 @@ type Options struct {
 	Arch     string
 	Platform platform.Platform
 	Force    bool
-	Events   *images.Printer
+	Events   events.Sink // the pipeline engine's progress
 	Log      io.Writer
-	Out      io.Writer
+	Out      io.Writer // the one-line summary
+}
+
+// ExtendResult says what BuildExtend did.
+type ExtendResult struct {
+	// Artifact is the platform's image as meta.json now records it.
+	Artifact build.Artifact
+	// Added is false when the build already had the image (no --force).
+	Added       bool
+	Ran, Cached int // stages run, pipelines served from the cache
 }
 
 // BuildExtend adds one platform's image to an existing build.
-func BuildExtend(ctx context.Context, o Options) error {
+func BuildExtend(ctx context.Context, o Options) (*ExtendResult, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
 	meta, err := o.Dir.ReadMeta(o.BuildID, o.Arch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if a, ok := meta.Images[o.Platform.Name]; ok && !o.Force {
 		if _, err := os.Stat(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), a.Path)); err == nil {
 			fmt.Fprintf(o.Out, "%s already has a %s image (%s); use --force to rebuild it\n", o.BuildID, o.Platform, a.Path)
-			return nil
+			return &ExtendResult{Artifact: a}, nil
 		}
 	}
 	repo, cleanup, err := sourceRepo(ctx, o.Workdir, o.Dir, o.BuildID, o.Arch, meta)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cleanup()
 	spec, err := Spec(ctx, repo, o.Config, o.Platform, meta.OSTreeCommit, meta.Ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	en := Engine(o.Workdir, o.Config, o.Events, o.Log)
 	en.Sources.OSTreeRepo = repo.Path
 	t0 := time.Now()
 	art, res, err := MakeImage(ctx, en, spec, o.Platform, o.Dir.BuildDir(o.BuildID, o.Arch), meta.Name, o.BuildID, o.Arch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var replaced string
 	if err := o.Dir.UpdateMeta(ctx, o.BuildID, o.Arch, func(m *build.Meta) error {
@@ -236,18 +249,18 @@ func BuildExtend(ctx context.Context, o Options) error {
 		m.Images[o.Platform.Name] = *art
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	// The image replaced one under another name (e.g. --force on a build
 	// whose image was compressed): meta.json no longer names the old
 	// file, so it goes, now that meta.json is written.
 	if replaced != "" && filepath.Base(replaced) == replaced {
 		if err := os.Remove(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), replaced)); err != nil && !os.IsNotExist(err) {
-			return err
+			return nil, err
 		}
 	}
 	fmt.Fprintf(o.Out, "Added %s to %s (%d stages run, %d pipelines cached, %s)\n", art.Path, o.BuildID, res.Ran, res.Cached, time.Since(t0).Round(100*time.Millisecond))
-	return nil
+	return &ExtendResult{Artifact: *art, Added: true, Ran: res.Ran, Cached: res.Cached}, nil
 }
 
 // sourceRepo is the workdir repo if it still has the commit, else the

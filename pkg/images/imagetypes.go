@@ -92,7 +92,7 @@ type ImageSpec struct {
 	Rootfs     string // ext4
 }
 
-// Disk layout (DESIGN.md section 6): partition numbers used by stages.
+// Disk layout (docs/architecture.md#disk-layout): partition numbers used by stages.
 const (
 	partBIOS = 1
 	partESP  = 2

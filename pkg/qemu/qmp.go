@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/digitalocean/go-qemu/qmp/raw"
 )
 
 // QMP is a client for the QEMU Machine Protocol on a unix socket, as
@@ -352,18 +354,19 @@ func (q *QMP) WaitEvent(ctx context.Context, name string) (Event, error) {
 }
 
 // QueryStatus runs query-status.
+// The typed bindings are go-qemu's (qmp/raw), run over this connection.
 func (q *QMP) QueryStatus(ctx context.Context) (*Status, error) {
-	var s Status
-	if err := q.Execute(ctx, "query-status", nil, &s); err != nil {
+	si, err := raw.NewMonitor(q.Monitor(ctx)).QueryStatus()
+	if err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return &Status{Running: si.Running, Status: si.Status.String()}, nil
 }
 
 // SystemPowerdown asks the guest to power off (an ACPI power button press);
 // QEMU sends a POWERDOWN event, and SHUTDOWN once the guest has complied.
 func (q *QMP) SystemPowerdown(ctx context.Context) error {
-	return q.Execute(ctx, "system_powerdown", nil, nil)
+	return raw.NewMonitor(q.Monitor(ctx)).SystemPowerdown()
 }
 
 // Quit tells QEMU to exit and waits until it has closed the connection, so
