@@ -213,4 +213,3 @@ func needsNamespace(args []string) bool {
 	}
 	return false
 }
-

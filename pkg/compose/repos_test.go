@@ -2,7 +2,6 @@ package compose
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/cosa-build/cosa/internal/debrepo"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/progress"
 )
 
@@ -111,7 +111,7 @@ func (w *fetchWorld) writeExtra(t *testing.T, key *debrepo.Key) {
 
 func fetchInto(t *testing.T, c *config.Config) (*Lockfile, string, error) {
 	cache := t.TempDir()
-	lock, err := Fetch(context.Background(), FetchOptions{Config: c, CacheDir: cache, Arch: "x86_64", Progress: progress.New(io.Discard, false)})
+	lock, err := Fetch(context.Background(), FetchOptions{Config: c, CacheDir: cache, Arch: "x86_64", Progress: progress.New(events.Discard{})})
 	return lock, cache, err
 }
 
