@@ -17,7 +17,7 @@ APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/cosa
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/cosa
 
 deps:
 	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
