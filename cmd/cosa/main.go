@@ -105,6 +105,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
 	root.AddCommand(newVersionCmd(g), newGenDocsCmd(root))
+	root.AddCommand(newConfigCmd(g))
 	root.AddCommand(newServeCmd(g))
 	markRun(root, g)
 	registerCompletions(root, g)
@@ -202,6 +203,10 @@ func needsNamespace(args []string) bool {
 		default:
 			switch a {
 			case "help", "version", "completion", "gen-docs", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+				return false
+			case "config":
+				// Only reads the config: a CI lint step needs no
+				// subordinate ids.
 				return false
 			}
 			return !slices.Contains(args[i+1:], "--help") && !slices.Contains(args[i+1:], "-h")

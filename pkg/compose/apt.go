@@ -19,6 +19,9 @@ type aptState struct {
 	Archives string // cache/debs: downloaded .debs land here
 	Arch     string // Debian arch
 	conf     string
+	// stderr of the last run, for callers that look for one complaint in
+	// all of apt's output.
+	lastStderr string
 }
 
 func newAptState(root, archives, debArch string, sources []Source) (*aptState, error) {
@@ -39,6 +42,11 @@ func newAptState(root, archives, debArch string, sources []Source) (*aptState, e
 	}
 	var list strings.Builder
 	for _, s := range sources {
+		// apt uses a file: archive's .debs where they are; copy: puts
+		// them in the package cache as downloads are.
+		if rest, ok := strings.CutPrefix(s.URI, "file:"); ok {
+			s.URI = "copy:" + rest
+		}
 		list.WriteString(s.String() + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(list.String()), 0o644); err != nil {
@@ -72,7 +80,9 @@ func (a *aptState) run(ctx context.Context, tool string, args ...string) (string
 	cmd.Env = append(os.Environ(), "APT_CONFIG="+a.conf, "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	a.lastStderr = errb.String()
+	if err != nil {
 		return out.String(), fmt.Errorf("%s %s: %v: %s", tool, strings.Join(args[:min(len(args), 3)], " "), err, lastLines(errb.String()+out.String(), 8))
 	}
 	return out.String(), nil
