@@ -2,6 +2,7 @@ package weldr
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"path"
 	"sort"
@@ -352,7 +353,7 @@ func (h *Handler) depsolve(s []Spec) ([]Dep, error) {
 	return h.opt.Packages.Depsolve(s)
 }
 
-var errNoPackages = errors.New("no package index: the service has no apt lists (run apt-get update in its apt root)")
+var errNoPackages = fmt.Errorf("%w: the service has no apt lists (run apt-get update in its apt root)", ErrNoIndex)
 
 // freeze pins every package and module entry of b to the version of the
 // closure; a glob name becomes every package of the closure it matches.

@@ -113,6 +113,17 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		fail(w, idDistro, "blueprint %s: unknown distro %q", b.Name, b.Distro)
 		return
 	}
+	// A package that does not exist or cannot be installed is refused now,
+	// not found out half way through a build.
+	warnings := []string{}
+	if _, err := h.depsolve(specs(b)); err != nil {
+		if errors.Is(err, ErrNoIndex) {
+			warnings = append(warnings, "packages not checked: "+err.Error())
+		} else {
+			fail(w, idDepsolve, "blueprint %s: %v", b.Name, err)
+			return
+		}
+	}
 	if req.Upload != nil && !uploadProviders[req.Upload.Provider] {
 		fail(w, idCompose, "unknown upload provider %q: cosa uploads to aws", req.Upload.Provider)
 		return
@@ -142,7 +153,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		h.composeErr(w, "", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"build_id": c.ID, "status": true, "warnings": []string{}})
+	writeJSON(w, http.StatusOK, map[string]any{"build_id": c.ID, "status": true, "warnings": warnings})
 }
 
 // typeEnabled refuses a type the service does not list, or lists as not

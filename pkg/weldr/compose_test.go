@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -252,6 +254,8 @@ func TestComposeStartErrors(t *testing.T) {
 	s.do("POST", "/api/v1/compose", "application/json", startBody("fw", "qcow2", "")).wantError(t, 400, "ComposeError", `"customizations.firewall", "customizations.services.masked"`)
 	s.do("POST", "/api/v1/compose", "application/json", startBody("../x", "qcow2", "")).wantError(t, 400, "InvalidChars", "")
 	s.do("POST", "/api/v1/compose", "application/json", startBody("kiosk", "ami", `,"upload":{"provider":"azure","image_name":"x","settings":{}}`)).wantError(t, 400, "ComposeError", "azure")
+	s.pushTOML("/api/v1/blueprints/new", "name = \"nopkg\"\n[[packages]]\nname = \"nosuch-pkg\"\n").wantOK(t)
+	s.do("POST", "/api/v1/compose", "application/json", startBody("nopkg", "qcow2", "")).wantError(t, 400, "DepsolveError", "nosuch-pkg")
 	s.get("/api/v1/compose/info/nosuch").wantError(t, 400, "UnknownUUID", "nosuch")
 	s.get("/api/v1/compose/info/..").wantError(t, 400, "InvalidChars", "")
 	s.do("DELETE", "/api/v1/compose/cancel/nosuch", "", nil).wantError(t, 400, "UnknownUUID", "")
@@ -301,4 +305,18 @@ func TestComposeOSTreeUploadAndSize(t *testing.T) {
 	if got := s.queue.Requests()[3].Size; got != 4294967296 {
 		t.Errorf("size %d", got)
 	}
+}
+
+func TestComposeStartWithoutIndexWarns(t *testing.T) {
+	s := newServer(t)
+	files, _ := filepath.Glob(filepath.Join(s.dir, "lists", "*"))
+	for _, f := range files {
+		os.Remove(f)
+	}
+	s.pushTOML("/api/v1/blueprints/new", kioskTOML).wantOK(t)
+	m := s.do("POST", "/api/v1/compose", "application/json", startBody("kiosk", "qcow2", "")).wantOK(t).json(t)
+	if w := list(t, m, "warnings"); len(w) != 1 || !strings.Contains(w[0].(string), "no package index") {
+		t.Errorf("warnings: %v", m)
+	}
+	s.get("/api/v1/projects/list?limit=0").wantError(t, 400, "ProjectsError", "apt-get update")
 }

@@ -88,6 +88,9 @@ type BuildSource struct {
 	Metadata  map[string]any `json:"metadata"`
 }
 
+// ErrNoIndex is returned when there is no package index to read.
+var ErrNoIndex = errors.New("no package index")
+
 // ErrUnknownPackage is returned when nothing in the index matches a name.
 var ErrUnknownPackage = errors.New("no such package")
 
@@ -152,7 +155,7 @@ func (x *AptIndex) load() error {
 		return err
 	}
 	if len(files) == 0 {
-		return fmt.Errorf("no package index in %s: run apt-get update in the service's apt root", x.Dir)
+		return fmt.Errorf("%w in %s: run apt-get update in the service's apt root", ErrNoIndex, x.Dir)
 	}
 	sort.Strings(files)
 	var stamp strings.Builder
