@@ -2,11 +2,14 @@ package ostree
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 func needOstree(t *testing.T) {
@@ -106,8 +109,8 @@ func TestCommitShowRefs(t *testing.T) {
 		t.Errorf("the branch head was pruned: %v", err)
 	}
 	_, err = repo.RevParse(ctx, "no/such/ref")
-	var oe *Error
-	if err == nil || !asError(err, &oe) {
+	var oe *hostcmd.Error
+	if !errors.As(err, &oe) {
 		t.Fatalf("want *Error, got %v", err)
 	}
 }
@@ -130,14 +133,6 @@ func TestSetConfig(t *testing.T) {
 	if err := repo.SetConfig(ctx, "nogroup", "1"); err == nil {
 		t.Error("a key without a group was accepted")
 	}
-}
-
-func asError(err error, target **Error) bool {
-	e, ok := err.(*Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 func TestVersion(t *testing.T) {
