@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // Engine runs manifests against an object store.
@@ -148,7 +150,7 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 	start := 0
 	for i := len(pids) - 2; i >= 0; i-- {
 		if en.Store.Has(pids[i]) {
-			if err := copyTree(en.Store.Path(pids[i]), work); err != nil {
+			if err := copyTree(ctx, en.Store.Path(pids[i]), work); err != nil {
 				return err
 			}
 			start = i + 1
@@ -177,7 +179,7 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 		if err := os.MkdirAll(scratch, 0o755); err != nil {
 			return err
 		}
-		tail := &tailBuffer{max: 25}
+		tail := hostcmd.NewTail(25)
 		env := &Env{Tree: work, Inputs: inputs, Sources: en.Sources, Scratch: scratch, Log: io.MultiWriter(log, tail)}
 		en.Events.Emit(Event{Type: "stage-start", Pipeline: p.Name, Stage: s.Type, ID: id})
 		t0 := time.Now()
@@ -194,35 +196,14 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 		en.Events.Emit(Event{Type: "stage-finish", Pipeline: p.Name, Stage: s.Type, ID: id, Duration: d.Seconds()})
 		switch {
 		case i == len(p.Stages)-1:
-			if err := en.Store.CommitMove(work, id); err != nil {
+			if err := en.Store.CommitMove(ctx, work, id); err != nil {
 				return err
 			}
 		case s.Checkpoint:
-			if err := en.Store.Commit(work, id); err != nil {
+			if err := en.Store.Commit(ctx, work, id); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// tailBuffer keeps the last lines written.
-type tailBuffer struct {
-	max   int
-	lines []string
-	part  string
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	parts := strings.Split(t.part+string(p), "\n")
-	t.part = parts[len(parts)-1]
-	t.lines = append(t.lines, parts[:len(parts)-1]...)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	return strings.Join(append(append([]string{}, t.lines...), t.part), "\n")
 }

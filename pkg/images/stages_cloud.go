@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // Cloud image stages turn the shared raw disk (the "image" pipeline) into
@@ -123,17 +123,14 @@ func (s *TarGNUSparse) Run(ctx context.Context, e *Env) error {
 	args := []string{"--format=gnu", "--sparse", "--dereference", "--numeric-owner", "--owner=0", "--group=0",
 		"--mode=0644", "--mtime=@0", "-C", dir, "-cf", "-", s.Member}
 	fmt.Fprintf(e.Log, "+ tar %s | gzip > %s\n", strings.Join(args, " "), s.Filename)
-	cmd := exec.CommandContext(ctx, "tar", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stdout = zw
-	tail := &tailBuffer{max: 10}
-	cmd.Stderr = io.MultiWriter(e.Log, tail)
+	cmd := hostcmd.Command("tar", args...)
+	cmd.Stdout, cmd.Stderr, cmd.TailLines = zw, e.Log, 10
 	before, err := os.Stat(src)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Run(); err != nil && !onlyCtimeMoved(err, tail.String(), src, before) {
-		return fmt.Errorf("tar: %v: %s", err, strings.TrimSpace(tail.String()))
+	if err := cmd.Run(ctx); err != nil && !onlyCtimeMoved(err, src, before) {
+		return err
 	}
 	if err := zw.Close(); err != nil {
 		return err
@@ -146,12 +143,12 @@ func (s *TarGNUSparse) Run(ctx context.Context, e *Env) error {
 // objects are written once, but a concurrent buildextend hard-links and
 // chmods the same object into builds/, which moves its ctime, and GNU tar
 // compares ctimes; content writes would move the mtime.
-func onlyCtimeMoved(err error, stderr, src string, before os.FileInfo) bool {
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+func onlyCtimeMoved(err error, src string, before os.FileInfo) bool {
+	var ee *hostcmd.Error
+	if !errors.As(err, &ee) || ee.ExitCode != 1 {
 		return false
 	}
-	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(ee.Stderr), "\n") {
 		if !strings.HasSuffix(line, ": file changed as we read it") {
 			return false
 		}
