@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/images"
@@ -282,9 +282,9 @@ func sourceRepo(ctx context.Context, w *workdir.Workdir, d *build.Dir, id, arch 
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
-	if out, err := exec.CommandContext(ctx, "tar", untarSafe("-xf", archive, "-C", tmp)...).CombinedOutput(); err != nil {
+	if err := hostcmd.Run(ctx, "tar", untarSafe("-xf", archive, "-C", tmp)...); err != nil {
 		cleanup()
-		return nil, nil, fmt.Errorf("unpacking %s: %v: %s", a.Path, err, out)
+		return nil, nil, fmt.Errorf("unpacking %s: %w", a.Path, err)
 	}
 	return &ostree.Repo{Path: tmp}, cleanup, nil
 }
