@@ -2,18 +2,17 @@ package compress
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"strconv"
-	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
 )
 
@@ -141,33 +140,13 @@ func runTool(ctx context.Context, dst io.Writer, src io.Reader, name string, arg
 	if _, err := exec.LookPath(name); err != nil {
 		return fmt.Errorf("%s is not installed: %w", name, err)
 	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = src
-	cmd.Stdout = dst
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4096}
-	if err := cmd.Run(); err != nil {
+	cmd := hostcmd.Command(name, args...)
+	cmd.Stdin, cmd.Stdout = src, dst
+	if err := cmd.Run(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		msg := strings.TrimSpace(stderr.String())
-		if msg != "" {
-			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, msg)
-		}
-		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+		return err
 	}
 	return nil
-}
-
-// limitedBuffer keeps the first max bytes written to it.
-type limitedBuffer struct {
-	buf *bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - l.buf.Len(); room > 0 {
-		l.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
 }
