@@ -54,6 +54,9 @@ type Cmd struct {
 	// TailLines is how many stderr lines the error keeps (DefaultTailLines
 	// when zero).
 	TailLines int
+	// Display, if set, is how errors name the command instead of its
+	// whole command line (which may be long, or hold temporary paths).
+	Display string
 	// OwnGroup runs the command in a new process group, and cancelling
 	// kills the whole group: for commands that start helpers of their own.
 	OwnGroup bool
@@ -178,7 +181,7 @@ func (c *Cmd) Wait() error {
 func (c *Cmd) Pid() int { return c.cmd.Process.Pid }
 
 func (c *Cmd) wrap(err error) *Error {
-	e := &Error{Name: c.Name, Args: c.Args, ExitCode: -1, Stderr: c.tail.String(), Err: err}
+	e := &Error{Name: c.Name, Args: c.Args, Display: c.Display, ExitCode: -1, Stderr: c.tail.String(), Err: err}
 	if ps := c.cmd.ProcessState; ps != nil {
 		e.ExitCode = ps.ExitCode()
 	}
@@ -221,6 +224,7 @@ type Error struct {
 	ExitCode int    // -1 when it did not exit normally
 	Stderr   string // the last lines of its stderr
 	Err      error  // *exec.ExitError, a start error, or ctx's error
+	Display  string // Cmd.Display
 }
 
 // maxCmdline bounds how much of the command line Error prints.
@@ -228,7 +232,10 @@ const maxCmdline = 200
 
 // Error is one line: the command, why it failed, and its last stderr line.
 func (e *Error) Error() string {
-	cl := strings.Join(append([]string{e.Name}, e.Args...), " ")
+	cl := e.Display
+	if cl == "" {
+		cl = strings.Join(append([]string{e.Name}, e.Args...), " ")
+	}
 	if len(cl) > maxCmdline {
 		cl = cl[:maxCmdline] + "..."
 	}

@@ -71,6 +71,15 @@ func TestOutputAndTypedError(t *testing.T) {
 	}
 }
 
+func TestDisplay(t *testing.T) {
+	c := Command("sh", "-c", "exit 2", "/tmp/long-temporary-path")
+	c.Display = "sh script"
+	err := c.Run(context.Background())
+	if err == nil || err.Error() != "sh script: exit status 2" {
+		t.Errorf("err = %v", err)
+	}
+}
+
 func TestMissingProgramIsError(t *testing.T) {
 	err := Run(context.Background(), "/nonexistent/cosa-no-such-tool")
 	var e *Error

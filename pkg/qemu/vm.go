@@ -231,6 +231,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	}
 	args = append(args, o.ExtraArgs...)
 	cmd := hostcmd.Command("qemu-system-x86_64", args...)
+	cmd.Display = "qemu-system-x86_64"
 	// The VM outlives Start's ctx: Kill ends it.
 	vmCtx, kill := context.WithCancel(context.Background())
 	v := &VM{kill: kill, ConsoleLog: logPath, changed: make(chan struct{}), exited: make(chan struct{})}
