@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
@@ -149,7 +149,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	git := w.ConfigGit()
+	git := w.ConfigGit(ctx)
 	md := map[string]string{
 		"version":           id,
 		"cosa.input-hash":   inputHash,
@@ -275,7 +275,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := build.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
 		return nil, err
 	}
-	if err := syncTree(staging); err != nil {
+	if err := syncTree(ctx, staging); err != nil {
 		return nil, err
 	}
 	final := filepath.Join(w.BuildsDir(), id)
@@ -407,10 +407,9 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo
 		return err
 	}
 	tmp := out + ".partial"
-	cmd := exec.CommandContext(ctx, "tar", "-C", tmpRepo, "--sort=name", "--numeric-owner", "-cf", tmp, ".")
-	if b, err := cmd.CombinedOutput(); err != nil {
+	if err := hostcmd.Run(ctx, "tar", "-C", tmpRepo, "--sort=name", "--numeric-owner", "-cf", tmp, "."); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("tar: %v: %s", err, b)
+		return err
 	}
 	if err := os.Chmod(tmp, 0o644); err != nil {
 		return err
@@ -418,8 +417,8 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo
 	return os.Rename(tmp, out)
 }
 
-func syncTree(dir string) error {
-	return exec.Command("sync", "-f", dir).Run()
+func syncTree(ctx context.Context, dir string) error {
+	return hostcmd.Run(ctx, "sync", "-f", dir)
 }
 
 func randHex(n int) string {
