@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
@@ -75,7 +75,7 @@ func runFetch(ctx context.Context, g *globals, w *workdir.Workdir, cfg *config.C
 			if err != nil {
 				return err
 			}
-			if err := build.WriteFileAtomic(configLock, data, 0o644); err != nil {
+			if err := fileutil.WriteFileAtomic(configLock, data, 0o644); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // MetaFile is the name of a build's metadata file inside builds/<id>/<arch>.
@@ -111,7 +113,7 @@ func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, data, 0o644)
+	return fileutil.WriteFileAtomic(path, data, 0o644)
 }
 
 // UpdateMeta is the safe read-modify-write of a meta.json: under the builds/

@@ -18,6 +18,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/extend"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -215,7 +216,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(archDir, PkgListFile), append(pkgJSON, '\n'), 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, PkgListFile), append(pkgJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	var diff []build.PkgDiffEntry
@@ -236,7 +237,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(archDir, "commitmeta.json"), append(cm, '\n'), 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, "commitmeta.json"), append(cm, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 
@@ -272,7 +273,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := build.ValidateMeta(data); err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
 		return nil, err
 	}
 	if err := syncTree(ctx, staging); err != nil {

@@ -10,8 +10,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/progress"
 )
 
@@ -115,7 +115,7 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(LockPath(o.CacheDir, o.Arch), data, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(LockPath(o.CacheDir, o.Arch), data, 0o644); err != nil {
 		return nil, err
 	}
 	return lock, nil
@@ -312,7 +312,7 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 		index.WriteString("\n\n")
 	}
 	idx := []byte(index.String())
-	if err := build.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
 		return nil, err
 	}
 	lock.IndexSha256 = sha256Hex(idx)
@@ -352,5 +352,5 @@ func writeRelease(debs, suite, debArch string) error {
 	}
 	rel := fmt.Sprintf("Origin: cosa\nLabel: cosa package cache\nSuite: %s\nCodename: %s\nArchitectures: %s all\nSHA256:\n %s %d Packages\n",
 		suite, suite, debArch, sha256Hex(idx), len(idx))
-	return build.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
+	return fileutil.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Options configure Compress and Decompress.
@@ -371,7 +372,7 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 		// moved); the smaller output is hashed as it comes out.
 		hashed := make(chan error, 1)
 		go func() {
-			_, err := io.Copy(inHash, build.ContextReader(ctx, io.NewSectionReader(in, 0, 1<<62)))
+			_, err := io.Copy(inHash, fileutil.ContextReader(ctx, io.NewSectionReader(in, 0, 1<<62)))
 			hashed <- err
 		}()
 		err := CompressStream(ctx, p.o.Algorithm, io.MultiWriter(f, outHash), in, so)

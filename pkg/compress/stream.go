@@ -13,7 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
-	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // How each format is done (measured on the 2-CPU build machine, see
@@ -56,7 +56,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 			return fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
-		if _, err := io.CopyBuffer(dst, build.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(dst, fileutil.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("gzip: %w", err)
 		}
 		return nil
@@ -66,7 +66,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 			return fmt.Errorf("zstd: %w", err)
 		}
 		defer zr.Close()
-		if _, err := io.CopyBuffer(dst, build.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(dst, fileutil.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("zstd: %w", err)
 		}
 		return nil
@@ -102,7 +102,7 @@ func zstdCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(zw, build.ContextReader(ctx, src), make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(zw, fileutil.ContextReader(ctx, src), make([]byte, 1<<20)); err != nil {
 		zw.Close()
 		return err
 	}

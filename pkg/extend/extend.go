@@ -14,6 +14,7 @@ import (
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/workdir"
@@ -108,7 +109,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		hashing.Wait()
 		return nil, nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension())+".manifest.json"), mdata, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension())+".manifest.json"), mdata, 0o644); err != nil {
 		hashing.Wait()
 		return nil, nil, err
 	}

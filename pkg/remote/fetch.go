@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // ErrNotFound is returned (wrapped) by Source.Open for a missing object.
@@ -393,14 +394,14 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		if err != nil {
 			return nil, err
 		}
-		if err := build.WriteFileAtomic(filepath.Join(st.new, f), b, 0o644); err != nil {
+		if err := fileutil.WriteFileAtomic(filepath.Join(st.new, f), b, 0o644); err != nil {
 			return nil, err
 		}
 		res.Fetched++
 		res.Bytes += int64(len(b))
 		o.emit(transferEvent("fetched", src.URL(base+f), int64(len(b)), time.Since(t0)))
 	}
-	if err := build.WriteFileAtomic(filepath.Join(st.new, build.MetaFile), metaData, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(st.new, build.MetaFile), metaData, 0o644); err != nil {
 		return nil, err
 	}
 	res.Fetched++
@@ -594,7 +595,7 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 	}()
 	h := sha256.New()
 	// Stop reading past the expected size: a bigger object is wrong anyway.
-	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(build.ContextReader(ctx, rc), wantSize+1))
+	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(fileutil.ContextReader(ctx, rc), wantSize+1))
 	if err != nil {
 		return n, 0, fmt.Errorf("%s: downloading %s: %w", what, src.URL(rel), err)
 	}
