@@ -14,6 +14,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/remote"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
@@ -150,7 +151,7 @@ skipped unless --force.`,
 				verb = "Dry run: nothing uploaded;"
 			}
 			fmt.Fprintf(g.Stdout, "%s %s to %s: %d objects uploaded (%s, %.1f MB/s), %d unchanged\n",
-				verb, strings.Join(ids, ", "), dest, res.Uploaded, remote.HumanBytes(res.Bytes), res.Rate(), res.Skipped)
+				verb, strings.Join(ids, ", "), dest, res.Uploaded, fileutil.HumanBytes(res.Bytes), res.Rate(), res.Skipped)
 			return nil
 		},
 	}
@@ -225,7 +226,7 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 				return nil
 			}
 			fmt.Fprintf(g.Stdout, "Fetched build %s (%s): %d files (%s), %d already present\n",
-				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, remote.HumanBytes(res.Bytes), res.Kept)
+				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, fileutil.HumanBytes(res.Bytes), res.Kept)
 			return nil
 		},
 	}

@@ -365,7 +365,7 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		have := filepath.Join(archDir, filepath.FromSlash(rel))
 		dst := filepath.Join(st.new, filepath.FromSlash(rel))
 		if !o.Force {
-			if sum, size, err := fileSha256(have); err == nil && sum == a.Sha256 && size == a.Size {
+			if sum, size, err := fileutil.SHA256File(have); err == nil && sum == a.Sha256 && size == a.Size {
 				if !sameBuild {
 					if err := linkFile(have, dst); err != nil {
 						return nil, err
@@ -490,13 +490,13 @@ func (st *staging) swapIn(archDir string) (undo func(), err error) {
 		if newBuild {
 			os.Remove(buildDir)
 		}
-		syncDir(buildDir)
+		fileutil.SyncDir(buildDir)
 	}
 	if err := os.Rename(st.new, archDir); err != nil {
 		undo()
 		return nil, fmt.Errorf("moving the fetched build into place: %w", err)
 	}
-	return undo, syncDir(buildDir)
+	return undo, fileutil.SyncDir(buildDir)
 }
 
 // recoverStaging removes what interrupted fetches left under builds/ (we
@@ -617,7 +617,7 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 	if err = os.Rename(tmp.Name(), dst); err != nil {
 		return n, 0, err
 	}
-	return n, time.Since(t0), syncDir(filepath.Dir(dst))
+	return n, time.Since(t0), fileutil.SyncDir(filepath.Dir(dst))
 }
 
 // idleSource makes every object it opens fail once nothing has arrived

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // CannedACLs are the values --acl accepts.
@@ -299,7 +300,7 @@ func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, 
 // putBytes uploads data (a JSON file of the build) as key unless the
 // bucket already has it.
 func (u *uploader) putBytes(ctx context.Context, key, name string, data []byte) error {
-	sum, size := bytesSha256(data), int64(len(data))
+	sum, size := fileutil.SHA256Hex(data), int64(len(data))
 	if skip, err := u.skip(ctx, key, sum, size); err != nil || skip {
 		return err
 	}
@@ -436,7 +437,7 @@ func (u *uploader) updateIndex(ctx context.Context, add []build.BuildEntry, tags
 			Body:         bytes.NewReader(data),
 			ContentType:  aws.String("application/json"),
 			CacheControl: aws.String(CacheControlJSON),
-			Metadata:     map[string]string{ShaMetaKey: bytesSha256(data)},
+			Metadata:     map[string]string{ShaMetaKey: fileutil.SHA256Hex(data)},
 		}
 		if u.o.ACL != "" && u.o.ACL != "private" {
 			in.ACL = types.ObjectCannedACL(u.o.ACL)
