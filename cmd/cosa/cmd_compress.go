@@ -11,6 +11,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/compress"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 type compressOptions struct {
@@ -151,29 +152,17 @@ func printResult(w io.Writer, r compress.Result) {
 	if r.Resumed {
 		resumed = ", finishing an interrupted run"
 	}
-	sizes := fmt.Sprintf("%s -> %s", humanBytes(r.CompSize), humanBytes(r.Size))
+	sizes := fmt.Sprintf("%s -> %s", fileutil.HumanBytes(r.CompSize), fileutil.HumanBytes(r.Size))
 	if r.Action == compress.ActionCompressed {
 		pct := 0.0
 		if r.Size > 0 {
 			pct = float64(r.CompSize) / float64(r.Size) * 100
 		}
-		sizes = fmt.Sprintf("%s -> %s, %.1f%%", humanBytes(r.Size), humanBytes(r.CompSize), pct)
+		sizes = fmt.Sprintf("%s -> %s, %.1f%%", fileutil.HumanBytes(r.Size), fileutil.HumanBytes(r.CompSize), pct)
 	}
 	fmt.Fprintf(w, "%s: %s %s -> %s (%s) in %s, %.1f MB/s%s\n",
 		r.Artifact, r.Action, r.From, r.To, sizes,
 		time.Duration(r.Seconds*float64(time.Second)).Round(10*time.Millisecond), r.MBps(), resumed)
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }

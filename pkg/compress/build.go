@@ -513,7 +513,7 @@ func (p *op) removeStale(meta *build.Meta, rel string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(p.abs(rel)))
+	return fileutil.SyncDir(filepath.Dir(p.abs(rel)))
 }
 
 // removeTemps removes our temporary files for rel (".NAME.tmp-*"). The
@@ -552,46 +552,13 @@ func (p *op) abs(rel string) string { return filepath.Join(p.dir, rel) }
 // directory: fill writes it, check (run after fill succeeded) may veto it,
 // then it is synced, made 0644 and renamed into place, and the directory
 // synced. On any failure the temporary file is removed and path untouched.
-func writeReplace(path string, fill func(*os.File) error, check func() error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+func writeReplace(path string, fill func(*os.File) error, check func() error) error {
+	return fileutil.WriteAtomic(path, 0o644, func(f *os.File) error {
+		if err := fill(f); err != nil {
+			return err
 		}
-	}()
-	if err = fill(f); err != nil {
-		return err
-	}
-	if err = check(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+		return check()
+	})
 }
 
 // lockDir takes a non-blocking exclusive flock on the build's arch
