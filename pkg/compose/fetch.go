@@ -295,7 +295,7 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 		}
 		fn := debFilename(p)
 		path := filepath.Join(debs, fn)
-		sum, err := fileSha256(path)
+		sum, _, err := fileutil.SHA256File(path)
 		if err != nil {
 			return nil, fmt.Errorf("downloaded package missing: %v", err)
 		}
@@ -315,7 +315,7 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 	if err := fileutil.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
 		return nil, err
 	}
-	lock.IndexSha256 = sha256Hex(idx)
+	lock.IndexSha256 = fileutil.SHA256Hex(idx)
 	return lock, nil
 }
 
@@ -351,6 +351,6 @@ func writeRelease(debs, suite, debArch string) error {
 		return err
 	}
 	rel := fmt.Sprintf("Origin: cosa\nLabel: cosa package cache\nSuite: %s\nCodename: %s\nArchitectures: %s all\nSHA256:\n %s %d Packages\n",
-		suite, suite, debArch, sha256Hex(idx), len(idx))
+		suite, suite, debArch, fileutil.SHA256Hex(idx), len(idx))
 	return fileutil.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
 }
