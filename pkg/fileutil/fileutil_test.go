@@ -2,6 +2,7 @@ package fileutil
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -135,5 +136,20 @@ func TestRemoveAll(t *testing.T) {
 	}
 	if err := RemoveAll(root); err != nil {
 		t.Errorf("removing a missing tree: %v", err)
+	}
+}
+
+func TestJSONFileError(t *testing.T) {
+	data := []byte("{\n  \"a\": [1,\n  }\n")
+	var v map[string]any
+	err := JSONFileError("x.json", data, json.Unmarshal(data, &v))
+	if err == nil || !strings.HasPrefix(err.Error(), "x.json:3:3: ") {
+		t.Errorf("syntax error = %v", err)
+	}
+	var s struct{ A string }
+	data = []byte(`{"A": 5}`)
+	err = JSONFileError("y.json", data, json.Unmarshal(data, &s))
+	if err == nil || err.Error() != "y.json:1:7: A: expected a string, got a number" {
+		t.Errorf("type error = %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // ManifestVersion is the only manifest format version understood.
@@ -48,7 +48,7 @@ func LoadManifest(path string) (*Manifest, error) {
 	if err != nil {
 		var de decodeError
 		if errors.As(err, &de) {
-			return nil, build.JSONFileError(path, data, de.err)
+			return nil, fileutil.JSONFileError(path, data, de.err)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
