@@ -19,7 +19,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/cosa-build/cosa/internal/ec2double"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // TestCloudImages makes one real build (with its qemu image) and adds
@@ -32,7 +32,7 @@ func TestCloudImages(t *testing.T) {
 	w := t.TempDir()
 	// Registered after TempDir, so it runs first: ostree marks deployment
 	// dirs in cached tree objects immutable, which os.RemoveAll cannot undo.
-	t.Cleanup(func() { images.RemoveAll(filepath.Join(w, "cache", "objects")) })
+	t.Cleanup(func() { fileutil.RemoveAll(filepath.Join(w, "cache", "objects")) })
 	mustCosa(t, w, "init")
 	t0 := time.Now()
 	mustCosa(t, w, "build", "--fetch")

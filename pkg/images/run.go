@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Engine runs manifests against an object store.
@@ -69,7 +70,7 @@ func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Resu
 	}
 	// Working trees of runs that were killed are garbage once no run is
 	// active (scratch is shared by all runs of this workdir).
-	use, err := en.Store.use(func() { RemoveAll(en.Scratch) })
+	use, err := en.Store.use(func() { fileutil.RemoveAll(en.Scratch) })
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +146,7 @@ func (en *Engine) pipelineDone(name, id string) {
 
 func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, done map[string]string, log io.Writer, res *Result) error {
 	work := filepath.Join(en.Scratch, "tree-"+p.Name+"-"+randHex(4))
-	defer RemoveAll(work)
+	defer fileutil.RemoveAll(work)
 	// Resume from the newest stored stage.
 	start := 0
 	for i := len(pids) - 2; i >= 0; i-- {
@@ -184,7 +185,7 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 		en.Events.Emit(Event{Type: "stage-start", Pipeline: p.Name, Stage: s.Type, ID: id})
 		t0 := time.Now()
 		err := impl.Run(ctx, env)
-		RemoveAll(scratch)
+		fileutil.RemoveAll(scratch)
 		if err != nil {
 			se := &StageError{p.Name, s.Type, id, fmt.Errorf("%v\n--- last output ---\n%s", err, tail.String())}
 			en.Events.Emit(Event{Type: "error", Pipeline: p.Name, Stage: s.Type, ID: id, Message: err.Error()})

@@ -3,8 +3,6 @@ package images
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Cloud image stages turn the shared raw disk (the "image" pipeline) into
@@ -222,12 +221,11 @@ func (s *OVA) Run(ctx context.Context, e *Env) error {
 	}
 	diskName := s.Name + "-disk1.vmdk"
 	ovf := []byte(s.descriptor(diskName, st.Size(), qi.VirtualSize))
-	diskSum, err := sha256File(vmdk)
+	diskSum, _, err := fileutil.SHA256File(vmdk)
 	if err != nil {
 		return err
 	}
-	ovfSum := sha256.Sum256(ovf)
-	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s)= %s\n", s.Name, hex.EncodeToString(ovfSum[:]), diskName, diskSum)
+	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s)= %s\n", s.Name, fileutil.SHA256Hex(ovf), diskName, diskSum)
 
 	out, err := os.Create(filepath.Join(e.Tree, s.Filename))
 	if err != nil {
@@ -266,19 +264,6 @@ func (s *OVA) Run(ctx context.Context, e *Env) error {
 	}
 	fmt.Fprintf(e.Log, "wrote %s: %s.ovf, %s.mf, %s (%d bytes, capacity %d)\n", s.Filename, s.Name, s.Name, diskName, st.Size(), qi.VirtualSize)
 	return out.Close()
-}
-
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // descriptor is the OVF 1.0 envelope (DSP0243 1.0). Names are plain file

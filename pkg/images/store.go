@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
-	"github.com/cosa-build/cosa/pkg/fsattr"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Store is the content-addressed object store: cache/objects/<stage id>.
@@ -147,10 +147,9 @@ func (s *Store) Evict(keep map[string]bool) ([]string, error) {
 		if keep[o.id] {
 			continue
 		}
-		if err := makeWritable(s.Path(o.id)); err != nil {
-			return evicted, err
-		}
-		if err := os.RemoveAll(s.Path(o.id)); err != nil {
+		// Objects stored by older versions may hold deployments that
+		// ostree made immutable (the deploy stage clears the flag since).
+		if err := fileutil.RemoveAll(s.Path(o.id)); err != nil {
 			return evicted, err
 		}
 		os.Remove(s.sumsPath(o.id))
@@ -185,26 +184,6 @@ func diskUsage(root string) int64 {
 // holes, with reflinks where the filesystem has them.
 func copyTree(ctx context.Context, src, dst string) error {
 	return hostcmd.Run(ctx, "cp", "-a", "--reflink=auto", "--sparse=always", src, dst)
-}
-
-// makeWritable undoes `chattr +i`, which ostree sets on deployment dirs.
-// The deploy stage clears it since; objects stored by older versions
-// still have it.
-func makeWritable(dir string) error {
-	deploys, _ := filepath.Glob(filepath.Join(dir, "*", "ostree", "deploy", "*", "deploy", "*"))
-	deploys2, _ := filepath.Glob(filepath.Join(dir, "ostree", "deploy", "*", "deploy", "*"))
-	for _, d := range append(deploys, deploys2...) {
-		if _, err := fsattr.Clear(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
-// RemoveAll removes a tree that may hold immutable ostree deployments.
-func RemoveAll(dir string) error {
-	makeWritable(dir)
-	return os.RemoveAll(dir)
 }
 
 func randHex(n int) string {
