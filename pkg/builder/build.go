@@ -291,7 +291,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	fmt.Fprintf(o.Out, "Built %s: commit %s, %d packages, %s, in %s\n", id, stats.Commit[:12], len(res.Packages),
-		humanBytes(ostreeArt.Size), time.Since(start).Round(time.Second))
+		fileutil.HumanBytes(ostreeArt.Size), time.Since(start).Round(time.Second))
 
 	result := &Result{BuildID: id, Commit: stats.Commit}
 	if !o.SkipPrune {
@@ -426,14 +426,4 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }
