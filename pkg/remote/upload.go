@@ -3,8 +3,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -283,11 +281,11 @@ func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, 
 	// Never publish a file that does not match its meta.json. The open
 	// file is hashed, not the path, so that a file replaced meanwhile
 	// cannot go up unchecked.
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	got, _, err := fileutil.SHA256Reader(f)
+	if err != nil {
 		return fmt.Errorf("%s: reading %s: %w", what, p, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+	if got != sum {
 		return fmt.Errorf("%s: %s has sha256 %s, meta.json says %s; refusing to upload a corrupt file", what, p, got, sum)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
