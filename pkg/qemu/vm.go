@@ -242,14 +242,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 			return nil, err
 		}
 		v.Started = time.Now()
-		go func() {
-			err := cmd.Wait()
-			kill()
-			v.mu.Lock()
-			v.waitErr = err
-			v.mu.Unlock()
-			close(v.exited)
-		}()
+		go v.reap(cmd)
 		return v, nil
 	}
 	stdout, err := cmd.StdoutPipe()
@@ -293,14 +286,19 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		}
 		logf.Close()
 		stdout.Close()
-		err := cmd.Wait()
-		kill()
-		v.mu.Lock()
-		v.waitErr = err
-		v.mu.Unlock()
-		close(v.exited)
+		v.reap(cmd)
 	}()
 	return v, nil
+}
+
+// reap waits for QEMU and records how it ended.
+func (v *VM) reap(cmd *hostcmd.Cmd) {
+	err := cmd.Wait()
+	v.kill()
+	v.mu.Lock()
+	v.waitErr = err
+	v.mu.Unlock()
+	close(v.exited)
 }
 
 // Console returns everything the guest printed so far.
