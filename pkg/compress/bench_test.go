@@ -27,50 +27,19 @@ func BenchmarkCompress(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
 	for _, a := range Algorithms {
 		for _, fast := range []bool{false, true} {
 			name := string(a)
 			if fast {
 				name += "-fast"
 			}
-			b.Run("cosa-"+name, func(b *testing.B) {
-				b.SetBytes(fi.Size())
-				var out int64
-				for i := 0; i < b.N; i++ {
-					f, err := os.Open(path)
-					if err != nil {
-						b.Fatal(err)
-					}
-					cw := &countWriter{}
-					if err := CompressStream(ctx, a, cw, f, StreamOptions{Fast: fast}); err != nil {
-						b.Fatal(err)
-					}
-					f.Close()
-					out = cw.n
-				}
-				b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
-			})
+			b.Run("cosa-"+name, func(b *testing.B) { benchCompressStream(b, a, path, fi.Size(), fast) })
 			if a == Zstd {
 				// The in-process encoder, used when zstd(1) is missing.
 				b.Run("go-"+name, func(b *testing.B) {
 					defer func(c string) { zstdCommand = c }(zstdCommand)
 					zstdCommand = "cosa-bench-no-such-zstd"
-					b.SetBytes(fi.Size())
-					var out int64
-					for i := 0; i < b.N; i++ {
-						f, err := os.Open(path)
-						if err != nil {
-							b.Fatal(err)
-						}
-						cw := &countWriter{}
-						if err := CompressStream(ctx, a, cw, f, StreamOptions{Fast: fast}); err != nil {
-							b.Fatal(err)
-						}
-						f.Close()
-						out = cw.n
-					}
-					b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+					benchCompressStream(b, a, path, fi.Size(), fast)
 				})
 			}
 			tool, args := cliCommand(a, fast)
@@ -205,4 +174,24 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// benchCompressStream compresses path with CompressStream b.N times and
+// reports the compressed size as a share of size.
+func benchCompressStream(b *testing.B, a Algorithm, path string, size int64, fast bool) {
+	b.SetBytes(size)
+	var out int64
+	for i := 0; i < b.N; i++ {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cw := &countWriter{}
+		if err := CompressStream(context.Background(), a, cw, f, StreamOptions{Fast: fast}); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		out = cw.n
+	}
+	b.ReportMetric(float64(out)/float64(size)*100, "%size")
 }
