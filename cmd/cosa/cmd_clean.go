@@ -16,11 +16,7 @@ func newCleanCmd(g *globals) *cobra.Command {
 		Short: "Empty cache/ and tmp/ (--all: builds/ too); src/config is kept",
 		Args:  maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			w, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

@@ -91,11 +91,7 @@ leaves the compressed file and meta.json as they were. Resumable like
 compress.`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

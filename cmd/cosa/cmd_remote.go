@@ -93,11 +93,7 @@ skipped unless --force.`,
 			if err != nil {
 				return usageError{err}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}
@@ -202,11 +198,7 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 			if err != nil {
 				return usageError{err}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

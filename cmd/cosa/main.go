@@ -66,14 +66,23 @@ func (g *globals) buildsDir(w *workdir.Workdir) (*build.Dir, error) {
 	return d, nil
 }
 
+// openBuildsDir opens the workdir and its builds dir.
+func (g *globals) openBuildsDir() (*workdir.Workdir, *build.Dir, error) {
+	w, err := g.openWorkdir()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := g.buildsDir(w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, d, nil
+}
+
 // openBuild opens the workdir and its builds dir and resolves a --build
 // value ("latest" or an id) to an existing local build.
 func (g *globals) openBuild(buildFlag string) (*workdir.Workdir, *build.Dir, string, error) {
-	w, err := g.openWorkdir()
-	if err != nil {
-		return nil, nil, "", err
-	}
-	d, err := g.buildsDir(w)
+	w, d, err := g.openBuildsDir()
 	if err != nil {
 		return nil, nil, "", err
 	}
