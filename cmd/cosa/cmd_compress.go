@@ -56,11 +56,7 @@ the command again. The default compressor is image.yaml's "compressor".`,
 					return err
 				}
 			}
-			d, err := g.buildsDir(w)
-			if err != nil {
-				return err
-			}
-			id, err := resolveBuild(d, o.Build)
+			d, id, err := g.resolveIn(w, o.Build)
 			if err != nil {
 				return err
 			}

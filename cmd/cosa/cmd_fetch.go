@@ -26,11 +26,7 @@ func newFetchCmd(g *globals) *cobra.Command {
 		Short: "Resolve and download the package set into cache/ and write the lock file",
 		Args:  maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			cfg, err := w.LoadConfig()
+			w, cfg, err := g.openConfig()
 			if err != nil {
 				return err
 			}
