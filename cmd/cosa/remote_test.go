@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -23,36 +22,10 @@ import (
 	"github.com/cosa-build/cosa/pkg/remote"
 )
 
-// cosaRemote runs the CLI with buildupload and buildfetch registered
-// (whether or not main.go registers them yet), mapping errors to exit
-// codes as run does.
+// cosaRemote runs the CLI as cosa() does (main.go registers every command).
 func cosaRemote(t *testing.T, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	g := &globals{Stdout: &out, Stderr: &errb}
-	root := newRootCmd(g)
-	if c, _, err := root.Find([]string{"buildupload"}); err != nil || c == root {
-		sub := newBuilduploadCmd(g)
-		markRun(sub, g)
-		root.AddCommand(sub)
-	}
-	if c, _, err := root.Find([]string{"buildfetch"}); err != nil || c == root {
-		sub := newBuildfetchCmd(g)
-		markRun(sub, g)
-		root.AddCommand(sub)
-	}
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		errb.WriteString("error: " + err.Error() + "\n")
-		var ue usageError
-		code = exitFailure
-		if errors.As(err, &ue) || !g.ran {
-			code = exitBadInput
-		}
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return cosa(t, args...)
 }
 
 // fakeS3 serves gofakes3 on loopback with bucket "bkt" and points the SDK's
