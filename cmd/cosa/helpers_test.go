@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 )
@@ -179,23 +180,10 @@ func dirEntries(t *testing.T, dir string) []string {
 	return names
 }
 
-// writeFiles writes files (slash-separated names relative to root). A
-// name ending in ".sh" is made executable.
+// writeFiles writes files under root (see testutil.WriteTree).
 func writeFiles(t *testing.T, root string, files map[string]string) {
 	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(root, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.WriteTree(t, root, files)
 }
 
 // minimalManifest is a small valid manifest.yaml; its line numbers are

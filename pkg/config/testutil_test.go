@@ -1,42 +1,16 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/cosa-build/cosa/internal/testutil"
 )
 
-// writeTree creates files under root. A value starting with "symlink:" makes
-// a symlink to the rest of the value; "dir:" makes an empty directory,
-// "fifo:" a named pipe.
+// writeTree writes files under root (see testutil.WriteTree).
 func writeTree(t *testing.T, root string, files map[string]string) {
 	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(root, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		switch {
-		case strings.HasPrefix(content, "symlink:"):
-			if err := os.Symlink(strings.TrimPrefix(content, "symlink:"), p); err != nil {
-				t.Fatal(err)
-			}
-		case content == "fifo:":
-			if err := syscall.Mkfifo(p, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		case content == "dir:":
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	testutil.WriteTree(t, root, files)
 }
 
 // minimalManifest is the smallest valid manifest.yaml.
