@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 )
 
@@ -26,10 +27,10 @@ const (
 func badInputWorkdir(t *testing.T) string {
 	t.Helper()
 	wd := initWorkdir(t)
-	writeFiles(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": minimalManifest})
+	testutil.WriteTree(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": minimalManifest})
 	makeBuilds(t, wd, map[string]string{"stable": badID1},
 		fakeBuild{id: badID1, onDisk: true, day: 20}, fakeBuild{id: badID2, onDisk: true, day: 21})
-	writeFiles(t, filepath.Join(wd, "builds"), map[string]string{".lock": ""})
+	testutil.WriteTree(t, filepath.Join(wd, "builds"), map[string]string{".lock": ""})
 	return wd
 }
 

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 )
@@ -178,12 +177,6 @@ func dirEntries(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
-}
-
-// writeFiles writes files under root (see testutil.WriteTree).
-func writeFiles(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	testutil.WriteTree(t, root, files)
 }
 
 // minimalManifest is a small valid manifest.yaml; its line numbers are

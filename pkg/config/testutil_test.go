@@ -1,17 +1,6 @@
 package config
 
-import (
-	"strings"
-	"testing"
-
-	"github.com/cosa-build/cosa/internal/testutil"
-)
-
-// writeTree writes files under root (see testutil.WriteTree).
-func writeTree(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	testutil.WriteTree(t, root, files)
-}
+import "strings"
 
 // minimalManifest is the smallest valid manifest.yaml.
 const minimalManifest = `name: demo
