@@ -19,17 +19,25 @@ func needOstree(t *testing.T) {
 	}
 }
 
+// testRepo skips the test without the ostree CLI, and opens a bare-user
+// repo in a new directory, which it returns too.
+func testRepo(t *testing.T) (*Repo, string) {
+	t.Helper()
+	needOstree(t)
+	dir := t.TempDir()
+	repo, err := Open(context.Background(), filepath.Join(dir, "repo"), ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, dir
+}
+
 // TestCommitShowRefs runs the real ostree CLI: commit a small tree twice and
 // check that identical content gives an identical content checksum while
 // metadata changes the commit checksum.
 func TestCommitShowRefs(t *testing.T) {
-	needOstree(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	repo, err := Open(ctx, filepath.Join(dir, "repo"), ModeBareUser)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, dir := testRepo(t)
 	tree := filepath.Join(dir, "tree")
 	if err := os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755); err != nil {
 		t.Fatal(err)
