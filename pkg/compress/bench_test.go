@@ -19,14 +19,7 @@ import (
 //
 // b.SetBytes makes `go test` print MB/s of uncompressed input.
 func BenchmarkCompress(b *testing.B) {
-	if testing.Short() {
-		b.Skip("slow: compresses 200 MB several times")
-	}
-	path := benchFile(b)
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+	path, fi := benchInput(b)
 	for _, a := range Algorithms {
 		for _, fast := range []bool{false, true} {
 			name := string(a)
@@ -93,14 +86,7 @@ func cliCommand(a Algorithm, fast bool) (string, []string) {
 // BenchmarkDecompress measures decompression of the benchmark file, in MB/s
 // of uncompressed output.
 func BenchmarkDecompress(b *testing.B) {
-	if testing.Short() {
-		b.Skip("slow")
-	}
-	path := benchFile(b)
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+	path, fi := benchInput(b)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		b.Fatal(err)
@@ -137,6 +123,21 @@ func BenchmarkDecompress(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchInput skips a benchmark under -short (each reads 200 MB several
+// times) and returns the benchmark file and its size.
+func benchInput(b *testing.B) (string, os.FileInfo) {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("slow: reads the 200 MB benchmark file several times")
+	}
+	path := benchFile(b)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return path, fi
 }
 
 // benchFile returns $COSA_BENCH_FILE or makes a 200 MB tar of /usr/lib.

@@ -254,21 +254,13 @@ func (p *op) compressOne(ctx context.Context, meta *build.Meta, name string, a b
 	}
 	res.CompSize = compSize
 
-	err := p.updateMeta(ctx, name, a, dstRel, func(cur *build.Artifact) {
+	return p.switchTo(ctx, name, a, res, t0, func(cur *build.Artifact) {
 		cur.Path = dstRel
 		cur.Sha256 = compSum
 		cur.Size = compSize
 		cur.UncompressedSha256 = a.Sha256
 		cur.UncompressedSize = a.Size
 	})
-	if err != nil {
-		return Result{}, err
-	}
-	if err := p.removeStale(nil, srcRel); err != nil {
-		return Result{}, err
-	}
-	res.Seconds = time.Since(t0).Seconds()
-	return res, nil
 }
 
 func (p *op) decompressOne(ctx context.Context, meta *build.Meta, name string, a build.Artifact) (Result, error) {
@@ -306,17 +298,22 @@ func (p *op) decompressOne(ctx context.Context, meta *build.Meta, name string, a
 			return Result{}, err
 		}
 	}
-	err := p.updateMeta(ctx, name, a, dstRel, func(cur *build.Artifact) {
+	return p.switchTo(ctx, name, a, res, t0, func(cur *build.Artifact) {
 		cur.Path = dstRel
 		cur.Sha256 = a.UncompressedSha256
 		cur.Size = a.UncompressedSize
 		cur.UncompressedSha256 = ""
 		cur.UncompressedSize = 0
 	})
-	if err != nil {
+}
+
+// switchTo points images[name] at res.To (set fills in the entry), removes
+// res.From, which the entry no longer names, and completes res.
+func (p *op) switchTo(ctx context.Context, name string, a build.Artifact, res Result, t0 time.Time, set func(*build.Artifact)) (Result, error) {
+	if err := p.updateMeta(ctx, name, a, res.To, set); err != nil {
 		return Result{}, err
 	}
-	if err := p.removeStale(nil, srcRel); err != nil {
+	if err := p.removeStale(nil, res.From); err != nil {
 		return Result{}, err
 	}
 	res.Seconds = time.Since(t0).Seconds()
