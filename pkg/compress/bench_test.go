@@ -40,23 +40,11 @@ func BenchmarkCompress(b *testing.B) {
 				if _, err := exec.LookPath(tool); err != nil {
 					b.Skipf("%s not installed", tool)
 				}
-				b.SetBytes(fi.Size())
-				var out int64
-				for i := 0; i < b.N; i++ {
-					f, err := os.Open(path)
-					if err != nil {
-						b.Fatal(err)
-					}
-					cw := &countWriter{}
+				benchCompress(b, path, fi.Size(), func(w io.Writer, r io.Reader) error {
 					cmd := exec.Command(tool, args...)
-					cmd.Stdin, cmd.Stdout = f, cw
-					if err := cmd.Run(); err != nil {
-						b.Fatal(err)
-					}
-					f.Close()
-					out = cw.n
-				}
-				b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+					cmd.Stdin, cmd.Stdout = r, w
+					return cmd.Run()
+				})
 			})
 		}
 	}
@@ -177,9 +165,16 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// benchCompressStream compresses path with CompressStream b.N times and
-// reports the compressed size as a share of size.
+// benchCompressStream benchmarks CompressStream on path.
 func benchCompressStream(b *testing.B, a Algorithm, path string, size int64, fast bool) {
+	benchCompress(b, path, size, func(w io.Writer, r io.Reader) error {
+		return CompressStream(context.Background(), a, w, r, StreamOptions{Fast: fast})
+	})
+}
+
+// benchCompress runs compress from path b.N times and reports the
+// compressed size as a share of size.
+func benchCompress(b *testing.B, path string, size int64, compress func(io.Writer, io.Reader) error) {
 	b.SetBytes(size)
 	var out int64
 	for i := 0; i < b.N; i++ {
@@ -188,7 +183,7 @@ func benchCompressStream(b *testing.B, a Algorithm, path string, size int64, fas
 			b.Fatal(err)
 		}
 		cw := &countWriter{}
-		if err := CompressStream(context.Background(), a, cw, f, StreamOptions{Fast: fast}); err != nil {
+		if err := compress(cw, f); err != nil {
 			b.Fatal(err)
 		}
 		f.Close()
