@@ -12,7 +12,7 @@ APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs
             openssh-client xz-utils zstd gzip
 
 
-.PHONY: all build deps test-deps bench-deps bench run test test-unit test-e2e vet fmt clean install stress
+.PHONY: all build deps test-deps bench-deps bench run test test-unit test-e2e vet fmt clean install docs stress
 
 all: build
 
@@ -95,8 +95,27 @@ stress: deps test-deps build
 	COSA_STRESS=1 $(GO) test -count=1 -timeout 120m -v ./tests/stress/
 	$(MAKE) fuzz FUZZTIME=2m
 
-install: build
-	install -m 0755 $(BIN) $(PREFIX)/bin/cosa
+# Man pages and completion scripts are generated from the command tree by
+# the binary just built (a hidden command), so they always match it.
+# `make install DESTDIR=/tmp/stage PREFIX=/usr` for packaging.
+DESTDIR     ?=
+BINDIR      := $(PREFIX)/bin
+MANDIR      := $(PREFIX)/share/man/man1
+BASHCOMPDIR := $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  := $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR := $(PREFIX)/share/fish/vendor_completions.d
+
+docs: build
+	rm -rf bin/man bin/completion
+	./$(BIN) gen-docs --man bin/man --completion bin/completion
+
+install: docs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/cosa
+	install -m 0644 bin/man/*.1 $(DESTDIR)$(MANDIR)/
+	install -m 0644 bin/completion/cosa.bash $(DESTDIR)$(BASHCOMPDIR)/cosa
+	install -m 0644 bin/completion/_cosa $(DESTDIR)$(ZSHCOMPDIR)/_cosa
+	install -m 0644 bin/completion/cosa.fish $(DESTDIR)$(FISHCOMPDIR)/cosa.fish
 
 clean:
 	rm -rf bin

@@ -76,6 +76,12 @@ func TestBuildLifecycle(t *testing.T) {
 	if !strings.Contains(r.Stdout, "No changes in build inputs.") || len(readIndex(t, w).Builds) != 1 {
 		t.Fatalf("unchanged rebuild: %q, builds %v", r.Stdout, readIndex(t, w).IDs())
 	}
+	// The same under --json: the result names the unchanged build.
+	r = mustCosa(t, w, "--json", "build", "--skip-image")
+	if res := resultOf(t, r, "build"); res["build"] != id0 || res["changed"] != false || res["commit"] != commit ||
+		strings.Contains(r.Stdout, "No changes") || !strings.Contains(r.Stderr, "No changes in build inputs.") {
+		t.Errorf("unchanged rebuild --json: %v\nstderr: %s", res, r.Stderr)
+	}
 
 	// 4. An overlay change plus a new package: the cache is stale until
 	// fetched, then the new build has a pkgdiff.
@@ -86,12 +92,24 @@ func TestBuildLifecycle(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "cosa fetch") {
 		t.Fatalf("build with a stale fetch: exit %d, %q", r.Code, r.Stderr)
 	}
-	mustCosa(t, w, "build", "--fetch", "--skip-image")
+	r = mustCosa(t, w, "--json", "build", "--fetch", "--skip-image")
 	id1 := latest(t, w)
 	if id1 == id0 || !strings.HasSuffix(id1, ".dev.1") {
 		t.Fatalf("second build id %q", id1)
 	}
 	meta1 := checkBuild(t, w, id1)
+	// --json: the result says what was built, as meta.json does, with
+	// paths relative to the workdir.
+	res := resultOf(t, r, "build")
+	ostreeArt := artifactOf(t, res, "ostree")
+	if res["build"] != id1 || res["changed"] != true || res["commit"] != meta1.OSTreeCommit || res["arch"] != "x86_64" ||
+		ostreeArt["path"] != "builds/"+id1+"/x86_64/"+meta1.Images["ostree"].Path ||
+		ostreeArt["sha256"] != meta1.Images["ostree"].Sha256 || ostreeArt["size"] != float64(meta1.Images["ostree"].Size) {
+		t.Errorf("build --json result %v, meta.json images %+v", res, meta1.Images)
+	}
+	if sum := sha256File(t, filepath.Join(w, ostreeArt["path"].(string))); sum != ostreeArt["sha256"] {
+		t.Errorf("%s: sha256 %s, the result says %s", ostreeArt["path"], sum, ostreeArt["sha256"])
+	}
 	if meta1.RpmOstreeInputHash == meta0.RpmOstreeInputHash {
 		t.Error("input hash did not change")
 	}
@@ -134,9 +152,8 @@ func TestBuildLifecycle(t *testing.T) {
 		t.Errorf("tag during a build: exit %d, %q; want a lock timeout naming cosa build", r.Code, r.Stderr)
 	}
 	r = mustCosa(t, w, "list", "--json")
-	var rows []map[string]any
-	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil || len(rows) != 2 {
-		t.Errorf("list during a build: %v, %q", err, r.Stdout)
+	if rows, _ := resultOf(t, r, "list")["builds"].([]any); len(rows) != 2 {
+		t.Errorf("list during a build: %q", r.Stdout)
 	}
 	go func() { bufio.NewReader(stderr).WriteTo(os.Stderr) }()
 	if err := bg.Wait(); err != nil {
@@ -202,9 +219,12 @@ func TestBuildLifecycle(t *testing.T) {
 	// against it.
 	w2 := t.TempDir()
 	mustCosa(t, w2, "init")
-	mustCosa(t, w2, "buildfetch", "--url", "file://"+filepath.Join(w, "builds"))
+	r = mustCosa(t, w2, "buildfetch", "--json", "--url", "file://"+filepath.Join(w, "builds"))
 	if got := latest(t, w2); got != id2 {
 		t.Fatalf("after buildfetch latest = %s, want %s", got, id2)
+	}
+	if res := resultOf(t, r, "buildfetch"); res["build"] != id2 || res["fetched"] == float64(0) {
+		t.Errorf("buildfetch --json result %v", res)
 	}
 	mustCosa(t, w2, "build", "--fetch", "--skip-image")
 	id3 := latest(t, w2)
@@ -323,7 +343,7 @@ func checkBuild(t *testing.T, w, id string) *build.Meta {
 	if got := strings.TrimSpace(ostreeCmd(t, "--repo="+repo, "rev-parse", "cosa/builds/"+id+"/x86_64")); got != m.OSTreeCommit {
 		t.Errorf("build ref -> %s, want %s", got, m.OSTreeCommit)
 	}
-	// OSTree layout (DESIGN.md section 9).
+	// OSTree layout (docs/architecture.md#the-ostree-layout).
 	ls := ostreeCmd(t, "--repo="+repo, "ls", m.OSTreeCommit, "/")
 	for _, want := range []string{"/usr", "/ostree -> sysroot/ostree", "/home -> var/home", "/root -> var/roothome", "/sysroot", "/boot"} {
 		if !strings.Contains(ls, want) {

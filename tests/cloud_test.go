@@ -144,14 +144,20 @@ func checkAWSUpload(t *testing.T, w, id, vmdk, sum string) {
 		return io.ReadAll(out.Body)
 	})
 	t0 := time.Now()
-	r := mustCosa(t, w, "buildextend-aws", "--upload", "--region", "us-east-1", "--bucket", "s3://"+bucket+"/cosa/",
+	r := mustCosa(t, w, "--json", "buildextend-aws", "--upload", "--region", "us-east-1", "--bucket", "s3://"+bucket+"/cosa/",
 		"--replicate", "eu-west-1", "--endpoint-url", g.url(), "--ec2-endpoint-url", ec2.URL, "--poll-interval", "50ms")
 	t.Logf("e2e: buildextend-aws --upload %s", time.Since(t0).Round(100*time.Millisecond))
 	if strings.Contains(r.Stdout+r.Stderr, s3TestSecretKey) {
 		t.Error("buildextend-aws printed the secret key")
 	}
-	if !strings.Contains(r.Stdout, "already has a aws image") {
-		t.Errorf("--upload rebuilt the existing vmdk:\n%s", r.Stderr)
+	// Under --json the summary line goes to stderr; the result says the
+	// image was already there and lists the AMIs made.
+	res := resultOf(t, r, "buildextend-aws")
+	if !strings.Contains(r.Stderr, "already has a aws image") || res["changed"] != false {
+		t.Errorf("--upload rebuilt the existing vmdk: %v\n%s", res, r.Stderr)
+	}
+	if amis, _ := res["amis"].([]any); len(amis) != 2 {
+		t.Errorf("buildextend-aws --upload --json: amis %v, want us-east-1 and eu-west-1", res["amis"])
 	}
 	// The object in S3 is the build's vmdk, whole.
 	fi, err := os.Stat(vmdk)

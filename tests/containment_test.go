@@ -48,7 +48,10 @@ func TestContainment(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\d+ passed, 0 failed`).MatchString(r.Stdout + r.Stderr) {
 		t.Errorf("rootless boot test: %s", tail(r.Stdout+r.Stderr, 20))
 	}
-	mustAs(t, u, bin, uw, "compress")
+	r = mustAs(t, u, bin, uw, "--json", "compress")
+	if res := resultOf(t, r, "compress"); res["build"] != uid || artifactOf(t, res, "qemu")["action"] != "compressed" {
+		t.Errorf("rootless compress result %v", res)
+	}
 	// What the user's build holds on the host belongs to the user or to
 	// the user's subordinate ids, never to root.
 	rootOwned := findOwnedBy(t, uw, 0)
@@ -214,6 +217,10 @@ func mustAs(t *testing.T, u testUser, bin, dir string, args ...string) result {
 	err := cmd.Run()
 	r := result{Stdout: so.String(), Stderr: se.String()}
 	t.Logf("e2e: (as %s) cosa %s -> %v\n%s%s", u.name, strings.Join(args, " "), err, tail(r.Stdout, 10), tail(r.Stderr, 10))
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.Code = ee.ExitCode()
+	}
+	checkJSONOutput(t, args, r)
 	if err != nil {
 		t.Fatalf("(as %s) cosa %s: %v\nstdout:\n%s\nstderr:\n%s", u.name, strings.Join(args, " "), err, tail(r.Stdout, 20), tail(r.Stderr, 60))
 	}

@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 var cosaBin string
@@ -56,7 +58,76 @@ func cosa(t *testing.T, workdir string, args ...string) result {
 		t.Fatalf("cosa %v: %v", args, err)
 	}
 	t.Logf("e2e: cosa %s -> exit %d\n%s%s", strings.Join(args, " "), r.Code, tail(r.Stdout, 15), tail(r.Stderr, 15))
+	checkJSONOutput(t, args, r)
 	return r
+}
+
+// checkJSONOutput holds every --json run to docs/events.md: stdout is
+// only event lines that pass pkg/events/schema.json, the last of them the
+// command's result (exit 0) or an error event carrying the exit code.
+func checkJSONOutput(t *testing.T, args []string, r result) {
+	t.Helper()
+	if !slices.Contains(args, "--json") {
+		return
+	}
+	if err := events.ValidateLines([]byte(r.Stdout)); err != nil {
+		t.Errorf("cosa %s --json: stdout breaks the event schema: %v\nstdout:\n%s", strings.Join(args, " "), err, tail(r.Stdout, 20))
+		return
+	}
+	lines := strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n")
+	var last events.Event
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case r.Code == 0 && last.Type != events.Result:
+		t.Errorf("cosa %s --json: exit 0 but the last line is a %q event, not the result", strings.Join(args, " "), last.Type)
+	case r.Code != 0 && (last.Type != events.Error || last.ExitCode != r.Code):
+		t.Errorf("cosa %s --json: exit %d but the last line is %s", strings.Join(args, " "), r.Code, lines[len(lines)-1])
+	}
+}
+
+// resultOf is the payload of the result event ending a successful --json
+// run of command ("build", "buildupload s3", ...).
+func resultOf(t *testing.T, r result, command string) map[string]any {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n")
+	var last struct {
+		Event   string         `json:"event"`
+		Command string         `json:"command"`
+		Result  map[string]any `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Event != "result" || last.Command != command {
+		t.Fatalf("want the result event of %s last, got %q (%v)", command, lines[len(lines)-1], err)
+	}
+	return last.Result
+}
+
+// eventsOf decodes the event lines of a --json run (checked by cosa).
+func eventsOf(t *testing.T, r result) []events.Event {
+	t.Helper()
+	var evs []events.Event
+	for _, l := range strings.Split(strings.TrimSuffix(r.Stdout, "\n"), "\n") {
+		var e events.Event
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("--json line %q: %v", l, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// artifactOf finds the named artifact in a result payload's "artifacts".
+func artifactOf(t *testing.T, res map[string]any, name string) map[string]any {
+	t.Helper()
+	arts, _ := res["artifacts"].([]any)
+	for _, a := range arts {
+		if a, ok := a.(map[string]any); ok && a["name"] == name {
+			return a
+		}
+	}
+	t.Fatalf("no artifact %s in the result %v", name, res)
+	return nil
 }
 
 // mustCosa runs cosa and fails the test unless it exits 0.

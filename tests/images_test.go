@@ -85,10 +85,19 @@ func TestImages(t *testing.T) {
 
 	// metal reuses the cached deployed tree and disk image.
 	t0 := time.Now()
-	r = mustCosa(t, w, "buildextend-metal")
+	r = mustCosa(t, w, "--json", "buildextend-metal")
 	metalTime := time.Since(t0)
-	if !strings.Contains(r.Stderr, "tree: all 7 stages cached") {
-		t.Errorf("buildextend-metal did not reuse the cached tree:\n%s", r.Stderr)
+	treeCached := false
+	for _, e := range eventsOf(t, r) {
+		treeCached = treeCached || (e.Type == "stage-cached" && e.Message == "tree: all 7 stages cached")
+	}
+	if !treeCached {
+		t.Errorf("buildextend-metal did not reuse the cached tree:\n%s", r.Stdout)
+	}
+	if res := resultOf(t, r, "buildextend-metal"); res["build"] != id || res["changed"] != true || res["platform"] != "metal" {
+		t.Errorf("buildextend-metal --json result %v", res)
+	} else if a := artifactOf(t, res, "metal"); sha256File(t, filepath.Join(w, a["path"].(string))) != a["sha256"] {
+		t.Errorf("buildextend-metal result %v: the file's sha256 differs", a)
 	}
 	t.Logf("e2e: qemu image step %s; buildextend-metal %s (%.0f%%)", qemuImageTime, metalTime.Round(100*time.Millisecond),
 		100*metalTime.Seconds()/qemuImageTime.Seconds())
@@ -153,17 +162,16 @@ func TestImages(t *testing.T) {
 	outDir := t.TempDir()
 	r = mustCosa(t, w, "--json", "pipeline", "run", manifests[0], "--output", outDir)
 	var started, cached int
-	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("--json line %q: %v", line, err)
-		}
-		switch ev["event"] {
+	for _, ev := range eventsOf(t, r) {
+		switch ev.Type {
 		case "stage-start":
 			started++
 		case "stage-cached":
 			cached++
 		}
+	}
+	if res := resultOf(t, r, "pipeline run"); res["stages_run"] != float64(0) || res["pipelines_cached"] != float64(3) {
+		t.Errorf("pipeline run --json result %v", res)
 	}
 	if started != 0 || cached != 3 {
 		t.Errorf("pipeline run of a built manifest: %d stages started, %d pipelines cached; want 0 and 3\n%s", started, cached, r.Stdout)
@@ -183,7 +191,10 @@ func TestImages(t *testing.T) {
 		t.Errorf("cosa test on a broken image: exit %d\n%s", r.Code, r.Stdout)
 	}
 	writeFile(t, imageYAML, string(orig), 0o644)
-	mustCosa(t, w, "buildextend-qemu", "--force")
+	r = mustCosa(t, w, "--json", "buildextend-qemu", "--force")
+	if res := resultOf(t, r, "buildextend-qemu"); res["changed"] != true || artifactOf(t, res, "qemu")["path"] != "builds/"+id+"/x86_64/"+q.Path {
+		t.Errorf("buildextend-qemu --force --json result %v", res)
+	}
 
 	// Build N+1 (a new overlay file and a root password for the console
 	// test), then boot N and upgrade it to N+1 over HTTP.
@@ -193,10 +204,13 @@ func TestImages(t *testing.T) {
 	manifest := filepath.Join(cfg, "manifest.yaml")
 	data, _ := os.ReadFile(manifest)
 	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/90-root-password.sh\n", 1), 0o644)
-	mustCosa(t, w, "build")
+	r = mustCosa(t, w, "build", "--json")
 	id1 := latest(t, w)
 	if id1 == id {
 		t.Fatal("no new build")
+	}
+	if res := resultOf(t, r, "build"); res["build"] != id1 || res["changed"] != true || artifactOf(t, res, "qemu")["size"] == float64(0) {
+		t.Errorf("build --json result %v", res)
 	}
 	r = mustCosa(t, w, "test", "--uefi", "--upgrade-from", id, "basic")
 	if !regexp.MustCompile(`upgrade\s+uefi\s+PASS`).MatchString(r.Stdout) || !strings.Contains(r.Stdout, "3 passed, 0 failed") {
@@ -216,6 +230,19 @@ func TestImages(t *testing.T) {
 
 	// cosa run -c: an interactive login on a terminal.
 	consoleLogin(t, w)
+
+	// compress and decompress the qcow2 (gzip -1: seconds): the results
+	// name the files as they are on disk.
+	for _, c := range []struct {
+		args   []string
+		action string
+	}{{[]string{"compress", "--fast"}, "compressed"}, {[]string{"decompress"}, "decompressed"}} {
+		r = mustCosa(t, w, append([]string{"--json"}, append(c.args, "--artifact", "qemu")...)...)
+		a := artifactOf(t, resultOf(t, r, c.args[0]), "qemu")
+		if a["action"] != c.action || sha256File(t, filepath.Join(w, a["path"].(string))) != a["sha256"] {
+			t.Errorf("%s --json: qemu %v", c.args[0], a)
+		}
+	}
 
 	// clean --all leaves only the config and the lock files (builds/.lock,
 	// cache/objects/.lock), and the workdir can then go with a plain

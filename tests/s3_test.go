@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -70,13 +69,8 @@ func TestS3(t *testing.T) {
 		if n := gw.puts() - before; n != 0 {
 			t.Errorf("second upload: %d PUTs, want 0", n)
 		}
-		var last map[string]any
-		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-			if err := json.Unmarshal([]byte(line), &last); err != nil {
-				t.Fatalf("--json output line %q: %v", line, err)
-			}
-		}
-		if last["event"] != "result" || last["uploaded"] != float64(0) || last["skipped"] != float64(5) {
+		last := resultOf(t, r, "buildupload s3")
+		if last["uploaded"] != float64(0) || last["skipped"] != float64(5) || len(last["objects"].([]any)) != 0 {
 			t.Errorf("result event %v", last)
 		}
 	})
@@ -94,8 +88,11 @@ func TestS3(t *testing.T) {
 
 	t.Run("fetch-byte-identical", func(t *testing.T) {
 		w2 := newWorkdir()
-		mustCosa(t, w2, "buildfetch", "--url", s3url, "--endpoint-url", gw.url(), "--artifact", "all")
+		rf := mustCosa(t, w2, "--json", "buildfetch", "--url", s3url, "--endpoint-url", gw.url(), "--artifact", "all")
 		s3SameFiles(t, w1, w2, id0)
+		if res := resultOf(t, rf, "buildfetch"); res["build"] != id0 || res["fetched"] != float64(len(res["objects"].([]any))) || res["fetched"].(float64) < 5 {
+			t.Errorf("buildfetch --json result %v", res)
+		}
 		if l := latest(t, w2); l != id0 {
 			t.Errorf("latest = %s", l)
 		}

@@ -57,15 +57,12 @@ func TestList(t *testing.T) {
 	cosa(t, "-C", wd, "list").wantOK(t).wantStdout(t, want)
 
 	r := cosa(t, "-C", wd, "list", "--json").wantOK(t)
-	var got []map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatalf("list --json is not JSON: %v\n%s", err, r.stdout)
-	}
-	wantJSON := []map[string]any{
-		{"id": id4, "arches": []any{arch}, "timestamp": "2026-11-23T10:05:00Z", "ostree-commit": hexOf("commit " + id4), "tags": []any{}, "on-disk": true},
-		{"id": id3, "arches": []any{arch}, "timestamp": "2026-11-22T10:05:00Z", "ostree-commit": hexOf("commit " + id3), "tags": []any{"candidate", "stable"}, "on-disk": true},
-		{"id": id2, "arches": []any{arch}, "tags": []any{"old"}, "on-disk": false},
-		{"id": id1, "arches": []any{arch}, "timestamp": "2026-11-20T10:05:00Z", "ostree-commit": hexOf("commit " + id1), "tags": []any{}, "on-disk": true},
+	got := resultOf(t, "list", r.stdout)["builds"]
+	wantJSON := []any{
+		map[string]any{"id": id4, "arches": []any{arch}, "timestamp": "2026-11-23T10:05:00Z", "ostree-commit": hexOf("commit " + id4), "tags": []any{}, "on-disk": true},
+		map[string]any{"id": id3, "arches": []any{arch}, "timestamp": "2026-11-22T10:05:00Z", "ostree-commit": hexOf("commit " + id3), "tags": []any{"candidate", "stable"}, "on-disk": true},
+		map[string]any{"id": id2, "arches": []any{arch}, "tags": []any{"old"}, "on-disk": false},
+		map[string]any{"id": id1, "arches": []any{arch}, "timestamp": "2026-11-20T10:05:00Z", "ostree-commit": hexOf("commit " + id1), "tags": []any{}, "on-disk": true},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(wantJSON) {
 		t.Errorf("list --json:\n%v\nwant:\n%v", got, wantJSON)
@@ -75,7 +72,10 @@ func TestList(t *testing.T) {
 func TestListEmpty(t *testing.T) {
 	wd := initWorkdir(t)
 	cosa(t, "-C", wd, "list").wantOK(t).wantStdout(t, "No builds.\n")
-	cosa(t, "-C", wd, "list", "--json").wantOK(t).wantStdout(t, "[]\n")
+	r := cosa(t, "-C", wd, "list", "--json").wantOK(t)
+	if b := resultOf(t, "list", r.stdout)["builds"]; fmt.Sprint(b) != "[]" {
+		t.Errorf("list --json of no builds: %v", b)
+	}
 	// Listing does not create builds.json.
 	if got := dirEntries(t, filepath.Join(wd, "builds")); len(got) != 0 {
 		t.Errorf("builds/ holds %v", got)
@@ -162,9 +162,9 @@ func TestMetaErrors(t *testing.T) {
 		{[]string{"--build", "../../etc", "--get", "buildid"}, 2, `error: invalid build id "../../etc": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
 		{[]string{"--build", "latest/../x", "--get", "buildid"}, 2, `error: invalid build id "latest/../x": must match [A-Za-z0-9][A-Za-z0-9._+-]*` + "\n"},
 		{[]string{"--build", "12.20990101.dev.0", "--get", "buildid"}, 1, "error: build 12.20990101.dev.0 is not in " + d.Root + "\n"},
-		{[]string{"--get", "buildid", "--dump"}, 2, "error: give exactly one of --get, --set or --dump\n"},
-		{[]string{"--get", "buildid", "--set", "summary=x"}, 2, "error: give exactly one of --get, --set or --dump\n"},
-		{[]string{}, 2, "error: give exactly one of --get, --set or --dump\n"},
+		{[]string{"--get", "buildid", "--dump"}, 2, "error: give only one of --get, --set or --dump (got --dump and --get)\n"},
+		{[]string{"--get", "buildid", "--set", "summary=x"}, 2, "error: give only one of --get, --set or --dump (got --get and --set)\n"},
+		{[]string{}, 2, "error: give one of --get, --set or --dump\n"},
 		{[]string{"--arch", "../x", "--get", "buildid"}, 1, `error: invalid arch "../x": must match [a-z0-9][a-z0-9_]*` + "\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -247,7 +247,7 @@ func TestTag(t *testing.T) {
 		{[]string{"update", "--build", id1}, 2, "error: --tag is required\n"},
 		{[]string{"delete", "--tag", "nope"}, 1, "error: no tag named \"nope\"\n"},
 		{[]string{"delete"}, 2, "error: --tag is required\n"},
-		{[]string{"list", "extra"}, 2, "error: cosa tag list takes at most 0 argument(s), got 1\n"},
+		{[]string{"list", "extra"}, 2, "error: cosa tag list takes no arguments, got \"extra\"; options are flags, see 'cosa tag list --help'\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cosa(t, append([]string{"-C", wd, "tag"}, tc.args...)...).wantCode(t, tc.code).wantStdout(t, "").wantStderr(t, tc.want)

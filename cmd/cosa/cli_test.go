@@ -422,7 +422,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `error: unknown command "frobnicate" for "cosa"`},
 		{[]string{"-C", wd, "list", "--nope"}, "error: unknown flag: --nope"},
 		{[]string{"-C", wd, "list", "-z"}, "error: unknown shorthand flag: 'z' in -z"},
-		{[]string{"-C", wd, "list", "extra"}, "error: cosa list takes at most 0 argument(s), got 1"},
+		{[]string{"-C", wd, "list", "extra"}, "error: cosa list takes no arguments, got \"extra\""},
 		{[]string{"-C", wd, "tag", "bogus"}, `error: unknown command "bogus" for "cosa tag"`},
 		{[]string{"-C", wd, "--lock-timeout", "soon", "list"}, `error: invalid argument "soon" for "--lock-timeout" flag`},
 		{[]string{"-C", wd, "prune", "--keep-last-n", "x"}, `error: invalid argument "x" for "--keep-last-n" flag`},

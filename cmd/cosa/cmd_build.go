@@ -7,10 +7,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/build"
-	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/compose"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/platform"
+	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
 type buildOptions struct {
@@ -26,7 +27,13 @@ func newBuildCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "build",
 		Short: "Compose the OS, commit it to OSTree and record a new build (offline; no-op if inputs are unchanged)",
-		Args:  maxArgs(0),
+		Example: `  cosa build
+  cosa build --fetch
+  cosa build --skip-image        # only the OSTree commit, no qemu image
+  cosa build --force --version 12.20261201.dev.0`,
+		Args: maxArgs(0),
+		Annotations: map[string]string{argsHint: "to make only the OSTree commit (no disk image) use --skip-image; " +
+			"images are added with cosa buildextend-PLATFORM"},
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.Version != "" {
 				if err := build.ValidBuildID(o.Version); err != nil {
@@ -45,21 +52,23 @@ func newBuildCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if o.Fetch {
-				if err := runFetch(c.Context(), g, w, cfg, &fetchOptions{}); err != nil {
+				fr, err := runFetch(c.Context(), g, w, cfg, &fetchOptions{})
+				if err != nil {
 					return err
 				}
+				g.note(fr.text())
 			}
 			logPath := filepath.Join(w.TmpDir(), "logs", "build.log")
 			logf := &lazyLog{path: logPath}
 			defer logf.Close()
-			var imgs []images.Platform
+			var imgs []platform.Platform
 			if !o.SkipImage {
-				imgs = []images.Platform{images.PlatformQemu}
+				imgs = []platform.Platform{platform.Must(platform.Qemu)}
 			}
-			res, err := builder.Build(c.Context(), builder.Options{
+			res, err := assemble.Build(c.Context(), assemble.Options{
 				Workdir: w, Config: cfg, Arch: compose.BaseArch(),
 				Force: o.Force, Version: o.Version, SkipPrune: o.SkipPrune, Images: imgs, Events: g.events(),
-				LockTimeout: g.LockTimeout, LockWait: g.Stderr, Progress: g.progress(), Out: g.Stdout, Log: logf,
+				LockTimeout: g.LockTimeout, LockWait: g.Stderr, Progress: g.progress(), Out: g.summaryOut(), Log: logf,
 			})
 			if err != nil {
 				// Point at the log only if a tool wrote to it; errors found
@@ -69,17 +78,37 @@ func newBuildCmd(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			_ = res
-			return nil
+			return buildResult(g, w, res, compose.BaseArch())
 		},
 	}
 	f := c.Flags()
 	f.BoolVar(&o.Force, "force", false, "build even if the inputs are unchanged")
 	f.StringVar(&o.Version, "version", "", "build id to use instead of <prefix>.<YYYYMMDD>.<stream>.<n>")
 	f.BoolVar(&o.SkipPrune, "skip-prune", false, "do not prune old builds afterwards")
-	f.BoolVar(&o.Fetch, "fetch", false, "run `cosa fetch` first")
+	f.BoolVar(&o.Fetch, "fetch", false, "run cosa fetch first (needs the network)")
 	f.BoolVar(&o.SkipImage, "skip-image", false, "only make the OSTree commit, no qemu image")
 	return c
+}
+
+// buildResult ends `cosa build`: the build (new or, unchanged, the
+// latest), its commit and every artifact meta.json records. The text was
+// already printed by the builder.
+func buildResult(g *globals, w *workdir.Workdir, res *assemble.Result, arch string) error {
+	payload := map[string]any{"build": res.BuildID, "arch": arch, "changed": !res.Unchanged, "commit": res.Commit}
+	d, err := g.buildsDir(w)
+	if err != nil {
+		return err
+	}
+	m, err := d.ReadMeta(res.BuildID, arch)
+	if err != nil {
+		return err
+	}
+	payload["artifacts"] = artifactRefs(res.BuildID, arch, m)
+	if len(res.Pruned) > 0 {
+		payload["pruned"] = res.Pruned
+	}
+	g.result("build", payload, "")
+	return nil
 }
 
 // lazyLog is a log file created (truncating the previous one) on the first

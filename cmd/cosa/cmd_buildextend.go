@@ -9,7 +9,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/extend"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 type buildextendOptions struct {
@@ -33,18 +33,21 @@ type buildextendOptions struct {
 // awsUploadFlags are the flags that only mean something with --upload.
 var awsUploadFlags = []string{"region", "bucket", "name", "grant-user", "public", "replicate", "endpoint-url", "ec2-endpoint-url", "wait-timeout", "poll-interval"}
 
-// newBuildextendCmds makes one buildextend-<platform> command per platform.
+// newBuildextendCmds makes one buildextend-<platform> command per entry
+// of the platform table.
 func newBuildextendCmds(g *globals) []*cobra.Command {
 	var cmds []*cobra.Command
-	for _, p := range images.Platforms() {
-		p := p
+	for _, p := range platform.All() {
 		o := &buildextendOptions{}
 		c := &cobra.Command{
-			Use:   "buildextend-" + string(p) + " [--build ID] [--force]",
-			Short: "Add the " + string(p) + " disk image to a build",
-			Args:  maxArgs(0),
+			Use:     "buildextend-" + p.Name + " [--build ID] [--force]",
+			Short:   "Add the " + p.Name + " disk image (" + p.Format + ") to a build",
+			Aliases: p.Aliases,
+			Example: fmt.Sprintf(`  cosa buildextend-%[1]s
+  cosa buildextend-%[1]s --build 12.20261122.dev.1 --force`, p.Name),
+			Args: maxArgs(0),
 			RunE: func(c *cobra.Command, args []string) error {
-				if p == images.PlatformAWS {
+				if p.Upload == platform.UploadAMI {
 					if err := checkAWSFlags(c, o); err != nil {
 						return err
 					}
@@ -60,32 +63,48 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				logf := &lazyLog{path: filepath.Join(w.TmpDir(), "logs", "buildextend-"+string(p)+".log")}
+				logf := &lazyLog{path: filepath.Join(w.TmpDir(), "logs", "buildextend-"+p.Name+".log")}
 				defer logf.Close()
 				// Without --force an existing image is kept, so --upload
 				// builds the vmdk only when the build has none.
-				if err := extend.BuildExtend(c.Context(), extend.Options{
-					Workdir: w, Config: cfg, Dir: d, BuildID: id, Arch: compose.BaseArch(), Platform: p, Force: o.Force,
-					Events: g.events(), Log: logf, Out: g.Stdout,
-				}); err != nil || !o.Upload {
+				arch := compose.BaseArch()
+				res, err := extend.BuildExtend(c.Context(), extend.Options{
+					Workdir: w, Config: cfg, Dir: d, BuildID: id, Arch: arch, Platform: p, Force: o.Force,
+					Events: g.events(), Log: logf, Out: g.summaryOut(),
+				})
+				if err != nil {
 					return err
 				}
-				ao := o.awsOptions()
-				ao.Dir, ao.BuildID, ao.Arch, ao.AWS, ao.Out = d, id, compose.BaseArch(), cfg.Image.AWS, g.Stdout
-				_, err = extend.UploadAWS(c.Context(), *ao)
-				return err
+				payload := map[string]any{"build": id, "arch": arch, "platform": p.Name, "changed": res.Added,
+					"artifacts": []artifactRef{newArtifactRef(id, arch, p.Name, res.Artifact)}}
+				if res.Added {
+					payload["stages_run"], payload["pipelines_cached"] = res.Ran, res.Cached
+				}
+				if o.Upload {
+					ao := o.awsOptions()
+					ao.Dir, ao.BuildID, ao.Arch, ao.AWS, ao.Events = d, id, arch, cfg.Image.AWS, g.events()
+					amis, err := extend.UploadAWS(c.Context(), *ao)
+					if err != nil {
+						return err
+					}
+					payload["amis"] = amis
+				}
+				g.result(c.Name(), payload, "")
+				return nil
 			},
 		}
-		c.Flags().StringVar(&o.Build, "build", "latest", "build id")
+		c.Flags().StringVar(&o.Build, "build", "latest", "build id or tag")
 		c.Flags().BoolVar(&o.Force, "force", false, "rebuild the image even if the build has one")
-		if p == images.PlatformAWS {
-			c.Use = "buildextend-aws [--build ID] [--force] [--upload --region R --bucket s3://B/P [--name N] [--grant-user ID]... [--public] [--replicate R2,R3]]"
-			c.Short = "Add the aws disk image (streamOptimized vmdk) to a build; --upload makes it an AMI"
-			c.Aliases = []string{"buildextend-ec2"}
+		if p.Upload == platform.UploadAMI {
+			c.Use = "buildextend-" + p.Name + " [--build ID] [--force] [--upload --region REGION --bucket s3://BUCKET/PREFIX [--name NAME] [--grant-user ID]... [--public] [--replicate REGION,...]]"
+			c.Example = fmt.Sprintf(`  cosa buildextend-%[1]s
+  cosa buildextend-%[1]s --upload --region us-east-1 --bucket s3://my-bucket/vmdk
+  cosa buildextend-%[1]s --upload --region eu-west-1 --bucket s3://my-bucket/vmdk --replicate eu-central-1,us-east-1 --public`, p.Name)
+			c.Short += "; --upload makes it an AMI"
 			f := c.Flags()
 			f.BoolVar(&o.Upload, "upload", false, "upload the vmdk to S3, import it as an EBS snapshot and register an AMI (recorded in meta.json amis)")
 			f.StringVar(&o.Region, "region", "", "AWS region of the snapshot and AMI")
-			f.StringVar(&o.Bucket, "bucket", "", "s3://BUCKET[/PREFIX] to upload the vmdk to (in --region)")
+			f.StringVar(&o.Bucket, "bucket", "", "s3://BUCKET/PREFIX to upload the vmdk to, in --region (the s3:// may be left out)")
 			f.StringVar(&o.Name, "name", "", "AMI name (default <name>-<build id>-<arch>)")
 			f.StringArrayVar(&o.GrantUsers, "grant-user", nil, "AWS account id to give launch permission (repeatable)")
 			f.BoolVar(&o.Public, "public", false, "make the AMI public")
@@ -94,14 +113,15 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 			f.StringVar(&o.EC2Endpoint, "ec2-endpoint-url", "", "EC2 endpoint URL used for every region")
 			f.DurationVar(&o.WaitTimeout, "wait-timeout", time.Hour, "how long to wait for the snapshot import and each copy")
 			f.DurationVar(&o.PollInterval, "poll-interval", 10*time.Second, "how often to ask EC2 about the import and copies")
+			c.MarkFlagsRequiredTogether("upload", "region", "bucket")
 		}
 		cmds = append(cmds, c)
 	}
 	return cmds
 }
 
-// checkAWSFlags refuses upload flags without --upload and an upload
-// without --region or --bucket, before anything is built.
+// checkAWSFlags refuses upload flags without --upload, before anything is
+// built. (--upload, --region and --bucket are a cobra flag group.)
 func checkAWSFlags(c *cobra.Command, o *buildextendOptions) error {
 	if !o.Upload {
 		for _, name := range awsUploadFlags {
@@ -110,9 +130,6 @@ func checkAWSFlags(c *cobra.Command, o *buildextendOptions) error {
 			}
 		}
 		return nil
-	}
-	if o.Region == "" || o.Bucket == "" {
-		return usageError{fmt.Errorf("--upload needs --region and --bucket s3://BUCKET[/PREFIX]")}
 	}
 	if err := o.awsOptions().Validate(); err != nil {
 		return usageError{err}
@@ -124,11 +141,4 @@ func (o *buildextendOptions) awsOptions() *extend.AWSOptions {
 	return &extend.AWSOptions{Region: o.Region, Bucket: o.Bucket, Name: o.Name, GrantUsers: o.GrantUsers, Public: o.Public,
 		Replicate: o.Replicate, S3Endpoint: o.S3Endpoint, EC2Endpoint: o.EC2Endpoint, WaitTimeout: o.WaitTimeout,
 		PollInterval: o.PollInterval}
-}
-
-func (g *globals) events() *images.Printer {
-	if g.JSON {
-		return &images.Printer{W: g.Stdout, JSON: true}
-	}
-	return &images.Printer{W: g.Stderr}
 }

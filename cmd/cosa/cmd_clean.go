@@ -14,7 +14,10 @@ func newCleanCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "clean [--all] [--keep-packages]",
 		Short: "Empty cache/ and tmp/ (--all: builds/ too); src/config is kept",
-		Args:  maxArgs(0),
+		Example: `  cosa clean
+  cosa clean --keep-packages     # keep the downloaded packages: no network for the next build
+  cosa clean --all               # builds/ too`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			w, d, err := g.openBuildsDir()
 			if err != nil {
@@ -31,7 +34,8 @@ func newCleanCmd(g *globals) *cobra.Command {
 				if o.KeepPackages {
 					kept = " (kept the fetched packages)"
 				}
-				fmt.Fprintf(g.Stdout, "Emptied %s in %s%s\n", strings.Join(done, ", "), w.Root, kept)
+				g.result("clean", map[string]any{"workdir": w.Root, "emptied": nonNil(done), "all": o.All, "kept_packages": o.KeepPackages},
+					fmt.Sprintf("Emptied %s in %s%s", strings.Join(done, ", "), w.Root, kept))
 				return nil
 			})
 		},

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/compress"
-	"github.com/cosa-build/cosa/pkg/fileutil"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 type compressOptions struct {
@@ -33,6 +31,9 @@ Artifacts with skip-compression, artifacts that are already compressed and,
 unless named with --artifact, the ostree artifact are left alone. meta.json
 is written after each artifact: an interrupted run is finished by running
 the command again. The default compressor is image.yaml's "compressor".`,
+		Example: `  cosa compress
+  cosa compress --compressor zstd --fast
+  cosa compress --artifact qemu --artifact metal --build 12.20261122.dev.1`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			var alg compress.Algorithm
@@ -60,14 +61,17 @@ the command again. The default compressor is image.yaml's "compressor".`,
 			if err != nil {
 				return err
 			}
-			_, err = compress.Compress(c.Context(), d, id, o.Arch, compress.Options{
-				Algorithm: alg, Fast: o.Fast, Artifacts: o.Artifacts, Report: resultPrinter(g),
+			rs, err := compress.Compress(c.Context(), d, id, o.Arch, compress.Options{
+				Algorithm: alg, Fast: o.Fast, Artifacts: o.Artifacts, Report: artifactReporter(g),
 			})
-			return compressError(err)
+			if err != nil {
+				return compressError(err)
+			}
+			return compressResult(g, "compress", d, id, o.Arch, rs)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringVar(&o.Compressor, "compressor", "", "gzip, xz or zstd (default: image.yaml's compressor, itself gzip by default)")
 	f.BoolVar(&o.Fast, "fast", false, "fastest compression level (gzip -1, xz -0, zstd -1) instead of the default (gzip -6, xz -6, zstd -3)")
@@ -85,6 +89,8 @@ of zeros as holes, and checks each against the uncompressed-sha256 and
 uncompressed-size in meta.json. On a mismatch it fails naming the file and
 leaves the compressed file and meta.json as they were. Resumable like
 compress.`,
+		Example: `  cosa decompress
+  cosa decompress --artifact qemu`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			_, d, err := g.openBuildsDir()
@@ -95,14 +101,17 @@ compress.`,
 			if err != nil {
 				return err
 			}
-			_, err = compress.Decompress(c.Context(), d, id, o.Arch, compress.Options{
-				Artifacts: o.Artifacts, Report: resultPrinter(g),
+			rs, err := compress.Decompress(c.Context(), d, id, o.Arch, compress.Options{
+				Artifacts: o.Artifacts, Report: artifactReporter(g),
 			})
-			return compressError(err)
+			if err != nil {
+				return compressError(err)
+			}
+			return compressResult(g, "decompress", d, id, o.Arch, rs)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Arch, "arch", compose.BaseArch(), "architecture")
 	f.StringArrayVar(&o.Artifacts, "artifact", nil, "only this artifact, by images key, e.g. qemu (repeatable)")
 	return c
@@ -117,44 +126,42 @@ func compressError(err error) error {
 	return err
 }
 
-// resultPrinter writes one line per artifact: text on stdout, or with
-// --json one JSON object per line.
-func resultPrinter(g *globals) func(compress.Result) {
+// artifactReporter turns each artifact's outcome into an artifact event:
+// a JSON line under --json, otherwise its text on stdout, where the
+// per-artifact lines are the command's summary.
+func artifactReporter(g *globals) func(compress.Result) {
 	return func(r compress.Result) {
+		e := events.Event{Type: events.Artifact, Artifact: r.Artifact, Action: r.Action, Reason: r.Reason,
+			From: r.From, To: r.To, Resumed: r.Resumed, Size: r.Size, CompressedSize: r.CompSize,
+			DurationS: r.Seconds, MBPerS: events.Round1(r.MBps())}
 		if g.JSON {
-			b, _ := json.Marshal(struct {
-				Event string `json:"event"`
-				compress.Result
-				MBps float64 `json:"mb_per_s,omitempty"`
-				Time string  `json:"time"`
-			}{"compress-artifact", r, round1(r.MBps()), time.Now().UTC().Format(time.RFC3339Nano)})
-			fmt.Fprintf(g.Stdout, "%s\n", b)
+			g.events().Emit(e)
 			return
 		}
-		printResult(g.Stdout, r)
+		fmt.Fprintln(g.Stdout, e.Text())
 	}
 }
 
-func printResult(w io.Writer, r compress.Result) {
-	if r.Action == compress.ActionSkipped {
-		fmt.Fprintf(w, "%s: skipped %s (%s)\n", r.Artifact, r.From, r.Reason)
-		return
+// compressResult ends compress and decompress: every artifact considered,
+// as meta.json now records it, with what was done to it.
+func compressResult(g *globals, command string, d *build.Dir, id, arch string, rs []compress.Result) error {
+	if !g.JSON {
+		return nil
 	}
-	resumed := ""
-	if r.Resumed {
-		resumed = ", finishing an interrupted run"
+	m, err := d.ReadMeta(id, arch)
+	if err != nil {
+		return err
 	}
-	sizes := fmt.Sprintf("%s -> %s", fileutil.HumanBytes(r.CompSize), fileutil.HumanBytes(r.Size))
-	if r.Action == compress.ActionCompressed {
-		pct := 0.0
-		if r.Size > 0 {
-			pct = float64(r.CompSize) / float64(r.Size) * 100
+	refs := []artifactRef{}
+	for _, r := range rs {
+		a, ok := m.Images[r.Artifact]
+		if !ok {
+			continue
 		}
-		sizes = fmt.Sprintf("%s -> %s, %.1f%%", fileutil.HumanBytes(r.Size), fileutil.HumanBytes(r.CompSize), pct)
+		ref := newArtifactRef(id, arch, r.Artifact, a)
+		ref.Action = r.Action
+		refs = append(refs, ref)
 	}
-	fmt.Fprintf(w, "%s: %s %s -> %s (%s) in %s, %.1f MB/s%s\n",
-		r.Artifact, r.Action, r.From, r.To, sizes,
-		time.Duration(r.Seconds*float64(time.Second)).Round(10*time.Millisecond), r.MBps(), resumed)
+	g.result(command, map[string]any{"build": id, "arch": arch, "artifacts": refs}, "")
+	return nil
 }
-
-func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }

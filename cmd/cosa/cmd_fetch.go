@@ -24,7 +24,9 @@ func newFetchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "fetch",
 		Short: "Resolve and download the package set into cache/ and write the lock file",
-		Args:  maxArgs(0),
+		Example: `  cosa fetch
+  cosa fetch --update-lockfile   # newer packages, recorded in src/config`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			w, cfg, err := g.openConfig()
 			if err != nil {
@@ -33,21 +35,38 @@ func newFetchCmd(g *globals) *cobra.Command {
 			if err := needTools("apt-get"); err != nil {
 				return err
 			}
-			return runFetch(c.Context(), g, w, cfg, o)
+			r, err := runFetch(c.Context(), g, w, cfg, o)
+			if err != nil {
+				return err
+			}
+			g.result("fetch", r, r.text())
+			return nil
 		},
 	}
 	c.Flags().BoolVar(&o.UpdateLockfile, "update-lockfile", false, "resolve afresh and write the lock file into src/config too")
 	return c
 }
 
-func runFetch(ctx context.Context, g *globals, w *workdir.Workdir, cfg *config.Config, o *fetchOptions) error {
+// fetchResult is what `cosa fetch` reports.
+type fetchResult struct {
+	Packages int    `json:"packages"`
+	Bytes    int64  `json:"bytes"`
+	Lockfile string `json:"lockfile"`
+}
+
+func (r *fetchResult) text() string {
+	return fmt.Sprintf("Fetched %d packages (%.1f MiB); lock file %s", r.Packages, float64(r.Bytes)/(1<<20), r.Lockfile)
+}
+
+func runFetch(ctx context.Context, g *globals, w *workdir.Workdir, cfg *config.Config, o *fetchOptions) (*fetchResult, error) {
 	arch := compose.BaseArch()
 	d, err := g.buildsDir(w)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var res *fetchResult
 	// fetch rewrites the package cache a running build reads.
-	return d.WithLock(ctx, "cosa fetch", func() error {
+	err = d.WithLock(ctx, "cosa fetch", func() error {
 		var pin *compose.Lockfile
 		configLock := filepath.Join(w.ConfigDir(), compose.LockName(arch))
 		if !o.UpdateLockfile {
@@ -79,8 +98,8 @@ func runFetch(ctx context.Context, g *globals, w *workdir.Workdir, cfg *config.C
 		for _, p := range lock.Packages {
 			total += p.Size
 		}
-		fmt.Fprintf(g.Stdout, "Fetched %d packages (%.1f MiB); lock file %s\n", len(lock.Packages), float64(total)/(1<<20),
-			compose.LockPath(w.CacheDir(), arch))
+		res = &fetchResult{Packages: len(lock.Packages), Bytes: total, Lockfile: compose.LockPath(w.CacheDir(), arch)}
 		return nil
 	})
+	return res, err
 }

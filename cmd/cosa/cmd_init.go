@@ -18,7 +18,11 @@ type initOptions struct {
 func newInitCmd(g *globals) *cobra.Command {
 	o := &initOptions{}
 	c := &cobra.Command{
-		Use:   "init [SOURCE]",
+		Use: "init [SOURCE]",
+		Example: `  cosa init                                  # the built-in default config
+  cosa init https://example.com/os-config.git --branch stable
+  cosa init ../my-config
+  cosa -C ~/os init --force ../my-config`,
 		Short: "Create a working directory from a config (git URL, local dir, or the built-in default)",
 		Args:  maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -52,6 +56,7 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	if src == "" {
 		src = "the built-in default config"
 	}
-	fmt.Fprintf(g.Stdout, "Initialized %s from %s\n", w.Root, src)
+	g.result("init", map[string]any{"workdir": w.Root, "source": o.Source, "branch": o.Branch},
+		fmt.Sprintf("Initialized %s from %s", w.Root, src))
 	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -25,7 +24,9 @@ func newListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List builds, newest first",
-		Args:  maxArgs(0),
+		Example: `  cosa list
+  cosa list --json | jq -r '.result[0].id'`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			_, d, err := g.openBuildsDir()
 			if err != nil {
@@ -55,8 +56,7 @@ func newListCmd(g *globals) *cobra.Command {
 				rows = append(rows, e)
 			}
 			if g.JSON {
-				out, _ := json.MarshalIndent(rows, "", "  ")
-				fmt.Fprintf(g.Stdout, "%s\n", termsafe.JSON(out))
+				g.result("list", map[string]any{"builds": rows}, "")
 				return nil
 			}
 			if len(rows) == 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,11 +22,14 @@ type pipelineRunOptions struct {
 }
 
 func newPipelineCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "pipeline", Short: "Run image pipeline manifests directly"}
+	c := &cobra.Command{Use: "pipeline", Short: "Run image pipeline manifests directly",
+		Example: "  cosa pipeline run builds/latest/x86_64/debian-ostree-12.20261122.dev.1-metal.x86_64.manifest.json --output /tmp/out"}
 	o := &pipelineRunOptions{}
 	run := &cobra.Command{
 		Use:   "run MANIFEST.json [--export NAME]... [--output DIR]",
 		Short: "Run a pipeline manifest (what buildextend saves next to each image)",
+		Example: `  cosa pipeline run builds/latest/x86_64/debian-ostree-12.20261122.dev.1-qemu.x86_64.manifest.json
+  cosa pipeline run qemu.manifest.json --export tree --output /tmp/out`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("pipeline run takes exactly one manifest file")}
@@ -70,6 +74,8 @@ func newPipelineCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%w\n(full log: %s)", err, logf.Name())
 			}
 			defer res.Close()
+			exported := map[string]string{}
+			var lines []string
 			for _, e := range exports {
 				dst := res.Exports[e]
 				if o.Output != "" {
@@ -82,9 +88,11 @@ func newPipelineCmd(g *globals) *cobra.Command {
 						return fmt.Errorf("exporting %s: %w", e, err)
 					}
 				}
-				en.Events.Emit(images.Event{Type: "result", Pipeline: e,
-					Message: fmt.Sprintf("exported %s: %s (%d stages run, %d pipelines cached)", e, dst, res.Ran, res.Cached)})
+				exported[e] = dst
+				lines = append(lines, fmt.Sprintf("exported %s: %s (%d stages run, %d pipelines cached)", e, dst, res.Ran, res.Cached))
 			}
+			g.result("pipeline run", map[string]any{"exports": exported, "stages_run": res.Ran, "pipelines_cached": res.Cached},
+				strings.Join(lines, "\n"))
 			return nil
 		},
 	}

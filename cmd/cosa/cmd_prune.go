@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/build"
-	"github.com/cosa-build/cosa/pkg/builder"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/prune"
 )
@@ -23,7 +23,10 @@ func newPruneCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "prune [--keep-last-n N | --build ID...] [--dry-run]",
 		Short: "Delete old local builds and their OSTree commits (tagged builds are kept)",
-		Args:  maxArgs(0),
+		Example: `  cosa prune --dry-run
+  cosa prune --keep-last-n 5
+  cosa prune --build 12.20261122.dev.1 --build 12.20261123.dev.1`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.KeepLastN < 1 {
 				return usageError{fmt.Errorf("--keep-last-n must be at least 1")}
@@ -55,7 +58,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 					}
 					repo = r
 				}
-				return builder.RefRemover(ctx, repo)(id)
+				return assemble.RefRemover(ctx, repo)(id)
 			}
 			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun}, removeRefs)
 			if err != nil {
@@ -69,17 +72,26 @@ func newPruneCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			text := fmt.Sprintf("%s %s; keeping %s", verb, strings.Join(remove, ", "), dash(strings.Join(keep, ", ")))
 			if len(remove) == 0 {
-				fmt.Fprintf(g.Stdout, "Nothing to prune; keeping %s\n", strings.Join(keep, ", "))
-				return nil
+				text = fmt.Sprintf("Nothing to prune; keeping %s", strings.Join(keep, ", "))
 			}
-			fmt.Fprintf(g.Stdout, "%s %s; keeping %s\n", verb, strings.Join(remove, ", "), dash(strings.Join(keep, ", ")))
+			g.result("prune", map[string]any{"dry_run": o.DryRun, "pruned": nonNil(remove), "kept": nonNil(keep)}, text)
 			return nil
 		},
 	}
 	f := c.Flags()
-	f.IntVar(&o.KeepLastN, "keep-last-n", builder.DefaultKeep, "number of newest builds to keep")
+	f.IntVar(&o.KeepLastN, "keep-last-n", assemble.DefaultKeep, "number of newest builds to keep")
 	f.StringArrayVar(&o.Builds, "build", nil, "prune exactly this build (repeatable)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "only print what would be pruned")
+	c.MarkFlagsMutuallyExclusive("keep-last-n", "build")
 	return c
+}
+
+// nonNil makes an empty list a JSON [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

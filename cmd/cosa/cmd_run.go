@@ -15,6 +15,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/boottest"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -32,11 +33,11 @@ func newRunCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run [--build ID] [--platform qemu|metal] [--uefi|--bios] [-m MiB] [--smp N] [-c]",
 		Short: "Boot a build in QEMU (a throwaway overlay; the image is never changed)",
-		Args:  maxArgs(0),
+		Example: `  cosa run -c                        # the latest build's qemu image, console here
+  cosa run --build 12.20261122.dev.1 --bios
+  cosa run --platform metal -m 4096 --smp 4`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.UEFI && o.BIOS {
-				return usageError{fmt.Errorf("give --uefi or --bios, not both")}
-			}
 			if o.Platform != "qemu" && o.Platform != "metal" {
 				return usageError{fmt.Errorf("--platform must be qemu or metal")}
 			}
@@ -101,24 +102,31 @@ func newRunCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.Stderr, "boot problem: %v\n", err)
 					return
 				}
-				fmt.Fprintf(g.Stdout, "Ready after %s. Log in with:\n  %s\nCtrl-C powers the guest off.\n", time.Since(vm.Started).Round(time.Second), sshCmd)
+				g.note(fmt.Sprintf("Ready after %s. Log in with:\n  %s\nCtrl-C powers the guest off.", time.Since(vm.Started).Round(time.Second), sshCmd))
 			}()
 			select {
 			case <-vm.Exited():
-				return vm.Wait(ctx)
+				err = vm.Wait(ctx)
 			case <-sigs:
+				err = shutdown(g, vm, sock)
 			}
-			return shutdown(g, vm, sock)
+			if err != nil {
+				return err
+			}
+			g.result("run", map[string]any{"build": id, "image": img, "firmware": string(fw), "ssh": sshCmd}, "")
+			return nil
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.StringVar(&o.Platform, "platform", "qemu", "image to boot: qemu or metal")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF; the default)")
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS)")
 	f.IntVarP(&o.Memory, "memory", "m", 2048, "memory in MiB")
 	f.IntVar(&o.CPUs, "smp", 2, "virtual CPUs")
 	f.BoolVarP(&o.Console, "console", "c", false, "attach the serial console to this terminal")
+	c.MarkFlagsMutuallyExclusive("uefi", "bios")
+	c.RegisterFlagCompletionFunc("platform", completeWords(platform.Qemu, platform.Metal))
 	return c
 }
 

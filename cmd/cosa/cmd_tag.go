@@ -21,6 +21,9 @@ func newTagCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "tag",
 		Short: "Name builds (tagged builds are never pruned)",
+		Example: `  cosa tag update --tag stable --build 12.20261122.dev.1
+  cosa tag list
+  cosa tag delete --tag stable`,
 		// Without RunE, cobra prints help and exits 0 for `cosa tag bogus`.
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -33,7 +36,9 @@ func newTagCmd(g *globals) *cobra.Command {
 	update := &cobra.Command{
 		Use:   "update --tag NAME [--build ID]",
 		Short: "Create a tag or move it to a build",
-		Args:  maxArgs(0),
+		Example: `  cosa tag update --tag stable                      # the latest build
+  cosa tag update --tag stable --build 12.20261122.dev.1 --description "passed QA"`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			return runTag(g, c, "update", o)
 		},
@@ -42,9 +47,10 @@ func newTagCmd(g *globals) *cobra.Command {
 	update.Flags().StringVar(&o.Build, "build", "latest", "build id")
 	update.Flags().StringVar(&o.Description, "description", "", "free text kept with the tag")
 	del := &cobra.Command{
-		Use:   "delete --tag NAME",
-		Short: "Delete a tag",
-		Args:  maxArgs(0),
+		Use:     "delete --tag NAME",
+		Short:   "Delete a tag",
+		Example: "  cosa tag delete --tag stable",
+		Args:    maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			return runTag(g, c, "delete", o)
 		},
@@ -53,7 +59,9 @@ func newTagCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List tags",
-		Args:  maxArgs(0),
+		Example: `  cosa tag list
+  cosa tag list --json`,
+		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			return runTag(g, c, "list", o)
 		},
@@ -85,6 +93,14 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 		if err != nil {
 			return err
 		}
+		if g.JSON {
+			tags := idx.Tags
+			if tags == nil {
+				tags = []build.Tag{}
+			}
+			g.result("tag list", map[string]any{"tags": tags}, "")
+			return nil
+		}
 		if len(idx.Tags) == 0 {
 			fmt.Fprintln(g.Stdout, "No tags.")
 			return nil
@@ -98,7 +114,8 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 		}
 		return tw.Flush()
 	}
-	return d.WithLock(c.Context(), "cosa tag", func() error {
+	var payload map[string]any
+	err = d.WithLock(c.Context(), "cosa tag", func() error {
 		idx, err := d.ReadIndex()
 		if err != nil {
 			return err
@@ -107,6 +124,7 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 			if !idx.DeleteTag(o.Tag) {
 				return fmt.Errorf("no tag named %q", o.Tag)
 			}
+			payload = map[string]any{"tag": o.Tag}
 		} else {
 			id := o.Build
 			if id == "latest" {
@@ -120,7 +138,13 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 			if err := idx.SetTag(o.Tag, id, o.Description, time.Now()); err != nil {
 				return err
 			}
+			payload = map[string]any{"tag": o.Tag, "build": id, "description": o.Description}
 		}
 		return d.WriteIndex(idx)
 	})
+	if err != nil {
+		return err
+	}
+	g.result("tag "+verb, payload, "")
+	return nil
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +16,8 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/compress"
+	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -21,6 +25,7 @@ type testOptions struct {
 	Build       string
 	UEFI, BIOS  bool
 	UpgradeFrom string
+	JUnit       string
 }
 
 // failedTestsError makes `cosa test` exit 1 after printing the summary.
@@ -35,10 +40,17 @@ func newTestCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "test [--build ID] [--uefi|--bios] [--upgrade-from ID] [PATTERN]",
 		Short: "Boot a build's qemu image and run the boot checks and the config's tests in it",
-		Args:  maxArgs(1),
+		Example: `  cosa test                                  # both firmwares, every test
+  cosa test --uefi 'ssh-*'
+  cosa test --junit results.xml
+  cosa test --build 12.20261123.dev.1 --upgrade-from 12.20261122.dev.1`,
+		Args: maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.UEFI && o.BIOS {
-				return usageError{fmt.Errorf("give --uefi or --bios, not both (neither = both)")}
+			if o.JUnit != "" {
+				// Checked now, not after minutes of booting.
+				if st, err := os.Stat(filepath.Dir(o.JUnit)); err != nil || !st.IsDir() {
+					return usageError{fmt.Errorf("--junit %s: no directory %s to write it in", o.JUnit, filepath.Dir(o.JUnit))}
+				}
 			}
 			pattern := ""
 			if len(args) == 1 {
@@ -80,6 +92,7 @@ func newTestCmd(g *globals) *cobra.Command {
 			out := filepath.Join(w.TmpDir(), "test")
 			os.RemoveAll(out)
 			ctx := c.Context()
+			started := time.Now()
 			var results []boottest.Result
 			for _, fw := range firmwares {
 				fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), fw, len(tests))
@@ -98,14 +111,25 @@ func newTestCmd(g *globals) *cobra.Command {
 					results = append(results, r)
 				}
 			}
-			return report(g, results, out)
+			if o.JUnit != "" {
+				var buf bytes.Buffer
+				if err := boottest.WriteJUnit(&buf, "cosa test "+id, results, started); err != nil {
+					return err
+				}
+				if err := fileutil.WriteFileAtomic(o.JUnit, buf.Bytes(), 0o644); err != nil {
+					return fmt.Errorf("--junit: %w", err)
+				}
+			}
+			return report(g, id, results, out)
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Build, "build", "latest", "build id")
+	f.StringVar(&o.Build, "build", "latest", "build id or tag")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI (OVMF) only")
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS) only")
-	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build and upgrade it to --build over HTTP")
+	c.MarkFlagsMutuallyExclusive("uefi", "bios")
+	f.StringVar(&o.JUnit, "junit", "", "also write the results as a JUnit XML report to FILE, for CI")
+	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build (id or tag) and upgrade it to --build over HTTP")
 	return c
 }
 
@@ -113,8 +137,9 @@ func newTestCmd(g *globals) *cobra.Command {
 // to build toID boots and pulls: fromID's qemu image and toID's ostree
 // archive, each verified against its meta.json.
 func upgradeInputs(ctx context.Context, d *build.Dir, fromID, toID, arch string, to *build.Meta) (*boottest.UpgradeOptions, error) {
-	if err := build.ValidBuildID(fromID); err != nil {
-		return nil, usageError{err}
+	fromID, err := resolveBuild(d, fromID)
+	if err != nil {
+		return nil, err
 	}
 	from, err := d.ReadMeta(fromID, arch)
 	if err != nil {
@@ -149,7 +174,10 @@ func imagePath(ctx context.Context, d *build.Dir, id, arch string, m *build.Meta
 	return d.VerifyArtifact(ctx, id, arch, platform, a)
 }
 
-func report(g *globals, results []boottest.Result, out string) error {
+func report(g *globals, id string, results []boottest.Result, out string) error {
+	if g.JSON {
+		return reportJSON(g, id, results, out)
+	}
 	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEST\tFIRMWARE\tRESULT\tTIME\tDETAIL")
 	failed := 0
@@ -168,11 +196,33 @@ func report(g *globals, results []boottest.Result, out string) error {
 	for _, r := range results {
 		if !r.Passed && r.Output != "" {
 			fmt.Fprintf(g.Stdout, "\n--- %s (%s): %s\n%s\n", r.Name, r.Firmware, r.Reason, r.Output)
+			if r.ConsoleFile != "" {
+				fmt.Fprintf(g.Stdout, "(console: %s)\n", r.ConsoleFile)
+			}
 		}
 	}
 	fmt.Fprintf(g.Stdout, "%d passed, %d failed (results in %s)\n", len(results)-failed, failed, out)
 	if failed > 0 {
 		return failedTestsError{failed, len(results)}
 	}
+	return nil
+}
+
+// reportJSON is report under --json: a test event per result, then the
+// result event, or, when a test failed, the error event main writes.
+func reportJSON(g *globals, id string, results []boottest.Result, out string) error {
+	failed := 0
+	for _, r := range results {
+		e := events.Event{Type: events.Test, Test: r.Name, Firmware: string(r.Firmware), Action: "pass", DurationS: r.Duration}
+		if !r.Passed {
+			e.Action, e.Message = "fail", r.Reason
+			failed++
+		}
+		g.events().Emit(e)
+	}
+	if failed > 0 {
+		return failedTestsError{failed, len(results)}
+	}
+	g.result("test", map[string]any{"build": id, "passed": len(results), "failed": 0, "results": results, "output_dir": out}, "")
 	return nil
 }

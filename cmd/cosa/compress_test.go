@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,20 +98,26 @@ func TestCompressCLI(t *testing.T) {
 	}
 
 	r = cosaCompress(t, "decompress", "-C", wd, "--json").wantOK(t)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 3 {
-		t.Errorf("want 3 JSON lines, got %q", r.stdout)
+	evs := jsonEvents(t, r.stdout)
+	if len(evs) != 4 {
+		t.Errorf("want 3 artifact events and the result, got %q", r.stdout)
 	}
-	for _, l := range lines {
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(l), &ev); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		if ev["event"] != "compress-artifact" || ev["artifact"] == nil || ev["time"] == nil {
+	for _, ev := range evs[:len(evs)-1] {
+		if ev["event"] != "artifact" || ev["artifact"] == nil || ev["time"] == nil {
 			t.Errorf("event %v", ev)
 		}
 		if ev["action"] == compress.ActionDecompressed && ev["mb_per_s"] == nil {
 			t.Errorf("no mb_per_s in %v", ev)
+		}
+	}
+	res := resultOf(t, "decompress", r.stdout)
+	m = readLatestMeta(t, d)
+	for _, a := range res["artifacts"].([]any) {
+		a := a.(map[string]any)
+		name := a["name"].(string)
+		if want := "builds/42.20261122.dev.0/" + arch + "/" + m.Images[name].Path; a["path"] != want ||
+			a["sha256"] != m.Images[name].Sha256 || a["size"] != float64(m.Images[name].Size) {
+			t.Errorf("result artifact %v, meta.json has %+v", a, m.Images[name])
 		}
 	}
 	wantUnchanged(t, "compress + decompress", before, snapshot(t, filepath.Join(wd, "builds")))

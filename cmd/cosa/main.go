@@ -9,15 +9,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/internal/version"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
-	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/sandbox"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 	"github.com/cosa-build/cosa/pkg/workdir"
@@ -40,18 +43,12 @@ type globals struct {
 	Stdout      io.Writer
 	Stderr      io.Writer
 
-	sink *events.JSONLines
+	sink     events.Sink // see events()
+	sinkOnce sync.Once
 
 	// ran is set once a command's RunE starts: any error before that
 	// is cobra rejecting the command line.
 	ran bool
-}
-
-func (g *globals) progress() *progress.Reporter {
-	if g.JSON {
-		return progress.New(g.Stdout, true)
-	}
-	return progress.New(g.Stderr, false)
 }
 
 func (g *globals) openWorkdir() (*workdir.Workdir, error) { return workdir.Open(g.Workdir) }
@@ -125,7 +122,13 @@ func newRootCmd(g *globals) *cobra.Command {
 		Short:         "Build OSTree-based OS images from a declarative config",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
+		Example: `  cosa init https://example.com/os-config.git
+  cosa fetch && cosa build
+  cosa list
+  cosa -C ~/os --json build`,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(g.Stdout)
 	root.SetErr(g.Stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
@@ -136,7 +139,10 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newInitCmd(g), newFetchCmd(g), newBuildCmd(g), newListCmd(g), newMetaCmd(g), newTagCmd(g), newPruneCmd(g), newPipelineCmd(g), newRunCmd(g), newTestCmd(g))
 	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
+	root.AddCommand(newVersionCmd(g), newGenDocsCmd(root))
 	markRun(root, g)
+	registerCompletions(root, g)
+	exampleBuiltins(root)
 	return root
 }
 
@@ -153,16 +159,6 @@ func markRun(c *cobra.Command, g *globals) {
 	}
 }
 
-// maxArgs limits positional arguments, reporting a usage error.
-func maxArgs(n int) cobra.PositionalArgs {
-	return func(c *cobra.Command, args []string) error {
-		if len(args) > n {
-			return usageError{fmt.Errorf("%s takes at most %d argument(s), got %d", c.CommandPath(), n, len(args))}
-		}
-		return nil
-	}
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// One rule for modes, whoever runs cosa (docs/workdir.md): directories
 	// 0755, files 0644, executables 0755, in the workdir and in the trees
@@ -173,9 +169,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{Stdout: stdout, Stderr: stderr}
 	root := newRootCmd(g)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
+	}
+	if !g.ran {
+		err = clearFlagGroupError(err)
 	}
 	// Errors carry text from elsewhere (a server's reply, a bucket's
 	// names, a tool's stderr): control characters in it are shown escaped.
@@ -183,11 +182,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Errors before a command ran are cobra's own (unknown command or
 	// flag, bad flag value); matching their text instead would also catch
 	// failures that merely mention "invalid argument" (EINVAL) or the like.
+	code := exitFailure
 	var ue usageError
 	if errors.As(err, &ue) || config.IsConfigError(err) || !g.ran {
-		return exitBadInput
+		code = exitBadInput
 	}
-	return exitFailure
+	// A command line cobra refused may not have set g.JSON yet.
+	if g.JSON || (!g.ran && slices.Contains(args, "--json")) {
+		g.JSON = true
+		g.emitError(commandName(cmd), err, code)
+	}
+	return code
+}
+
+// commandName is how events name a command: its path without "cosa"
+// ("build", "tag update", "buildupload s3").
+func commandName(c *cobra.Command) string {
+	if c == nil || !c.HasParent() {
+		return "cosa"
+	}
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 }
 
 func main() {
@@ -204,13 +218,28 @@ func main() {
 }
 
 // needsNamespace is false for what only prints (help, version,
-// completion), so those work on a host without subordinate ids.
+// completion, the generated docs), so those work on a host without
+// subordinate ids. Only the command word counts: "version" or "--version"
+// later on is a flag value or a subcommand's own flag (build --version ID).
 func needsNamespace(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "-h", "--help", "help", "--version", "version", "completion", "__complete":
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-h" || a == "--help":
 			return false
+		case a == "--version" || a == "-v":
+			// cosa --version (before any command word).
+			return false
+		case a == "-C" || a == "--workdir" || a == "--lock-timeout":
+			i++ // their value
+		case strings.HasPrefix(a, "-"):
+		default:
+			switch a {
+			case "help", "version", "completion", "gen-docs", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+				return false
+			}
+			return !slices.Contains(args[i+1:], "--help") && !slices.Contains(args[i+1:], "-h")
 		}
 	}
-	return len(args) > 0
+	return false
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -117,14 +116,8 @@ func TestRemoteUploadFetchCLI(t *testing.T) {
 	}
 	// --json: one event per line, ending with the result.
 	r = cosaRemote(t, "-C", wd, "--json", "buildupload", "s3", "--endpoint-url", endpoint, "bkt/fcos").wantCode(t, 0)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	var last map[string]any
-	for _, l := range lines {
-		if err := json.Unmarshal([]byte(l), &last); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-	}
-	if last["event"] != "result" || last["uploaded"] != float64(0) || last["skipped"] != float64(4) {
+	last := resultOf(t, "buildupload s3", r.stdout)
+	if last["uploaded"] != float64(0) || last["skipped"] != float64(4) || last["destination"] != "s3://bkt/fcos" {
 		t.Errorf("json result %v", last)
 	}
 

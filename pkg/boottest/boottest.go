@@ -17,10 +17,11 @@ import (
 )
 
 // BootTimeout is the budget for one boot to a login prompt (TCG boots take
-// 50-145 s on 2 cores; DESIGN.md section 8).
+// 50-145 s on 2 cores; docs/architecture.md#booting-and-testing).
 var BootTimeout = 300 * time.Second
 
-// FailRE matches console lines that mean the boot went wrong.
+// FailRE matches console lines that mean the boot went wrong; checked once
+// the system is up. LostRE (a subset) is what ends a boot early.
 var FailRE = regexp.MustCompile(`Kernel panic[^\r\n]*|You are in emergency mode[^\r\n]*|Entering emergency mode[^\r\n]*|Failed to start[^\r\n]*|Give root password for maintenance[^\r\n]*|dracut-initqueue\[\d+\]: Warning: Could not boot[^\r\n]*`)
 
 var (
@@ -74,6 +75,13 @@ type Result struct {
 	Kernel    float64 `json:"kernel_s,omitempty"`
 	MultiUser float64 `json:"multi_user_s,omitempty"`
 	Login     float64 `json:"login_s,omitempty"`
+	// Lost: the console said the boot could not succeed (LostRE), so the
+	// VM was stopped then instead of at the timeout.
+	Lost bool `json:"lost,omitempty"`
+	// Skipped: not run because the boot failed.
+	Skipped bool `json:"skipped,omitempty"`
+	// ConsoleFile is the saved serial console of the VM that ran it.
+	ConsoleFile string `json:"console_file,omitempty"`
 }
 
 // Options configure Run.
@@ -115,15 +123,20 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	results := []Result{boot}
 	for _, t := range o.Tests {
 		if !boot.Passed {
-			results = append(results, Result{Name: t.Name, Firmware: fw, Reason: "not run: the boot failed"})
+			results = append(results, Result{Name: t.Name, Firmware: fw, Reason: "not run: the boot failed", Skipped: true})
 			continue
 		}
 		results = append(results, runTest(ctx, ssh, t, fw))
 	}
-	// Power off cleanly so the console shows the shutdown too.
-	poweroff(ctx, vm, ssh)
-	for _, r := range results {
-		if err := writeResult(o.OutDir, vm.ConsoleLog, r); err != nil {
+	if boot.Lost {
+		// Nothing to shut down cleanly: stop it now.
+		vm.Kill()
+	} else {
+		// Power off cleanly so the console shows the shutdown too.
+		poweroff(ctx, vm, ssh)
+	}
+	for i := range results {
+		if err := writeResult(o.OutDir, vm.ConsoleLog, &results[i]); err != nil {
 			return results, err
 		}
 	}
@@ -148,7 +161,14 @@ func Boot(ctx context.Context, vm *qemu.VM, ssh *qemu.SSH, fw, commit string) (r
 		re  *regexp.Regexp
 		dst *float64
 	}{{kernelRE, &r.Kernel}, {multiRE, &r.MultiUser}, {loginRE, &r.Login}} {
-		if _, err := vm.WaitFor(bctx, step.re, FailRE); err != nil {
+		if _, err := vm.WaitFor(bctx, step.re, LostRE); err != nil {
+			if line := LostLine(vm.Console()); line != "" {
+				vm.Kill()
+				r.Lost = true
+				r.Reason = fmt.Sprintf("boot lost after %.0fs, VM stopped: the console says %q", time.Since(vm.Started).Seconds(), line)
+				r.Output = tail(vm.Console(), 30)
+				return r
+			}
 			return fail("waiting for "+step.re.String(), err)
 		}
 		*step.dst = time.Since(vm.Started).Seconds()
@@ -219,13 +239,16 @@ func poweroff(ctx context.Context, vm *qemu.VM, ssh *qemu.SSH) {
 	vm.Wait(pctx)
 }
 
-func writeResult(outDir, consoleLog string, r Result) error {
+// writeResult saves r and the console next to it, and records where the
+// console went in r.
+func writeResult(outDir, consoleLog string, r *Result) error {
 	dir := filepath.Join(outDir, r.Name+"-"+r.Firmware)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	con, _ := os.ReadFile(consoleLog)
-	if err := os.WriteFile(filepath.Join(dir, "console.txt"), con, 0o644); err != nil {
+	r.ConsoleFile = filepath.Join(dir, "console.txt")
+	if err := os.WriteFile(r.ConsoleFile, con, 0o644); err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(r, "", "  ")

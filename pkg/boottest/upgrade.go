@@ -74,7 +74,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 	ssh := &qemu.SSH{Port: port, Key: key}
 	defer func() {
 		r.Duration = time.Since(t0).Seconds()
-		writeResult(o.OutDir, vm.ConsoleLog, r)
+		writeResult(o.OutDir, vm.ConsoleLog, &r)
 	}()
 	fail := func(format string, args ...any) (Result, error) {
 		r.Reason = fmt.Sprintf(format, args...)
@@ -82,6 +82,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 		return r, nil
 	}
 	if b := Boot(ctx, vm, ssh, fw, ""); !b.Passed {
+		r.Lost = b.Lost
 		return fail("first boot: %s", b.Reason)
 	}
 	// Pull and deploy the new commit the way a machine in the field would.
@@ -121,7 +122,12 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 	vm = next // the deferred Kill and result writer now see the second boot
 	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
-	if _, err := vm.WaitFor(bctx, loginRE, FailRE); err != nil {
+	if _, err := vm.WaitFor(bctx, loginRE, LostRE); err != nil {
+		if line := LostLine(vm.Console()); line != "" {
+			vm.Kill()
+			r.Lost = true
+			return fail("second boot lost, VM stopped: the console says %q", line)
+		}
 		return fail("second boot: %v", err)
 	}
 	if err := ssh.WaitReady(bctx); err != nil {

@@ -40,6 +40,10 @@ type Meta struct {
 	ConfigDirty        string `json:"coreos-assembler.config-dirty,omitempty"`
 	ImageInputChecksum string `json:"coreos-assembler.image-input-checksum,omitempty"`
 	RpmOstreeInputHash string `json:"rpm-ostree-inputhash,omitempty"`
+	// CosaSource names the cosa that made the build ("cosa v1.4.0
+	// go1.25.4"), CosaGit the commit it was built from, when known.
+	CosaSource string     `json:"coreos-assembler.code-source,omitempty"`
+	CosaGit    *GitSource `json:"coreos-assembler.container-image-git,omitempty"`
 
 	PkgDiff []PkgDiffEntry      `json:"pkgdiff,omitempty"`
 	Images  map[string]Artifact `json:"images,omitempty"`
@@ -59,6 +63,15 @@ type Artifact struct {
 	SkipCompression    bool   `json:"skip-compression,omitempty"`
 	UncompressedSha256 string `json:"uncompressed-sha256,omitempty"`
 	UncompressedSize   int64  `json:"uncompressed-size,omitempty"`
+}
+
+// GitSource is coreos-assembler's git object: a commit and where it lives.
+// Dirty is "true" or "false", a string as in that schema.
+type GitSource struct {
+	Branch string `json:"branch,omitempty"`
+	Commit string `json:"commit"`
+	Dirty  string `json:"dirty,omitempty"`
+	Origin string `json:"origin"`
 }
 
 // AMI is an uploaded AWS image; Name is the region.

@@ -18,7 +18,7 @@ import (
 const ComposeVersion = "cosa-compose-1"
 
 // InputHash is the sha256 of everything a build's OSTree commit depends on
-// (DESIGN.md section 4): the normalized config, the locked package set, the
+// (docs/architecture.md#the-input-hash): the normalized config, the locked package set, the
 // overlay trees and the postprocess scripts. Same hash, same build.
 func InputHash(cfg *config.Config, lock *Lockfile) (string, error) {
 	h := sha256.New()

@@ -69,7 +69,7 @@ func findKernels(r *os.Root) ([]Kernel, error) {
 }
 
 // ToOstreeLayout rearranges a composed Debian root into what `ostree commit
-// --bootable` and `ostree admin deploy` expect (DESIGN.md section 9). The
+// --bootable` and `ostree admin deploy` expect (docs/architecture.md#the-ostree-layout). The
 // initramfs must already be at usr/lib/modules/KVER/initramfs.img.
 func ToOstreeLayout(root string) error {
 	r, err := os.OpenRoot(root)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 // fuzzFixedFiles are written into every fuzzed config dir next to the
@@ -176,7 +178,7 @@ func checkLoaded(t *testing.T, c *Config) {
 		}
 	}
 	for name, o := range im.Platforms {
-		if !contains(platformNames, name) || (o.Size != 0 && (o.Size < minImageSize || o.Size > maxImageSize)) {
+		if !contains(platform.Names(), name) || (o.Size != 0 && (o.Size < minImageSize || o.Size > maxImageSize)) {
 			t.Fatalf("loaded bad platform %q %+v", name, o)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 var (
@@ -28,7 +30,6 @@ var (
 	rootfsValues     = []string{"ext4"} // xfs needs a mount-free way to fill it (mkfs.xfs -p) first
 	bootloaderValues = []string{"grub"}
 	compressorValues = []string{"gzip", "xz", "zstd"}
-	platformNames    = []string{"qemu", "metal", "metal4k", "aws", "openstack", "gcp", "azure", "vmware"}
 	volumeTypeValues = []string{"gp2", "gp3", "io1", "io2", "standard"}
 	bootModeValues   = []string{"uefi", "legacy-bios", "uefi-preferred"}
 )
@@ -231,6 +232,8 @@ func (v *validator) image(im *Image) {
 	}
 	v.intRange("cache-size", im.CacheSize, minCacheSize, maxCacheSize, " GiB")
 
+	// Read when validating, not at init: the table is pkg/platform's.
+	platformNames := platform.Names()
 	for _, name := range sortedKeys(im.Platforms) {
 		p := "platforms." + name
 		if !contains(platformNames, name) {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,7 +20,9 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/platform"
+	"github.com/cosa-build/cosa/pkg/remote"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
@@ -37,7 +38,7 @@ type AWSOptions struct {
 	AWS     config.AWS // image.yaml aws: volume-type, boot-mode
 
 	Region     string   // where the snapshot and the AMI are made
-	Bucket     string   // s3://BUCKET[/PREFIX]
+	Bucket     string   // s3://BUCKET/PREFIX or BUCKET/PREFIX (remote.ParseS3Location)
 	Name       string   // AMI name; default <name>-<buildid>-<arch>
 	GrantUsers []string // account ids given launch permission
 	Public     bool     // launch permission for everyone
@@ -51,7 +52,9 @@ type AWSOptions struct {
 	// for (default 10 s).
 	WaitTimeout  time.Duration
 	PollInterval time.Duration
-	Out          io.Writer
+	// Events gets the progress: info lines, and an object event for the
+	// vmdk's upload (or its skipping); nil drops them.
+	Events events.Sink
 }
 
 var (
@@ -63,20 +66,6 @@ var (
 
 // TagBuildID is the tag carrying the cosa build id on AMIs and snapshots.
 const TagBuildID = "cosa-build-id"
-
-// ParseS3URL splits s3://bucket/prefix into bucket and prefix (no slashes
-// at either end of the prefix).
-func ParseS3URL(u string) (bucket, prefix string, err error) {
-	rest, ok := strings.CutPrefix(u, "s3://")
-	if !ok {
-		return "", "", fmt.Errorf("bucket %q: want s3://BUCKET[/PREFIX]", u)
-	}
-	bucket, prefix, _ = strings.Cut(rest, "/")
-	if bucket == "" {
-		return "", "", fmt.Errorf("bucket %q: no bucket name", u)
-	}
-	return bucket, strings.Trim(prefix, "/"), nil
-}
 
 // Validate checks the options that need no AWS call or build.
 func (o *AWSOptions) Validate() error {
@@ -101,8 +90,8 @@ func (o *AWSOptions) Validate() error {
 	if o.Name != "" && !amiNameRE.MatchString(o.Name) {
 		return fmt.Errorf("--name %q: AMI names are 3-128 characters of letters, digits and ()[] ./-'@_", o.Name)
 	}
-	if _, _, err := ParseS3URL(o.Bucket); err != nil {
-		return err
+	if _, err := remote.ParseS3Location(o.Bucket); err != nil {
+		return fmt.Errorf("--bucket: %w", err)
 	}
 	switch o.AWS.BootMode {
 	case "", "uefi", "legacy-bios", "uefi-preferred":
@@ -120,9 +109,6 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	if o.Out == nil {
-		o.Out = io.Discard
-	}
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = time.Hour
 	}
@@ -133,12 +119,12 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err != nil {
 		return nil, err
 	}
-	art, ok := meta.Images[string(images.PlatformAWS)]
+	art, ok := meta.Images[platform.AWS]
 	if !ok {
 		return nil, fmt.Errorf("build %s has no aws image; run cosa buildextend-aws first", o.BuildID)
 	}
 	// What goes to S3 and becomes an AMI must be the file the build made.
-	path, err := o.Dir.VerifyArtifact(ctx, o.BuildID, o.Arch, string(images.PlatformAWS), art)
+	path, err := o.Dir.VerifyArtifact(ctx, o.BuildID, o.Arch, platform.AWS, art)
 	if err != nil {
 		return nil, err
 	}
@@ -156,11 +142,8 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
-	bucket, prefix, _ := ParseS3URL(o.Bucket)
-	key := art.Path
-	if prefix != "" {
-		key = prefix + "/" + art.Path
-	}
+	loc, _ := remote.ParseS3Location(o.Bucket)
+	bucket, key := loc.Bucket, loc.Key(art.Path)
 	if err := o.uploadS3(ctx, cfg, path, bucket, key, art); err != nil {
 		return nil, err
 	}
@@ -181,7 +164,7 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err := o.record(ctx, made[0]); err != nil {
 		return made, err
 	}
-	fmt.Fprintf(o.Out, "Registered %s (%s) in %s\n", termsafe.String(ami), termsafe.String(snap), o.Region)
+	o.infof("Registered %s (%s) in %s", ami, snap, o.Region)
 
 	for _, r := range o.Replicate {
 		c := o.ec2Client(cfg, r)
@@ -196,9 +179,15 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 		if err := o.record(ctx, a); err != nil {
 			return made, err
 		}
-		fmt.Fprintf(o.Out, "Copied %s to %s as %s (%s)\n", termsafe.String(ami), r, termsafe.String(a.HVM), termsafe.String(a.Snapshot))
+		o.infof("Copied %s to %s as %s (%s)", ami, r, a.HVM, a.Snapshot)
 	}
 	return made, nil
+}
+
+// infof reports a step of the upload. Ids and status text are the
+// server's: the sink escapes what a terminal would act on.
+func (o *AWSOptions) infof(format string, args ...any) {
+	events.Emit(o.Events, events.Event{Type: events.Info, Message: fmt.Sprintf(format, args...)})
 }
 
 // checkVMDK refuses to upload anything but a sparse vmdk: ImportSnapshot
@@ -236,7 +225,8 @@ func (o *AWSOptions) uploadS3(ctx context.Context, cfg aws.Config, path, bucket,
 	})
 	if h, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key}); err == nil &&
 		aws.ToInt64(h.ContentLength) == art.Size && h.Metadata["sha256"] == art.Sha256 {
-		fmt.Fprintf(o.Out, "s3://%s/%s is already uploaded\n", bucket, key)
+		events.Emit(o.Events, events.Event{Type: events.Object, Action: "skipped", Object: "s3://" + bucket + "/" + key,
+			Bytes: art.Size, Message: "already uploaded"})
 		return nil
 	}
 	f, err := os.Open(path)
@@ -244,7 +234,8 @@ func (o *AWSOptions) uploadS3(ctx context.Context, cfg aws.Config, path, bucket,
 		return err
 	}
 	defer f.Close()
-	fmt.Fprintf(o.Out, "Uploading %s (%d MiB) to s3://%s/%s\n", art.Path, art.Size>>20, bucket, key)
+	o.infof("Uploading %s (%d MiB) to s3://%s/%s", art.Path, art.Size>>20, bucket, key)
+	t0 := time.Now()
 	up := manager.NewUploader(client)
 	if _, err := up.Upload(ctx, &s3.PutObjectInput{
 		Bucket: &bucket, Key: &key, Body: f,
@@ -253,6 +244,9 @@ func (o *AWSOptions) uploadS3(ctx context.Context, cfg aws.Config, path, bucket,
 	}); err != nil {
 		return fmt.Errorf("uploading to s3://%s/%s: %w", bucket, key, err)
 	}
+	d := time.Since(t0)
+	events.Emit(o.Events, events.Event{Type: events.Object, Action: "uploaded", Object: "s3://" + bucket + "/" + key,
+		Bytes: art.Size, DurationS: d.Seconds(), MBPerS: events.Rate(art.Size, d)})
 	return nil
 }
 
@@ -293,7 +287,7 @@ func (o *AWSOptions) importSnapshot(ctx context.Context, c *ec2.Client, bucket, 
 		return "", fmt.Errorf("ImportSnapshot: %w", err)
 	}
 	task := aws.ToString(out.ImportTaskId)
-	fmt.Fprintf(o.Out, "Importing snapshot (task %s)\n", termsafe.String(task))
+	events.Emit(o.Events, events.Event{Type: events.Info, ID: task, Message: "Importing snapshot (task " + task + ")"})
 	var snap string
 	lastProgress := ""
 	err = o.waitFor(ctx, "import task "+task, func(ctx context.Context) (bool, error) {
@@ -317,7 +311,8 @@ func (o *AWSOptions) importSnapshot(ctx context.Context, c *ec2.Client, bucket, 
 		default:
 			if p := aws.ToString(det.Progress); p != lastProgress {
 				// Status, progress and message are the server's text.
-				fmt.Fprintf(o.Out, "  %s %s%% %s\n", termsafe.String(st), termsafe.String(p), termsafe.String(aws.ToString(det.StatusMessage)))
+				events.Emit(o.Events, events.Event{Type: events.Info, ID: task,
+					Message: fmt.Sprintf("  %s %s%% %s", st, p, aws.ToString(det.StatusMessage))})
 				lastProgress = p
 			}
 			return false, nil
@@ -417,7 +412,7 @@ func (o *AWSOptions) copyTo(ctx context.Context, c *ec2.Client, region, name, am
 		return build.AMI{}, fmt.Errorf("CopyImage: %w", err)
 	}
 	id := aws.ToString(out.ImageId)
-	fmt.Fprintf(o.Out, "Copying %s to %s as %s\n", termsafe.String(ami), region, termsafe.String(id))
+	o.infof("Copying %s to %s as %s", ami, region, id)
 	var snap string
 	err = o.waitFor(ctx, "copy "+id, func(ctx context.Context) (bool, error) {
 		d, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})

@@ -23,6 +23,7 @@ import (
 	"github.com/cosa-build/cosa/internal/ec2double"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 const (
@@ -111,7 +112,7 @@ func (f *awsFixture) opts() AWSOptions {
 		AWS:    config.AWS{VolumeType: "gp3", BootMode: "uefi"},
 		Region: "us-east-1", Bucket: "s3://" + testBucket + "/ami/",
 		S3Endpoint: f.s3URL, EC2Endpoint: f.ec2.URL,
-		WaitTimeout: 10 * time.Second, PollInterval: time.Millisecond, Out: io.Discard,
+		WaitTimeout: 10 * time.Second, PollInterval: time.Millisecond,
 	}
 }
 
@@ -139,7 +140,7 @@ func TestUploadAWS(t *testing.T) {
 	o.Public = true
 	o.Replicate = []string{"us-west-2", "eu-west-1"}
 	var out bytes.Buffer
-	o.Out = &out
+	o.Events = &events.Text{W: &out}
 	made, err := UploadAWS(context.Background(), o)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
@@ -375,7 +376,7 @@ func TestUploadAWSErrors(t *testing.T) {
 		want string
 	}{
 		{"bad region", func(o *AWSOptions) { o.Region = "mars" }, "--region"},
-		{"bad bucket", func(o *AWSOptions) { o.Bucket = "images/ami" }, "s3://"},
+		{"bad bucket", func(o *AWSOptions) { o.Bucket = "https://images/ami" }, "--bucket"},
 		{"bad grant", func(o *AWSOptions) { o.GrantUsers = []string{"alice"} }, "--grant-user"},
 		{"replicate twice", func(o *AWSOptions) { o.Replicate = []string{"us-east-1"} }, "given twice"},
 		{"bad name", func(o *AWSOptions) { o.Name = "x" }, "--name"},
@@ -392,21 +393,18 @@ func TestUploadAWSErrors(t *testing.T) {
 }
 
 func TestParseS3URLAndMergeAMI(t *testing.T) {
-	for in, want := range map[string][2]string{
-		"s3://b":          {"b", ""},
-		"s3://b/":         {"b", ""},
-		"s3://b/p/q/":     {"b", "p/q"},
-		"s3://b//p":       {"b", "p"},
-		"s3://my.bucket/": {"my.bucket", ""},
-	} {
-		b, p, err := ParseS3URL(in)
-		if err != nil || b != want[0] || p != want[1] {
-			t.Errorf("ParseS3URL(%q) = %q, %q, %v", in, b, p, err)
+	// --bucket takes an S3 location the way every command does
+	// (remote.ParseS3Location): with or without s3://.
+	for _, ok := range []string{"s3://b", "s3://b/p/q/", "b/p", "my.bucket"} {
+		o := AWSOptions{Region: "us-east-1", Bucket: ok}
+		if err := o.Validate(); err != nil {
+			t.Errorf("--bucket %q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"b/p", "s3:///p", "https://b/p"} {
-		if _, _, err := ParseS3URL(bad); err == nil {
-			t.Errorf("ParseS3URL(%q) accepted", bad)
+	for _, bad := range []string{"", "s3:///p", "https://b/p"} {
+		o := AWSOptions{Region: "us-east-1", Bucket: bad}
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--bucket") {
+			t.Errorf("--bucket %q: %v, want an error naming --bucket", bad, err)
 		}
 	}
 	l := MergeAMI(nil, build.AMI{Name: "a", HVM: "ami-1"})

@@ -14,15 +14,17 @@ import (
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
 // Engine returns the pipeline engine for a workdir: objects in
 // cache/objects (capped by image.yaml cache-size), scratch in tmp/.
-func Engine(w *workdir.Workdir, cfg *config.Config, ev *images.Printer, log io.Writer) *images.Engine {
+func Engine(w *workdir.Workdir, cfg *config.Config, ev events.Sink, log io.Writer) *images.Engine {
 	return &images.Engine{
 		Store:   &images.Store{Dir: filepath.Join(w.CacheDir(), "objects"), MaxSize: int64(cfg.Image.CacheSize) << 30},
 		Scratch: filepath.Join(w.TmpDir(), "pipeline"),
@@ -34,12 +36,12 @@ func Engine(w *workdir.Workdir, cfg *config.Config, ev *images.Printer, log io.W
 
 // Spec builds the image spec for a commit: kernel arguments are the ones
 // the build was made with (commit metadata) plus image.yaml's extra-kargs.
-func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p images.Platform, commit, ref string) (images.ImageSpec, error) {
+func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p platform.Platform, commit, ref string) (images.ImageSpec, error) {
 	kargs, err := repo.MetadataString(ctx, commit, "cosa.kernel-args")
 	if err != nil {
 		return images.ImageSpec{}, fmt.Errorf("commit %s: %w", commit[:12], err)
 	}
-	po := cfg.Image.ForPlatform(string(p))
+	po := cfg.Image.ForPlatform(p.Name)
 	size := cfg.Image.Size
 	if po.Size > 0 {
 		size = po.Size
@@ -57,15 +59,15 @@ func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p images.P
 // osName is the OSTree stateroot: the config name.
 func osName(name string) string { return name }
 
-// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (DESIGN.md section 2).
-func ArtifactName(name, id string, p images.Platform, arch string) string {
-	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p, arch, p.Extension())
+// ArtifactName is <name>-<id>-<platform>.<arch>.<ext> (docs/architecture.md#artifact-names).
+func ArtifactName(name, id string, p platform.Platform, arch string) string {
+	return fmt.Sprintf("%s-%s-%s.%s.%s", name, id, p.Name, arch, p.Extension)
 }
 
 // MakeImage runs the platform's manifest and writes the image into dir
 // (temp name, then rename), with its manifest next to it. It returns the
 // artifact for meta.json and the engine's result.
-func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p images.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
+func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p platform.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
 	m, export, file, err := spec.Manifest(p)
 	if err != nil {
 		return nil, nil, err
@@ -76,7 +78,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	// (qemu-img convert, cloud conversions, the artifact copy) goes on,
 	// so a later buildextend-metal only copies.
 	var hashing sync.WaitGroup
-	rawPipe := rawPipeline(p)
+	rawPipe := images.DiskPipeline(p)
 	prev := en.PipelineDone
 	en.PipelineDone = func(pipeline, objID, objDir string) {
 		if prev != nil {
@@ -109,7 +111,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		hashing.Wait()
 		return nil, nil, err
 	}
-	if err := fileutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension())+".manifest.json"), mdata, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json"), mdata, 0o644); err != nil {
 		hashing.Wait()
 		return nil, nil, err
 	}
@@ -150,11 +152,9 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		return nil, nil, err
 	}
 	a := &build.Artifact{Path: art, Sha256: sum, Size: size}
-	// streamOptimized vmdk (and the ova holding one) is compressed already,
-	// and clouds import it as is.
-	if p == images.PlatformAWS || p == images.PlatformVMware {
-		a.SkipCompression = true
-	}
+	// e.g. streamOptimized vmdk (and the ova holding one) is compressed
+	// already, and clouds import it as is.
+	a.SkipCompression = p.Compressed
 	return a, res, nil
 }
 
@@ -174,14 +174,6 @@ func storedSum(st *images.Store, objID, file, path string) (string, int64, error
 // rawDisk is the file the image pipelines write.
 const rawDisk = "disk.raw"
 
-// rawPipeline names the pipeline that makes p's raw disk.
-func rawPipeline(p images.Platform) string {
-	if p == images.PlatformMetal4k {
-		return "image4k"
-	}
-	return "image"
-}
-
 // copySparseChecked copies a file whose checksum the store already holds.
 // The size is checked against the record; the content is trusted the way
 // the store is trusted (objects are written once, by rename).
@@ -200,64 +192,76 @@ type Options struct {
 	Dir      *build.Dir
 	BuildID  string
 	Arch     string
-	Platform images.Platform
+	Platform platform.Platform
 	Force    bool
-	Events   *images.Printer
+	Events   events.Sink // the pipeline engine's progress
 	Log      io.Writer
-	Out      io.Writer
+	Out      io.Writer // the one-line summary
+}
+
+// ExtendResult says what BuildExtend did.
+type ExtendResult struct {
+	// Artifact is the platform's image as meta.json now records it.
+	Artifact build.Artifact
+	// Added is false when the build already had the image (no --force).
+	Added       bool
+	Ran, Cached int // stages run, pipelines served from the cache
 }
 
 // BuildExtend adds one platform's image to an existing build.
-func BuildExtend(ctx context.Context, o Options) error {
+func BuildExtend(ctx context.Context, o Options) (*ExtendResult, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
 	meta, err := o.Dir.ReadMeta(o.BuildID, o.Arch)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if a, ok := meta.Images[string(o.Platform)]; ok && !o.Force {
+	if a, ok := meta.Images[o.Platform.Name]; ok && !o.Force {
 		if _, err := os.Stat(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), a.Path)); err == nil {
 			fmt.Fprintf(o.Out, "%s already has a %s image (%s); use --force to rebuild it\n", o.BuildID, o.Platform, a.Path)
-			return nil
+			return &ExtendResult{Artifact: a}, nil
 		}
 	}
 	repo, cleanup, err := sourceRepo(ctx, o.Workdir, o.Dir, o.BuildID, o.Arch, meta)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cleanup()
 	spec, err := Spec(ctx, repo, o.Config, o.Platform, meta.OSTreeCommit, meta.Ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	en := Engine(o.Workdir, o.Config, o.Events, o.Log)
 	en.Sources.OSTreeRepo = repo.Path
 	t0 := time.Now()
 	art, res, err := MakeImage(ctx, en, spec, o.Platform, o.Dir.BuildDir(o.BuildID, o.Arch), meta.Name, o.BuildID, o.Arch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var replaced string
 	if err := o.Dir.UpdateMeta(ctx, o.BuildID, o.Arch, func(m *build.Meta) error {
 		if m.Images == nil {
 			m.Images = map[string]build.Artifact{}
 		}
-		if old, ok := m.Images[string(o.Platform)]; ok && old.Path != art.Path {
+		if old, ok := m.Images[o.Platform.Name]; ok && old.Path != art.Path {
 			replaced = old.Path
 		}
-		m.Images[string(o.Platform)] = *art
+		m.Images[o.Platform.Name] = *art
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	// The image replaced one under another name (e.g. --force on a build
 	// whose image was compressed): meta.json no longer names the old
 	// file, so it goes, now that meta.json is written.
 	if replaced != "" && filepath.Base(replaced) == replaced {
 		if err := os.Remove(filepath.Join(o.Dir.BuildDir(o.BuildID, o.Arch), replaced)); err != nil && !os.IsNotExist(err) {
-			return err
+			return nil, err
 		}
 	}
 	fmt.Fprintf(o.Out, "Added %s to %s (%d stages run, %d pipelines cached, %s)\n", art.Path, o.BuildID, res.Ran, res.Cached, time.Since(t0).Round(100*time.Millisecond))
-	return nil
+	return &ExtendResult{Artifact: *art, Added: true, Ran: res.Ran, Cached: res.Cached}, nil
 }
 
 // sourceRepo is the workdir repo if it still has the commit, else the

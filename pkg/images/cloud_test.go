@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/cosa-build/cosa/internal/testutil"
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 func testSpec() ImageSpec {
@@ -26,22 +27,23 @@ func testSpec() ImageSpec {
 // stage for stage, so a build's cached disk is reused.
 func TestCloudManifestsShareQemuPipelines(t *testing.T) {
 	spec := testSpec()
-	qm, _, _, err := spec.Manifest(PlatformQemu)
+	qm, _, _, err := spec.Manifest(platform.Must(platform.Qemu))
 	if err != nil {
 		t.Fatal(err)
 	}
 	qids, _ := qm.IDs()
-	wantExt := map[Platform]string{PlatformAWS: "vmdk", PlatformOpenStack: "qcow2", PlatformGCP: "tar.gz", PlatformAzure: "vhd", PlatformVMware: "ova"}
-	for _, p := range CloudPlatforms() {
+	wantExt := map[string]string{"aws": "vmdk", "openstack": "qcow2", "gcp": "tar.gz", "azure": "vhd", "vmware": "ova"}
+	for name, ext := range wantExt {
+		p := platform.Must(name)
 		m, export, file, err := spec.Manifest(p)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		if p.Extension() != wantExt[p] {
-			t.Errorf("%s: extension %q, want %q", p, p.Extension(), wantExt[p])
+		if p.Extension != ext {
+			t.Errorf("%s: extension %q, want %q", p, p.Extension, ext)
 		}
-		if !strings.HasSuffix(file, "."+wantExt[p]) {
-			t.Errorf("%s: exports %s, want a .%s file", p, file, wantExt[p])
+		if !strings.HasSuffix(file, "."+ext) {
+			t.Errorf("%s: exports %s, want a .%s file", p, file, ext)
 		}
 		if m.Pipeline(export) == nil {
 			t.Errorf("%s: export %q is not a pipeline", p, export)
@@ -60,21 +62,16 @@ func TestCloudManifestsShareQemuPipelines(t *testing.T) {
 				t.Errorf("%s: pipeline %s ids differ from qemu's", p, name)
 			}
 		}
-		if p == PlatformOpenStack && ids["openstack"][0] != qids["qemu"][0] {
+		if p.Name == "openstack" && ids["openstack"][0] != qids["qemu"][0] {
 			t.Errorf("openstack's qcow2 should be qemu's cached object")
 		}
 	}
-	am, _, _, _ := spec.Manifest(PlatformAWS)
-	vm, _, _, _ := spec.Manifest(PlatformVMware)
+	am, _, _, _ := spec.Manifest(platform.Must("aws"))
+	vm, _, _, _ := spec.Manifest(platform.Must("vmware"))
 	aids, _ := am.IDs()
 	vids, _ := vm.IDs()
 	if aids["vmdk"][0] != vids["vmdk"][0] {
 		t.Error("vmware should reuse aws' vmdk pipeline")
-	}
-	for _, p := range []Platform{PlatformAWS, PlatformOpenStack, PlatformGCP, PlatformAzure, PlatformVMware} {
-		if got, err := ParsePlatform(string(p)); err != nil || got != p {
-			t.Errorf("ParsePlatform(%s) = %v, %v", p, got, err)
-		}
 	}
 }
 

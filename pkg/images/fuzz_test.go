@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 // FuzzParseManifest feeds arbitrary bytes to LoadManifest, the loader of
@@ -17,7 +19,7 @@ import (
 // same stage ids (ids are what the stage cache trusts).
 func FuzzParseManifest(f *testing.F) {
 	spec := ImageSpec{Commit: strings.Repeat("a", 64), Ref: "x/y", OSName: "os", SizeGiB: 10, KernelArgs: []string{"console=ttyS0"}}
-	for _, p := range []Platform{PlatformQemu, PlatformAWS} {
+	for _, p := range []platform.Platform{platform.Must(platform.Qemu), platform.Must(platform.AWS)} {
 		m, _, _, err := spec.Manifest(p)
 		if err != nil {
 			f.Fatal(err)

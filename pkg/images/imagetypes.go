@@ -3,68 +3,83 @@ package images
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
-// Platform is an image type cosa can build.
-type Platform string
+// Platforms come from pkg/platform's table. Each entry names the
+// pipeline builder (registered here by the stage files) that turns the
+// shared raw disk into its artifact, so adding a platform touches the
+// table and, when no builder fits, one stage file.
 
-const (
-	PlatformQemu    Platform = "qemu"    // qcow2, 512-byte sectors, BIOS + UEFI
-	PlatformMetal   Platform = "metal"   // raw, 512-byte sectors, BIOS + UEFI
-	PlatformMetal4k Platform = "metal4k" // raw, 4096-byte sectors, UEFI only
-	// Cloud images: the qemu/metal disk (shared tree and image pipelines)
-	// converted to each cloud's upload format.
-	PlatformAWS       Platform = "aws"       // vmdk, streamOptimized (ImportSnapshot)
-	PlatformOpenStack Platform = "openstack" // qcow2
-	PlatformGCP       Platform = "gcp"       // disk.raw in a GNU sparse tar.gz
-	PlatformAzure     Platform = "azure"     // fixed VHD, virtual size a whole number of MiB
-	PlatformVMware    Platform = "vmware"    // OVA: OVF descriptor + streamOptimized vmdk
-)
-
-// Platforms lists the supported platforms.
-func Platforms() []Platform {
-	return []Platform{PlatformQemu, PlatformMetal, PlatformMetal4k,
-		PlatformAWS, PlatformOpenStack, PlatformGCP, PlatformAzure, PlatformVMware}
+// Disk is the raw disk a manifest's image pipeline makes.
+type Disk struct {
+	Pipeline string // "image", or "image4k" for 4Kn disks
+	File     string // the disk file in that pipeline's tree
 }
 
-// CloudPlatforms lists the platforms whose image is a cloud upload format.
-func CloudPlatforms() []Platform {
-	return []Platform{PlatformAWS, PlatformOpenStack, PlatformGCP, PlatformAzure, PlatformVMware}
-}
+// PipelineBuilder appends to m, which already holds the tree pipeline and
+// the disk's image pipeline, the pipelines that make platform p's artifact
+// and returns the pipeline to export and the file in it. Pipeline names are
+// not part of stage ids, so a conversion another platform already ran is a
+// cache hit.
+type PipelineBuilder func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (export, file string)
 
-// ParsePlatform checks a platform name.
-func ParsePlatform(s string) (Platform, error) {
-	for _, p := range Platforms() {
-		if string(p) == s {
-			return p, nil
-		}
+var pipelineBuilders = map[string]PipelineBuilder{}
+
+// RegisterPipeline makes b the builder of the platforms whose table entry
+// names it. Stage files call it from init.
+func RegisterPipeline(name string, b PipelineBuilder) {
+	if _, dup := pipelineBuilders[name]; dup {
+		panic("images: pipeline builder " + name + " registered twice")
 	}
-	return "", fmt.Errorf("unknown platform %q (have %v)", s, Platforms())
+	pipelineBuilders[name] = b
 }
 
-// Extension is the artifact file extension of the platform.
-func (p Platform) Extension() string {
-	switch p {
-	case PlatformQemu, PlatformOpenStack:
-		return "qcow2"
-	case PlatformAWS:
-		return "vmdk"
-	case PlatformGCP:
-		return "tar.gz"
-	case PlatformAzure:
-		return "vhd"
-	case PlatformVMware:
-		return "ova"
+// HasPipeline reports whether a pipeline builder of that name exists.
+func HasPipeline(name string) bool {
+	_, ok := pipelineBuilders[name]
+	return ok
+}
+
+// RegisterStage adds a stage type; for stage files outside this package
+// (the ones here call register from init).
+func RegisterStage(name string, f func() StageImpl) {
+	if _, dup := registry[name]; dup {
+		panic("images: stage type " + name + " registered twice")
 	}
-	return "raw"
+	register(name, f)
 }
 
-// MarshalText/UnmarshalText make Platform usable as a JSON/YAML value.
-func (p Platform) MarshalText() ([]byte, error) { return []byte(p), nil }
-func (p *Platform) UnmarshalText(b []byte) error {
-	v, err := ParsePlatform(string(b))
-	*p = v
-	return err
+// DiskPipeline names the pipeline that makes p's raw disk: the 4Kn disk
+// is another disk, the other platforms share the 512-byte one.
+func DiskPipeline(p platform.Platform) string {
+	if p.SectorSize == 4096 {
+		return "image4k"
+	}
+	return "image"
+}
+
+// rawFile is the disk file of the image pipelines.
+const rawFile = "disk.raw"
+
+func init() {
+	// metal ships the image pipeline's raw disk as is.
+	RegisterPipeline("raw", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
+		return disk.Pipeline, disk.File
+	})
+	// qemu and openstack: the same qcow2, so one cached object.
+	RegisterPipeline("qcow2", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
+		m.Pipelines = append(m.Pipelines, convertPipeline(p.Name, disk, "disk.qcow2", "qcow2", ""))
+		return p.Name, "disk.qcow2"
+	})
+}
+
+// convertPipeline is a pipeline that converts disk with qemu-img.
+func convertPipeline(name string, disk Disk, file, format, options string) Pipeline {
+	return Pipeline{Name: name, Stages: []Stage{{Type: "org.cosa.qemu-img.convert",
+		Inputs:  map[string]string{"image": "name:" + disk.Pipeline},
+		Options: opts(QemuImgConvert{Source: disk.File, Filename: file, Format: format, Options: options})}}}
 }
 
 // ImageSpec is what an image type needs to know about the build.
@@ -77,7 +92,7 @@ type ImageSpec struct {
 	Rootfs     string // ext4
 }
 
-// Disk layout (DESIGN.md section 6): partition numbers used by stages.
+// Disk layout (docs/architecture.md#disk-layout): partition numbers used by stages.
 const (
 	partBIOS = 1
 	partESP  = 2
@@ -95,7 +110,11 @@ func opts(v any) json.RawMessage {
 
 // Manifest generates the pipeline manifest for platform; the returned name
 // is the pipeline to export and the file in it.
-func (spec ImageSpec) Manifest(p Platform) (*Manifest, string, string, error) {
+func (spec ImageSpec) Manifest(p platform.Platform) (*Manifest, string, string, error) {
+	build, ok := pipelineBuilders[p.Pipeline]
+	if !ok {
+		return nil, "", "", fmt.Errorf("platform %s: no pipeline builder %q", p.Name, p.Pipeline)
+	}
 	if spec.Rootfs != "" && spec.Rootfs != "ext4" {
 		return nil, "", "", fmt.Errorf("rootfs %q: only ext4 can be built without mounting; set rootfs: ext4 in image.yaml", spec.Rootfs)
 	}
@@ -113,12 +132,8 @@ func (spec ImageSpec) Manifest(p Platform) (*Manifest, string, string, error) {
 			{Label: "boot", Path: "/boot", FSType: "ext4", Options: "defaults", Freq: 1, PassNo: 2}}})},
 		{Type: "org.cosa.grub2.bls-config", Options: opts(GrubBLSConfig{Timeout: 1, Serial: true})},
 	}}
-	sector := 512
-	name := "image"
-	if p == PlatformMetal4k {
-		sector, name = 4096, "image4k"
-	}
-	const raw = "disk.raw"
+	sector, name := p.SectorSize, DiskPipeline(p)
+	const raw = rawFile
 	treeIn := map[string]string{"tree": "name:tree"}
 	stages := []Stage{
 		{Type: "org.cosa.truncate", Options: opts(Truncate{Filename: raw, Size: int64(spec.SizeGiB) << 30})},
@@ -133,25 +148,11 @@ func (spec ImageSpec) Manifest(p Platform) (*Manifest, string, string, error) {
 		{Type: "org.cosa.mkfs.ext4", Inputs: treeIn, Options: opts(MkfsTree{Filename: raw, SectorSize: sector, Partition: partBoot, Label: "boot", Path: "boot"})},
 		{Type: "org.cosa.mkfs.ext4", Inputs: treeIn, Options: opts(MkfsTree{Filename: raw, SectorSize: sector, Partition: partRoot, Label: "root", Path: ".", Empty: []string{"boot"}})},
 	}
-	if sector == 512 {
-		// BIOS INT 13h booting of 4Kn disks is not a thing; metal4k is UEFI only.
+	if p.BIOS() {
 		stages = append(stages, Stage{Type: "org.cosa.grub2.bios", Options: opts(GrubBIOS{Filename: raw, Partition: partBIOS})})
 	}
 	image := Pipeline{Name: name, Stages: stages}
 	m := &Manifest{Version: ManifestVersion, Pipelines: []Pipeline{tree, image}}
-	switch p {
-	case PlatformQemu:
-		out := "disk.qcow2"
-		m.Pipelines = append(m.Pipelines, Pipeline{Name: string(p), Stages: []Stage{
-			{Type: "org.cosa.qemu-img.convert", Inputs: map[string]string{"image": "name:" + name},
-				Options: opts(QemuImgConvert{Source: raw, Filename: out, Format: "qcow2"})}}})
-		return m, string(p), out, m.Validate()
-	case PlatformMetal, PlatformMetal4k:
-		// metal ships the image pipeline's raw disk as is.
-		return m, name, raw, m.Validate()
-	case PlatformOpenStack, PlatformAWS, PlatformGCP, PlatformAzure, PlatformVMware:
-		export, file := cloudPipelines(m, p, name, raw, spec)
-		return m, export, file, m.Validate()
-	}
-	return nil, "", "", fmt.Errorf("unknown platform %q", p)
+	export, file := build(m, p, Disk{Pipeline: name, File: raw}, spec)
+	return m, export, file, m.Validate()
 }

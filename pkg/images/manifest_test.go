@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 func TestStageIDIgnoresKeyOrderAndLayout(t *testing.T) {
@@ -45,12 +47,12 @@ func TestStageIDIgnoresKeyOrderAndLayout(t *testing.T) {
 
 func TestInputChangesDownstreamID(t *testing.T) {
 	spec := ImageSpec{Commit: strings.Repeat("a", 64), Ref: "x/y", OSName: "os", SizeGiB: 10}
-	m1, _, _, err := spec.Manifest(PlatformQemu)
+	m1, _, _, err := spec.Manifest(platform.Must(platform.Qemu))
 	if err != nil {
 		t.Fatal(err)
 	}
 	spec.Commit = strings.Repeat("b", 64)
-	m2, _, _, err := spec.Manifest(PlatformQemu)
+	m2, _, _, err := spec.Manifest(platform.Must(platform.Qemu))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func TestInputChangesDownstreamID(t *testing.T) {
 		t.Error("a new commit must change pull-local and everything that takes the tree as input")
 	}
 	// metal and qemu share the tree and image pipelines.
-	m3, export, file, err := ImageSpec{Commit: strings.Repeat("a", 64), Ref: "x/y", OSName: "os", SizeGiB: 10}.Manifest(PlatformMetal)
+	m3, export, file, err := ImageSpec{Commit: strings.Repeat("a", 64), Ref: "x/y", OSName: "os", SizeGiB: 10}.Manifest(platform.Must(platform.Metal))
 	if err != nil || export != "image" || file != "disk.raw" {
 		t.Fatal(export, file, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
@@ -18,8 +19,8 @@ type Engine struct {
 	Store   *Store
 	Scratch string // where working trees live (same filesystem as Store for cheap renames)
 	Sources Sources
-	Events  *Printer
-	Log     io.Writer // full stage output
+	Events  events.Sink // nil: none
+	Log     io.Writer   // full stage output
 	// PipelineDone, if set, is called as soon as each pipeline's result is
 	// in the store (built or cached), with its final stage id and object
 	// path, so callers can start work on it while later pipelines run.
@@ -92,9 +93,9 @@ func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Resu
 	for _, p := range pipes {
 		pids := ids[p.Name]
 		final := pids[len(pids)-1]
-		en.Events.Emit(Event{Type: "pipeline-start", Pipeline: p.Name, ID: final})
+		en.emit(events.Event{Type: events.PipelineStart, Pipeline: p.Name, ID: final})
 		if en.Store.Has(final) {
-			en.Events.Emit(Event{Type: "stage-cached", Pipeline: p.Name, ID: final,
+			en.emit(events.Event{Type: events.StageCached, Pipeline: p.Name, ID: final,
 				Message: fmt.Sprintf("%s: all %d stages cached", p.Name, len(p.Stages))})
 			done[p.Name] = en.Store.Path(final)
 			res.Cached++
@@ -115,7 +116,7 @@ func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Resu
 		if evicted, err := en.Store.Evict(keep); err != nil {
 			return nil, err
 		} else if len(evicted) > 0 {
-			en.Events.Emit(Event{Type: "stage-cached", Message: fmt.Sprintf("evicted %d cached objects to stay under the cache size cap", len(evicted))})
+			en.emit(events.Event{Type: events.Info, Message: fmt.Sprintf("evicted %d cached objects to stay under the cache size cap", len(evicted))})
 		}
 	}
 	// The exports stay readable until the caller is done with them.
@@ -155,7 +156,7 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 				return err
 			}
 			start = i + 1
-			en.Events.Emit(Event{Type: "stage-cached", Pipeline: p.Name, ID: pids[i],
+			en.emit(events.Event{Type: events.StageCached, Pipeline: p.Name, ID: pids[i],
 				Message: fmt.Sprintf("%s: resuming after cached stage %d/%d (%s)", p.Name, i+1, len(pids), p.Stages[i].Type)})
 			break
 		}
@@ -182,19 +183,19 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 		}
 		tail := hostcmd.NewTail(25)
 		env := &Env{Tree: work, Inputs: inputs, Sources: en.Sources, Scratch: scratch, Log: io.MultiWriter(log, tail)}
-		en.Events.Emit(Event{Type: "stage-start", Pipeline: p.Name, Stage: s.Type, ID: id})
+		en.emit(events.Event{Type: events.StageStart, Pipeline: p.Name, Stage: s.Type, ID: id})
 		t0 := time.Now()
 		err := impl.Run(ctx, env)
 		fileutil.RemoveAll(scratch)
 		if err != nil {
 			se := &StageError{p.Name, s.Type, id, fmt.Errorf("%v\n--- last output ---\n%s", err, tail.String())}
-			en.Events.Emit(Event{Type: "error", Pipeline: p.Name, Stage: s.Type, ID: id, Message: err.Error()})
+			en.emit(events.Event{Type: events.StageFailed, Pipeline: p.Name, Stage: s.Type, ID: id, Error: err.Error()})
 			return se
 		}
 		d := time.Since(t0)
 		res.Ran++
 		res.StageTimes = append(res.StageTimes, StageTime{p.Name, s.Type, id, d})
-		en.Events.Emit(Event{Type: "stage-finish", Pipeline: p.Name, Stage: s.Type, ID: id, Duration: d.Seconds()})
+		en.emit(events.Event{Type: events.StageFinish, Pipeline: p.Name, Stage: s.Type, ID: id, DurationS: d.Seconds()})
 		switch {
 		case i == len(p.Stages)-1:
 			if err := en.Store.CommitMove(ctx, work, id); err != nil {

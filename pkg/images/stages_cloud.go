@@ -16,6 +16,7 @@ import (
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/fileutil"
+	"github.com/cosa-build/cosa/pkg/platform"
 )
 
 // Cloud image stages turn the shared raw disk (the "image" pipeline) into
@@ -37,40 +38,32 @@ const vmdkOptions = "adapter_type=lsilogic,subformat=streamOptimized,compat6"
 // Azure requires.
 const vhdOptions = "subformat=fixed,force_size=on"
 
-// cloudPipelines appends the pipelines of a cloud platform to m, which
-// already holds the shared tree and image pipelines, and returns the
-// pipeline to export and the file in it. Pipeline names are not part of
-// stage ids, so a conversion another platform (or qemu) already ran is a
-// cache hit: openstack's qcow2 is qemu's object, vmware reuses aws' vmdk.
-func cloudPipelines(m *Manifest, p Platform, image, raw string, spec ImageSpec) (string, string) {
-	imgIn := map[string]string{"image": "name:" + image}
-	convert := func(name, file, format, options string) Pipeline {
-		return Pipeline{Name: name, Stages: []Stage{{Type: "org.cosa.qemu-img.convert", Inputs: imgIn,
-			Options: opts(QemuImgConvert{Source: raw, Filename: file, Format: format, Options: options})}}}
-	}
+// The cloud pipeline builders: aws' vmdk pipeline is named for the
+// format, not the platform, because vmware's OVA takes it as its input.
+func init() {
 	const vmdkFile = "disk.vmdk"
-	vmdk := convert("vmdk", vmdkFile, "vmdk", vmdkOptions)
-	switch p {
-	case PlatformOpenStack:
-		m.Pipelines = append(m.Pipelines, convert(string(p), "disk.qcow2", "qcow2", ""))
-		return string(p), "disk.qcow2"
-	case PlatformAWS:
-		m.Pipelines = append(m.Pipelines, vmdk)
-		return vmdk.Name, vmdkFile
-	case PlatformAzure:
-		m.Pipelines = append(m.Pipelines, convert(string(p), "disk.vhd", "vpc", vhdOptions))
-		return string(p), "disk.vhd"
-	case PlatformGCP:
-		m.Pipelines = append(m.Pipelines, Pipeline{Name: string(p), Stages: []Stage{{Type: "org.cosa.tar.gnu-sparse", Inputs: imgIn,
-			Options: opts(TarGNUSparse{Source: raw, Member: "disk.raw", Filename: "disk.tar.gz"})}}})
-		return string(p), "disk.tar.gz"
-	case PlatformVMware:
-		m.Pipelines = append(m.Pipelines, vmdk, Pipeline{Name: string(p), Stages: []Stage{{Type: "org.cosa.ova",
-			Inputs:  map[string]string{"disk": "name:" + vmdk.Name},
+	vmdk := func(disk Disk) Pipeline { return convertPipeline("vmdk", disk, vmdkFile, "vmdk", vmdkOptions) }
+	RegisterPipeline("vmdk", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
+		m.Pipelines = append(m.Pipelines, vmdk(disk))
+		return "vmdk", vmdkFile
+	})
+	RegisterPipeline("vhd", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
+		m.Pipelines = append(m.Pipelines, convertPipeline(p.Name, disk, "disk.vhd", "vpc", vhdOptions))
+		return p.Name, "disk.vhd"
+	})
+	RegisterPipeline("gce-tar", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
+		m.Pipelines = append(m.Pipelines, Pipeline{Name: p.Name, Stages: []Stage{{Type: "org.cosa.tar.gnu-sparse",
+			Inputs:  map[string]string{"image": "name:" + disk.Pipeline},
+			Options: opts(TarGNUSparse{Source: disk.File, Member: "disk.raw", Filename: "disk.tar.gz"})}}})
+		return p.Name, "disk.tar.gz"
+	})
+	RegisterPipeline("ova", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
+		v := vmdk(disk)
+		m.Pipelines = append(m.Pipelines, v, Pipeline{Name: p.Name, Stages: []Stage{{Type: "org.cosa.ova",
+			Inputs:  map[string]string{"disk": "name:" + v.Name},
 			Options: opts(OVA{Disk: vmdkFile, Filename: "disk.ova", Name: spec.OSName, CPUs: 2, MemoryMiB: 2048, Firmware: "efi"})}}})
-		return string(p), "disk.ova"
-	}
-	panic("cloudPipelines: not a cloud platform: " + string(p))
+		return p.Name, "disk.ova"
+	})
 }
 
 // TarGNUSparse archives a file of the "image" input as the only member of

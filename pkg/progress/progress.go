@@ -1,92 +1,52 @@
-// Package progress reports long-running steps in the three forms cosa's users
-// need: a live elapsed-time line on a terminal, plain periodic lines in CI
-// logs (no carriage returns to garble them), and JSON events for machines.
+// Package progress reports long-running steps as events (pkg/events): a
+// step-start, a step-running heartbeat while the step runs, and a
+// step-finish or step-failed with its duration. How they look is the
+// sink's business: a live status line on a terminal, plain periodic lines
+// in CI logs, JSON lines under --json.
 package progress
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
-// Mode selects how events are written.
-type Mode int
-
-const (
-	// Plain writes one line per event plus a heartbeat line every Heartbeat.
-	Plain Mode = iota
-	// TTY rewrites one status line in place while a step runs.
-	TTY
-	// JSON writes one JSON object per line per event.
-	JSON
-)
-
-// Heartbeat is how often a running step reports in Plain mode; CI systems
-// kill jobs that print nothing for a while, and people like to see life.
+// Heartbeat is how often a running step reports when each report is a
+// line of its own (CI logs, JSON); CI systems kill jobs that print nothing
+// for a while, and people like to see life.
 var Heartbeat = 30 * time.Second
 
-// Reporter writes step events to W.
+// LiveInterval is how often a live terminal status line is refreshed.
+var LiveInterval = time.Second
+
+// Reporter sends step events to Sink.
 type Reporter struct {
-	W    io.Writer
-	Mode Mode
-	mu   sync.Mutex
+	Sink events.Sink
+	// Interval between step-running events.
+	Interval time.Duration
 }
 
-// New picks TTY mode when w is a terminal, unless asJSON.
-func New(w io.Writer, asJSON bool) *Reporter {
-	m := Plain
-	if asJSON {
-		m = JSON
-	} else if f, ok := w.(*os.File); ok && isTerminal(f) {
-		m = TTY
+// New reports to sink, refreshing every second when the sink shows a live
+// status line (events.Text on a terminal) and every Heartbeat otherwise.
+func New(sink events.Sink) *Reporter {
+	r := &Reporter{Sink: sink, Interval: Heartbeat}
+	if l, ok := sink.(interface{ IsLive() bool }); ok && l.IsLive() {
+		r.Interval = LiveInterval
 	}
-	return &Reporter{W: w, Mode: m}
+	return r
 }
 
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
-}
-
-// Event is the JSON form of a report.
-type Event struct {
-	Event   string  `json:"event"` // step-start, step-running, step-finish, step-failed, info
-	Step    string  `json:"step,omitempty"`
-	Message string  `json:"message,omitempty"`
-	Elapsed float64 `json:"elapsed_s,omitempty"`
-	Error   string  `json:"error,omitempty"`
-	Time    string  `json:"time"`
-}
-
-func (r *Reporter) emit(e Event, text string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.W == nil {
-		return
-	}
-	e.Time = time.Now().UTC().Format(time.RFC3339Nano)
-	switch r.Mode {
-	case JSON:
-		b, _ := json.Marshal(e)
-		fmt.Fprintf(r.W, "%s\n", b)
-	case TTY:
-		if e.Event == "step-running" {
-			fmt.Fprintf(r.W, "\r\033[K%s", text)
-		} else {
-			fmt.Fprintf(r.W, "\r\033[K%s\n", text)
-		}
-	default:
-		fmt.Fprintln(r.W, text)
+func (r *Reporter) emit(e events.Event) {
+	if r != nil {
+		events.Emit(r.Sink, e)
 	}
 }
 
 // Infof reports a one-off message.
 func (r *Reporter) Infof(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	r.emit(Event{Event: "info", Message: msg}, msg)
+	r.emit(events.Event{Type: events.Info, Message: fmt.Sprintf(format, args...)})
 }
 
 // Step is a running step.
@@ -101,10 +61,10 @@ type Step struct {
 // Start reports the start of a step and keeps reporting until Done.
 func (r *Reporter) Start(name string) *Step {
 	s := &Step{r: r, name: name, start: time.Now(), stop: make(chan struct{})}
-	r.emit(Event{Event: "step-start", Step: name}, "==> "+name)
+	r.emit(events.Event{Type: events.StepStart, Step: name})
 	interval := Heartbeat
-	if r.Mode == TTY {
-		interval = time.Second
+	if r != nil && r.Interval > 0 {
+		interval = r.Interval
 	}
 	s.done.Add(1)
 	go func() {
@@ -116,9 +76,7 @@ func (r *Reporter) Start(name string) *Step {
 			case <-s.stop:
 				return
 			case <-t.C:
-				el := time.Since(s.start)
-				r.emit(Event{Event: "step-running", Step: name, Elapsed: el.Seconds()},
-					fmt.Sprintf("    %s: running for %s", name, el.Round(time.Second)))
+				r.emit(events.Event{Type: events.StepRunning, Step: name, DurationS: time.Since(s.start).Seconds()})
 			}
 		}
 	}()
@@ -129,20 +87,11 @@ func (r *Reporter) Start(name string) *Step {
 func (s *Step) Done(err error) error {
 	close(s.stop)
 	s.done.Wait()
-	el := time.Since(s.start)
+	el := time.Since(s.start).Seconds()
 	if err != nil {
-		s.r.emit(Event{Event: "step-failed", Step: s.name, Elapsed: el.Seconds(), Error: err.Error()},
-			fmt.Sprintf("    %s: failed after %s", s.name, fmtDur(el)))
+		s.r.emit(events.Event{Type: events.StepFailed, Step: s.name, DurationS: el, Error: err.Error()})
 		return err
 	}
-	s.r.emit(Event{Event: "step-finish", Step: s.name, Elapsed: el.Seconds()},
-		fmt.Sprintf("    %s: done in %s", s.name, fmtDur(el)))
+	s.r.emit(events.Event{Type: events.StepFinish, Step: s.name, DurationS: el})
 	return nil
-}
-
-func fmtDur(d time.Duration) string {
-	if d < 10*time.Second {
-		return d.Round(10 * time.Millisecond).String()
-	}
-	return d.Round(100 * time.Millisecond).String()
 }

@@ -64,13 +64,27 @@ func (c *fakeConn) recv(want string) fakeCmd {
 
 func (c *fakeConn) reply(cmd fakeCmd, ret string) {
 	c.t.Helper()
-	c.send(`{"return": %s, "id": %s}`, ret, cmd.ID)
+	c.send("%s", replyLine(cmd, ret))
+}
+
+func replyLine(cmd fakeCmd, ret string) string {
+	if len(cmd.ID) == 0 { // go-qemu sends no ids
+		return fmt.Sprintf(`{"return": %s}`, ret)
+	}
+	return fmt.Sprintf(`{"return": %s, "id": %s}`, ret, cmd.ID)
 }
 
 // fakeQMP serves one connection on a fresh socket, sending the greeting,
 // accepting qmp_capabilities and then running script. The socket is created
 // only when start is called.
 func fakeQMP(t *testing.T, script func(c *fakeConn)) (path string, start func()) {
+	t.Helper()
+	return fakeQMPAfterCaps(t, "", script)
+}
+
+// fakeQMPAfterCaps is fakeQMP, also sending afterCaps (whole lines) in the
+// same write as the qmp_capabilities reply, as a busy QEMU may.
+func fakeQMPAfterCaps(t *testing.T, afterCaps string, script func(c *fakeConn)) (path string, start func()) {
 	t.Helper()
 	path = shortSocketPath(t)
 	done := make(chan struct{})
@@ -99,7 +113,12 @@ func fakeQMP(t *testing.T, script func(c *fakeConn)) (path string, start func())
 				defer conn.Close()
 				c := &fakeConn{t: t, conn: conn, dec: json.NewDecoder(conn)}
 				c.send(`{"QMP": {"version": {"qemu": {"micro": 3, "minor": 2, "major": 9}, "package": "fake"}, "capabilities": ["oob"]}}`)
-				c.reply(c.recv("qmp_capabilities"), `{}`)
+				caps := c.recv("qmp_capabilities")
+				if afterCaps == "" {
+					c.reply(caps, `{}`)
+				} else {
+					c.send("%s\n%s", replyLine(caps, `{}`), afterCaps)
+				}
 				script(c)
 			}()
 		})
@@ -510,6 +529,43 @@ func TestQMPWithQEMU(t *testing.T) {
 			t.Errorf("%d replies still pending", len(q.pending))
 		}
 		q.mu.Unlock()
+	})
+
+	t.Run("ContextEndsWhileQEMUIsFrozen", func(t *testing.T) {
+		// A stopped QEMU process reads nothing and answers nothing: the
+		// command must give up at its deadline, and the reply QEMU sends
+		// once it runs again must not reach the next command.
+		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		sctx, scancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		start := time.Now()
+		err := q.Execute(sctx, "stop", nil, nil)
+		took := time.Since(start)
+		scancel()
+		if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("command to a frozen QEMU: err = %v, want context.DeadlineExceeded", err)
+		}
+		if took > time.Second {
+			t.Errorf("command took %v to give up after a 100ms deadline", took)
+		}
+		// The abandoned stop still runs once QEMU resumes; this
+		// query-status gets its own reply, not stop's.
+		if st, err := q.QueryStatus(ctx); err != nil || st.Status != "paused" {
+			t.Errorf("QueryStatus after the abandoned stop = %+v, %v", st, err)
+		}
+		if _, err := q.WaitEvent(ctx, "STOP"); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Execute(ctx, "cont", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.WaitEvent(ctx, "RESUME"); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("Quit", func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
@@ -196,7 +197,7 @@ type FetchOptions struct {
 	// stalled server cannot hold the builds/ lock; 0 means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	Events      func(Event)
+	Events      events.Sink // progress; nil: none
 }
 
 // DefaultIdleTimeout is FetchOptions.IdleTimeout's default.
@@ -229,11 +230,7 @@ func Fetch(ctx context.Context, o FetchOptions) (*FetchResult, error) {
 	return res, err
 }
 
-func (o *FetchOptions) emit(e Event) {
-	if o.Events != nil {
-		o.Events(e)
-	}
-}
+func (o *FetchOptions) emit(e events.Event) { events.Emit(o.Events, e) }
 
 func readAllFrom(ctx context.Context, src Source, rel string) ([]byte, error) {
 	rc, size, err := src.Open(ctx, rel)
@@ -372,7 +369,7 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 					}
 				}
 				res.Kept++
-				o.emit(Event{Event: "object", Action: "kept", Object: have, Bytes: size, Message: "already present, sha256 matches"})
+				o.emit(events.Event{Type: events.Object, Action: "kept", Object: have, Bytes: size, Message: "already present, sha256 matches"})
 				continue
 			}
 		}
@@ -388,7 +385,7 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		t0 := time.Now()
 		b, err := readAllFrom(ctx, src, base+f)
 		if errors.Is(err, ErrNotFound) {
-			o.emit(Event{Event: "warning", Message: fmt.Sprintf("%s does not exist; skipping it", src.URL(base+f))})
+			o.emit(events.Event{Type: events.Warning, Message: fmt.Sprintf("%s does not exist; skipping it", src.URL(base+f))})
 			continue
 		}
 		if err != nil {
@@ -406,7 +403,7 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 	}
 	res.Fetched++
 	res.Bytes += int64(len(metaData))
-	o.emit(Event{Event: "object", Action: "fetched", Object: src.URL(base + build.MetaFile), Bytes: int64(len(metaData))})
+	o.emit(events.Event{Type: events.Object, Action: "fetched", Object: src.URL(base + build.MetaFile), Bytes: int64(len(metaData))})
 
 	undo, err := st.swapIn(archDir)
 	if err != nil {

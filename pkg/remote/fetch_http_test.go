@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 const testPassword = "s3cr3t-pw"
@@ -58,19 +59,19 @@ func TestFetchRedactsPassword(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var lines []string
-	events := func(e Event) {
+	sink := events.Func(func(e events.Event) {
 		b, _ := json.Marshal(e)
 		mu.Lock()
-		lines = append(lines, e.String(), string(b))
+		lines = append(lines, e.Text(), string(b))
 		mu.Unlock()
-	}
+	})
 	dst := newDir(t)
 	// ostree comes over fine (so the password was sent), commitmeta.json is
 	// missing (a warning), qemu fails (an error).
-	if _, err := Fetch(context.Background(), FetchOptions{Source: s, Dir: dst, Build: id, Arch: testArch, Artifacts: []string{"ostree"}, Events: events}); err != nil {
+	if _, err := Fetch(context.Background(), FetchOptions{Source: s, Dir: dst, Build: id, Arch: testArch, Artifacts: []string{"ostree"}, Events: sink}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Fetch(context.Background(), FetchOptions{Source: s, Dir: dst, Build: id, Arch: testArch, Artifacts: []string{"qemu"}, Events: events})
+	_, err = Fetch(context.Background(), FetchOptions{Source: s, Dir: dst, Build: id, Arch: testArch, Artifacts: []string{"qemu"}, Events: sink})
 	if err == nil {
 		t.Fatal("fetch of an artifact the server fails succeeded")
 	}

@@ -16,8 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cosa-build/cosa/pkg/fileutil"
-	"github.com/cosa-build/cosa/pkg/termsafe"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 // Files every build carries besides its images.
@@ -37,47 +36,17 @@ const (
 // object's sha256, which is how an upload recognises objects already there.
 const ShaMetaKey = "sha256"
 
-// Event is one progress report. The JSON form is what `--json` prints.
-type Event struct {
-	Event   string  `json:"event"`            // "object", "index", "info", "warning"
-	Action  string  `json:"action,omitempty"` // uploaded, skipped, would-upload, fetched, kept, written, unchanged
-	Object  string  `json:"object,omitempty"` // s3://bucket/key, URL or path
-	Bytes   int64   `json:"bytes,omitempty"`
-	Seconds float64 `json:"seconds,omitempty"`
-	MBps    float64 `json:"mb_per_s,omitempty"`
-	Message string  `json:"message,omitempty"`
-}
-
-// String renders e as one human-readable line. Objects and messages carry
-// names and error text from the remote side, so control characters in them
-// are shown escaped rather than sent to the terminal.
-func (e Event) String() string { return termsafe.String(e.line()) }
-
-func (e Event) line() string {
-	switch {
-	case e.Event == "warning":
-		return "warning: " + e.Message
-	case e.Event == "info":
-		return e.Message
-	case e.Action == "uploaded" || e.Action == "fetched":
-		return fmt.Sprintf("%s %s (%s in %s, %.1f MB/s)", e.Action, e.Object, fileutil.HumanBytes(e.Bytes),
-			(time.Duration(e.Seconds * float64(time.Second))).Round(time.Millisecond), e.MBps)
-	case e.Action == "would-upload":
-		return fmt.Sprintf("would upload %s (%s)", e.Object, fileutil.HumanBytes(e.Bytes))
-	case e.Message != "":
-		return fmt.Sprintf("%s %s (%s)", e.Action, e.Object, e.Message)
-	}
-	return fmt.Sprintf("%s %s", e.Action, e.Object)
-}
-
-// transferEvent builds the event for n bytes moved in d.
-func transferEvent(action, object string, n int64, d time.Duration) Event {
+// transferEvent builds the event for n bytes moved in d. Progress reports
+// are pkg/events events: object (one artifact or JSON file: uploaded,
+// skipped, would-upload, fetched, kept), index (the remote builds.json:
+// uploaded, would-upload, unchanged), info and warning.
+func transferEvent(action, object string, n int64, d time.Duration) events.Event {
 	secs := d.Seconds()
 	var rate float64
 	if secs > 0 {
 		rate = float64(n) / 1e6 / secs
 	}
-	return Event{Event: "object", Action: action, Object: object, Bytes: n, Seconds: secs, MBps: rate}
+	return events.Event{Type: events.Object, Action: action, Object: object, Bytes: n, DurationS: secs, MBPerS: rate}
 }
 
 // contentTypes maps artifact suffixes to MIME types. A fixed table keeps

@@ -17,13 +17,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/events"
 )
 
 func upload(t *testing.T, f *fakeServer, d *build.Dir, prefix string, ids ...string) *UploadResult {
 	t.Helper()
 	res, err := Upload(context.Background(), UploadOptions{
 		Client: f.Client, Dest: S3Location{Bucket: "bkt", Prefix: prefix}, Dir: d, Builds: ids,
-		PartSize: 5 << 20, Events: func(e Event) { t.Log(e.String()) },
+		PartSize: 5 << 20, Events: events.Func(func(e events.Event) { t.Log(e.Text()) }),
 	})
 	if err != nil {
 		t.Fatalf("upload %v: %v", ids, err)
@@ -34,7 +35,7 @@ func upload(t *testing.T, f *fakeServer, d *build.Dir, prefix string, ids ...str
 func fetch(t *testing.T, src Source, d *build.Dir, id string, artifacts ...string) (*FetchResult, error) {
 	t.Helper()
 	return Fetch(context.Background(), FetchOptions{Source: src, Dir: d, Build: id, Arch: testArch, Artifacts: artifacts,
-		Events: func(e Event) { t.Log(e.String()) }})
+		Events: events.Func(func(e events.Event) { t.Log(e.Text()) })})
 }
 
 func TestUploadFetchRoundTrip(t *testing.T) {
@@ -325,9 +326,9 @@ func TestDryRunAndArtifactSubset(t *testing.T) {
 	f := newFakeS3(t)
 	d := newDir(t)
 	makeBuild(t, d, "42.20261122.dev.0", 100)
-	var events []Event
+	var got []events.Event
 	res, err := Upload(context.Background(), UploadOptions{Client: f.Client, Dest: S3Location{Bucket: "bkt"}, Dir: d,
-		Builds: []string{"42.20261122.dev.0"}, DryRun: true, Events: func(e Event) { events = append(events, e) }})
+		Builds: []string{"42.20261122.dev.0"}, DryRun: true, Events: events.Func(func(e events.Event) { got = append(got, e) })})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,13 +336,13 @@ func TestDryRunAndArtifactSubset(t *testing.T) {
 		t.Errorf("dry run uploaded: %d PUTs", f.putCount())
 	}
 	would := 0
-	for _, e := range events {
+	for _, e := range got {
 		if e.Action == "would-upload" {
 			would++
 		}
 	}
 	if would != 6 { // 2 images, 3 json, builds.json
-		t.Errorf("dry run announced %d objects, want 6: %+v", would, events)
+		t.Errorf("dry run announced %d objects, want 6: %+v", would, got)
 	}
 	// Only the ostree image: meta.json goes up but the build must not be
 	// listed, since its qemu image is not in the bucket.
@@ -429,6 +430,10 @@ func TestParseS3Location(t *testing.T) {
 		"b":          {"b", ""},
 		"s3://b":     {"b", ""},
 		"b/a/../../": {},
+		// Another scheme is not a bucket called "https:".
+		"https://b/p": {},
+		"s3://":       {},
+		"b:x/p":       {},
 	} {
 		got, err := ParseS3Location(in)
 		if (want == S3Location{}) {

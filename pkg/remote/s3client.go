@@ -102,9 +102,15 @@ type S3Location struct {
 	Bucket, Prefix string
 }
 
-// ParseS3Location accepts "BUCKET/PREFIX", "BUCKET" or "s3://BUCKET/PREFIX".
+// ParseS3Location is the one parser of an S3 location given on the command
+// line (buildupload s3, buildfetch --url, buildextend-aws --bucket): it
+// accepts "s3://BUCKET/PREFIX", "BUCKET/PREFIX", "s3://BUCKET" or "BUCKET".
+// Help text writes it s3://BUCKET/PREFIX.
 func ParseS3Location(s string) (S3Location, error) {
 	rest := strings.TrimPrefix(s, "s3://")
+	if scheme, _, ok := strings.Cut(rest, "://"); ok && !strings.Contains(scheme, "/") {
+		return S3Location{}, fmt.Errorf("invalid S3 location %q: want s3://BUCKET/PREFIX", RedactURL(s))
+	}
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	prefix = strings.Trim(prefix, "/")
 	if strings.Contains(bucket, "@") {
@@ -112,8 +118,8 @@ func ParseS3Location(s string) (S3Location, error) {
 		// would not use and which must not be echoed.
 		return S3Location{}, fmt.Errorf("invalid S3 location %q: credentials come from the AWS configuration, not the URL", RedactURL("s3://"+rest))
 	}
-	if bucket == "" || strings.ContainsAny(bucket, " \\") {
-		return S3Location{}, fmt.Errorf("invalid S3 location %q: want BUCKET/PREFIX", s)
+	if bucket == "" || strings.ContainsAny(bucket, " \\:") {
+		return S3Location{}, fmt.Errorf("invalid S3 location %q: want s3://BUCKET/PREFIX", s)
 	}
 	for _, seg := range strings.Split(prefix, "/") {
 		if prefix != "" && (seg == "" || seg == "." || seg == "..") {

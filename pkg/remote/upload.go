@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
@@ -55,7 +56,7 @@ type UploadOptions struct {
 	ACL         string
 	PartSize    int64
 	Concurrency int
-	Events      func(Event)
+	Events      events.Sink // progress; nil: none
 }
 
 // UploadResult counts what an upload did.
@@ -77,11 +78,7 @@ type uploader struct {
 	transfer time.Duration
 }
 
-func (u *uploader) emit(e Event) {
-	if u.o.Events != nil {
-		u.o.Events(e)
-	}
-}
+func (u *uploader) emit(e events.Event) { events.Emit(u.o.Events, e) }
 
 // Upload uploads builds to S3. It does not take the builds/ lock: uploads
 // can be long, and everything it reads is written once by a finished build.
@@ -120,7 +117,7 @@ func Upload(ctx context.Context, o UploadOptions) (*UploadResult, error) {
 		done := build.BuildEntry{ID: id}
 		for _, arch := range e.Arches {
 			if _, err := os.Stat(o.Dir.MetaPath(id, arch)); err != nil {
-				u.emit(Event{Event: "warning", Message: fmt.Sprintf("build %s/%s: no meta.json on disk; skipping that arch", id, arch)})
+				u.emit(events.Event{Type: events.Warning, Message: fmt.Sprintf("build %s/%s: no meta.json on disk; skipping that arch", id, arch)})
 				continue
 			}
 			ok, err := u.uploadBuildArch(ctx, id, arch)
@@ -242,7 +239,7 @@ func (u *uploader) uploadBuildArch(ctx context.Context, id, arch string) (bool, 
 		}
 	}
 	if !complete {
-		u.emit(Event{Event: "warning", Message: fmt.Sprintf(
+		u.emit(events.Event{Type: events.Warning, Message: fmt.Sprintf(
 			"build %s/%s: not adding it to builds.json, since some of its artifacts are not in the bucket; upload them too (drop --artifact)", id, arch)})
 	}
 	return complete, nil
@@ -316,7 +313,7 @@ func (u *uploader) skip(ctx context.Context, key, sum string, size int64) (bool,
 		return false, err
 	}
 	u.res.Skipped++
-	u.emit(Event{Event: "object", Action: "skipped", Object: "s3://" + u.o.Dest.Bucket + "/" + key, Bytes: size, Message: "unchanged"})
+	u.emit(events.Event{Type: events.Object, Action: "skipped", Object: "s3://" + u.o.Dest.Bucket + "/" + key, Bytes: size, Message: "unchanged"})
 	return true, nil
 }
 
@@ -325,7 +322,7 @@ func (u *uploader) skip(ctx context.Context, key, sum string, size int64) (bool,
 func (u *uploader) put(ctx context.Context, key string, body io.Reader, name, sum string, size int64, cacheControl, what string) error {
 	obj := "s3://" + u.o.Dest.Bucket + "/" + key
 	if u.o.DryRun {
-		u.emit(Event{Event: "object", Action: "would-upload", Object: obj, Bytes: size})
+		u.emit(events.Event{Type: events.Object, Action: "would-upload", Object: obj, Bytes: size})
 		return nil
 	}
 	in := &s3.PutObjectInput{
@@ -412,12 +409,12 @@ func (u *uploader) updateIndex(ctx context.Context, add []build.BuildEntry, tags
 			return err
 		}
 		if !MergeIndex(idx, add, tags, true) {
-			u.emit(Event{Event: "index", Action: "unchanged", Object: obj, Message: "already lists these builds"})
+			u.emit(events.Event{Type: events.Index, Action: "unchanged", Object: obj, Message: "already lists these builds"})
 			return nil
 		}
 		if u.o.DryRun {
 			u.res.IndexWritten = true
-			u.emit(Event{Event: "index", Action: "would-upload", Object: obj, Message: "would add " + entriesString(add)})
+			u.emit(events.Event{Type: events.Index, Action: "would-upload", Object: obj, Message: "would add " + entriesString(add)})
 			return nil
 		}
 		idx.Timestamp = time.Now().UTC().Format(time.RFC3339)
@@ -451,13 +448,13 @@ func (u *uploader) updateIndex(ctx context.Context, add []build.BuildEntry, tags
 		_, err = u.o.Client.PutObject(ctx, in)
 		switch {
 		case err != nil && isConflict(err):
-			u.emit(Event{Event: "info", Message: fmt.Sprintf("%s changed while merging (attempt %d); re-reading", obj, attempt)})
+			u.emit(events.Event{Type: events.Info, Message: fmt.Sprintf("%s changed while merging (attempt %d); re-reading", obj, attempt)})
 			if err := backoff(ctx, attempt); err != nil {
 				return err
 			}
 			continue
 		case err != nil && conditional && isUnsupported(err):
-			u.emit(Event{Event: "warning", Message: "the server does not support conditional writes; " +
+			u.emit(events.Event{Type: events.Warning, Message: "the server does not support conditional writes; " +
 				"writing builds.json unconditionally and verifying it afterwards (concurrent uploads may race)"})
 			conditional = false
 			attempt--
@@ -473,7 +470,7 @@ func (u *uploader) updateIndex(ctx context.Context, add []build.BuildEntry, tags
 			return err
 		}
 		if missing := missingEntries(check, add); len(missing) > 0 {
-			u.emit(Event{Event: "warning", Message: fmt.Sprintf(
+			u.emit(events.Event{Type: events.Warning, Message: fmt.Sprintf(
 				"%s lost %s right after our write: the server seems to ignore conditional writes; retrying", obj, strings.Join(missing, ", "))})
 			if err := backoff(ctx, attempt); err != nil {
 				return err
@@ -483,7 +480,7 @@ func (u *uploader) updateIndex(ctx context.Context, add []build.BuildEntry, tags
 		u.res.IndexWritten = true
 		u.res.Uploaded++
 		ev := transferEvent("uploaded", obj, int64(len(data)), d)
-		ev.Event = "index"
+		ev.Type = events.Index
 		u.emit(ev)
 		return nil
 	}

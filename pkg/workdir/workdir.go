@@ -1,5 +1,5 @@
-// Package workdir knows the layout of a cosa working directory (DESIGN.md
-// section 2) and how `cosa init` creates one.
+// Package workdir knows the layout of a cosa working directory
+// (docs/architecture.md#the-working-directory) and how `cosa init` creates one.
 package workdir
 
 import (

@@ -726,7 +726,6 @@ func (b *bench) cosaEnv(what, dir string, env []string, asJSON bool, args ...str
 		var e struct {
 			Event    string  `json:"event"`
 			Step     string  `json:"step"`
-			Elapsed  float64 `json:"elapsed_s"`
 			Pipeline string  `json:"pipeline"`
 			Stage    string  `json:"stage"`
 			Duration float64 `json:"duration_s"`
@@ -737,7 +736,7 @@ func (b *bench) cosaEnv(what, dir string, env []string, asJSON bool, args ...str
 		}
 		switch e.Event {
 		case "step-finish":
-			r.stages[e.Step] = round(e.Elapsed, 3)
+			r.stages[e.Step] = round(e.Duration, 3)
 		case "stage-finish":
 			r.stages[e.Pipeline+"/"+e.Stage] += round(e.Duration, 3)
 		case "info":

@@ -1,4 +1,4 @@
-package builder
+package assemble
 
 import (
 	"context"
@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/internal/version"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
 	"github.com/cosa-build/cosa/pkg/fileutil"
-	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
+	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
 	"github.com/cosa-build/cosa/pkg/prune"
 	"github.com/cosa-build/cosa/pkg/workdir"
@@ -39,8 +41,8 @@ type Options struct {
 	SkipPrune bool
 	// Images are the platforms built with the commit (default: qemu, as
 	// coreos-assembler's classic build did); empty with SkipImages.
-	Images      []images.Platform
-	Events      *images.Printer
+	Images      []platform.Platform
+	Events      events.Sink
 	LockTimeout time.Duration
 	Progress    *progress.Reporter
 	Out         io.Writer // user-facing lines
@@ -51,7 +53,7 @@ type Options struct {
 
 // Result says what Build did.
 type Result struct {
-	BuildID   string // empty when nothing was built
+	BuildID   string // the new build, or the unchanged latest one
 	Unchanged bool
 	Commit    string
 	Pruned    []string
@@ -64,29 +66,19 @@ var ErrNoFetch = errors.New("no package cache")
 // build is pruned.
 func BuildRef(id, arch string) string { return "cosa/builds/" + id + "/" + arch }
 
-// Build runs one build; see the package doc.
+// Build runs one build: the phases below, in order. The inputs are
+// checked before the builds/ lock is taken; everything from the decision
+// to build on happens under it.
 func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	w, cfg := o.Workdir, o.Config
-	m := &cfg.Manifest
+	w, m := o.Workdir, &o.Config.Manifest
 	dir, err := build.Open(w.BuildsDir())
 	if err != nil {
 		return nil, err
 	}
-	lockPath := compose.LockPath(w.CacheDir(), o.Arch)
-	lock, err := compose.ReadLock(lockPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s is missing; run `cosa fetch` first (or `cosa build --fetch`)", ErrNoFetch, lockPath)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if lock.PackageInputs != compose.PackageInputs(m, o.Arch) {
-		return nil, fmt.Errorf("%w: the package set in the config changed since the last fetch; run `cosa fetch` (or `cosa build --fetch`)", ErrNoFetch)
-	}
-	inputHash, err := compose.InputHash(cfg, lock)
+	in, err := readInputs(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -99,16 +91,111 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	cleanStaging(w.BuildsDir())
 	cleanScratch(w.TmpDir(), o.Out)
 
+	pl, err := planBuild(dir, &o, in.hash)
+	if err != nil {
+		return nil, err
+	}
+	if pl.unchanged {
+		fmt.Fprintln(o.Out, "No changes in build inputs.")
+		return &Result{BuildID: pl.id, Unchanged: true, Commit: pl.prevCommit}, nil
+	}
+	id := pl.id
+	o.Progress.Infof("Building %s %s for %s (input hash %s)", m.Name, id, o.Arch, in.hash[:12])
+	start := time.Now()
+
+	scratch, removeScratch, err := newScratch(w.TmpDir(), id)
+	if err != nil {
+		return nil, err
+	}
+	defer removeScratch(o.Out)
+	res, err := composeFn(ctx, &o, in.lock, scratch)
+	if err != nil {
+		return nil, err
+	}
+	c, err := commitRoot(ctx, &o, id, in.hash, res.Root)
+	if err != nil {
+		return nil, err
+	}
+	st, err := stageBuild(ctx, &o, pl, in.hash, c, res, scratch)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(st.dir)
+	if err := publish(ctx, dir, pl.idx, st.dir, id, o.Arch); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Out, "Built %s: commit %s, %d packages, %s, in %s\n", id, c.stats.Commit[:12], len(res.Packages),
+		fileutil.HumanBytes(st.ostree.Size), time.Since(start).Round(time.Second))
+
+	result := &Result{BuildID: id, Commit: c.stats.Commit}
+	if !o.SkipPrune {
+		pruned, err := autoPrune(ctx, dir, pl.idx, c.repo)
+		if err != nil {
+			return nil, err
+		}
+		if len(pruned) > 0 {
+			fmt.Fprintf(o.Out, "Pruned %s (keeping the last %d builds; --skip-prune to keep all)\n", strings.Join(pruned, ", "), DefaultKeep)
+			result.Pruned = pruned
+		}
+	}
+	return result, nil
+}
+
+// inputs are what the commit is made from: the fetched package set and
+// the hash of everything the commit depends on.
+type inputs struct {
+	lock *compose.Lockfile
+	hash string
+}
+
+// readInputs is the inputs phase: the package cache must exist and match
+// the config's package set (else ErrNoFetch).
+func readInputs(o *Options) (*inputs, error) {
+	lockPath := compose.LockPath(o.Workdir.CacheDir(), o.Arch)
+	lock, err := compose.ReadLock(lockPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s is missing; run `cosa fetch` first (or `cosa build --fetch`)", ErrNoFetch, lockPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if lock.PackageInputs != compose.PackageInputs(&o.Config.Manifest, o.Arch) {
+		return nil, fmt.Errorf("%w: the package set in the config changed since the last fetch; run `cosa fetch` (or `cosa build --fetch`)", ErrNoFetch)
+	}
+	hash, err := compose.InputHash(o.Config, lock)
+	if err != nil {
+		return nil, err
+	}
+	return &inputs{lock: lock, hash: hash}, nil
+}
+
+// plan is what is decided under the lock: whether to build, and which id.
+type plan struct {
+	idx         *build.BuildsIndex
+	prevPkgList string // of the newest build on disk, for the pkgdiff
+	unchanged   bool   // that build's inputs are these: nothing to do
+	id          string // the new build's, or (unchanged) that build's
+	prevCommit  string // that build's commit, when unchanged
+}
+
+// planBuild decides, under the builds/ lock, whether a build is needed and
+// under which id, clearing the leftover directory of an interrupted build
+// of that id.
+func planBuild(dir *build.Dir, o *Options, inputHash string) (*plan, error) {
 	idx, err := dir.ReadIndex()
 	if err != nil {
 		return nil, err
 	}
+	pl := &plan{idx: idx}
 	prevID, prevMeta := latestOnDisk(dir, idx, o.Arch)
-	if !o.Force && prevMeta != nil && prevMeta.RpmOstreeInputHash == inputHash {
-		fmt.Fprintln(o.Out, "No changes in build inputs.")
-		return &Result{Unchanged: true}, nil
+	if prevID != "" {
+		pl.prevPkgList = filepath.Join(dir.BuildDir(prevID, o.Arch), PkgListFile)
 	}
-
+	if !o.Force && prevMeta != nil && prevMeta.RpmOstreeInputHash == inputHash {
+		pl.unchanged, pl.id, pl.prevCommit = true, prevID, prevMeta.OSTreeCommit
+		return pl, nil
+	}
+	m := &o.Config.Manifest
 	id := o.Version
 	if id == "" {
 		id = build.NextBuildID(m.VersionPrefix, m.Stream, o.Now(), idx.IDs())
@@ -119,75 +206,116 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if idx.Find(id) != nil {
 		return nil, fmt.Errorf("build %s already exists; pick another --version or prune it", id)
 	}
-	if _, err := os.Lstat(filepath.Join(w.BuildsDir(), id)); err == nil {
+	leftover := filepath.Join(o.Workdir.BuildsDir(), id)
+	if _, err := os.Lstat(leftover); err == nil {
 		// A directory not in builds.json is the leftover of an interrupted
 		// build (we hold the lock, so nobody is writing it): clear it.
-		if err := compose.RemoveTree(filepath.Join(w.BuildsDir(), id)); err != nil {
+		if err := compose.RemoveTree(leftover); err != nil {
 			return nil, err
 		}
 	}
-	o.Progress.Infof("Building %s %s for %s (input hash %s)", m.Name, id, o.Arch, inputHash[:12])
-	start := time.Now()
+	pl.id = id
+	return pl, nil
+}
 
-	scratch := filepath.Join(w.TmpDir(), "build-"+id+"-"+randHex(4))
+// newScratch makes the build's private scratch dir under tmp/; remove
+// warns rather than fails, the build being done by then.
+func newScratch(tmpDir, id string) (string, func(out io.Writer), error) {
+	scratch := filepath.Join(tmpDir, "build-"+id+"-"+randHex(4))
 	if err := os.MkdirAll(scratch, 0o755); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	defer func() {
+	return scratch, func(out io.Writer) {
 		if err := compose.RemoveTree(scratch); err != nil {
-			fmt.Fprintf(o.Out, "warning: %v\n", err)
+			fmt.Fprintf(out, "warning: %v\n", err)
 		}
-	}()
+	}, nil
+}
 
-	res, err := compose.Compose(ctx, compose.ComposeOptions{
-		Config: cfg, Lock: lock, CacheDir: w.CacheDir(), WorkDir: scratch, Progress: o.Progress, Log: o.Log,
+// composeFn is the compose phase; Build's tests put a small root in its
+// place, since a real one needs a fetched package cache.
+var composeFn = composeRoot
+
+// composeRoot is the compose phase: the root filesystem, in OSTree
+// layout, under scratch.
+func composeRoot(ctx context.Context, o *Options, lock *compose.Lockfile, scratch string) (*compose.Result, error) {
+	return compose.Compose(ctx, compose.ComposeOptions{
+		Config: o.Config, Lock: lock, CacheDir: o.Workdir.CacheDir(), WorkDir: scratch, Progress: o.Progress, Log: o.Log,
 	})
-	if err != nil {
-		return nil, err
-	}
+}
 
-	repo, err := ostree.Open(ctx, w.RepoDir(), ostree.ModeBareUser)
+// committed is what the commit phase made.
+type committed struct {
+	repo     *ostree.Repo
+	stats    *ostree.CommitStats
+	info     *ostree.CommitInfo
+	metadata map[string]string
+	git      workdir.GitInfo
+}
+
+// commitRoot is the commit phase: root (consumed) becomes a commit on the
+// config's ref in the workdir repo, and the build's own ref keeps it alive
+// until the build is pruned.
+func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*committed, error) {
+	m := &o.Config.Manifest
+	repo, err := ostree.Open(ctx, o.Workdir.RepoDir(), ostree.ModeBareUser)
 	if err != nil {
 		return nil, err
 	}
-	git := w.ConfigGit(ctx)
-	md := map[string]string{
+	c := &committed{repo: repo, git: o.Workdir.ConfigGit(ctx)}
+	c.metadata = map[string]string{
 		"version":           id,
 		"cosa.input-hash":   inputHash,
 		"cosa.name":         m.Name,
 		"cosa.kernel-args":  strings.Join(m.KernelArgs, " "),
 		"cosa.distro-suite": m.Distro.Suite,
 	}
-	if git.Rev != "" {
-		md["cosa.config-gitrev"] = git.Rev
+	if c.git.Rev != "" {
+		c.metadata["cosa.config-gitrev"] = c.git.Rev
 	}
 	step := o.Progress.Start("commit: ostree commit to " + m.Ref)
-	stats, err := repo.CommitDir(ctx, res.Root, ostree.CommitOptions{
-		Branch: m.Ref, Subject: m.Name + " " + id, Metadata: md, Bootable: true, Consume: true,
+	c.stats, err = repo.CommitDir(ctx, root, ostree.CommitOptions{
+		Branch: m.Ref, Subject: m.Name + " " + id, Metadata: c.metadata, Bootable: true, Consume: true,
 	})
 	if err := step.Done(err); err != nil {
 		return nil, err
 	}
-	if err := repo.SetRef(ctx, BuildRef(id, o.Arch), stats.Commit); err != nil {
+	if err := repo.SetRef(ctx, BuildRef(id, o.Arch), c.stats.Commit); err != nil {
 		return nil, err
 	}
-	info, err := repo.Show(ctx, stats.Commit)
-	if err != nil {
+	if c.info, err = repo.Show(ctx, c.stats.Commit); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
 
-	// Everything below is written into builds/.staging-<id>/ and renamed
-	// into place at the end.
+// staged is a complete build in its staging dir.
+type staged struct {
+	dir    string // builds/.staging-<id>-<random>, holding <arch>/
+	ostree *build.Artifact
+}
+
+// stageBuild is the stage phase: everything of the build is written into
+// builds/.staging-<id>-*/<arch>/ (the ostree archive, the images,
+// pkglist.json, commitmeta.json and, last, a validated meta.json), so that
+// publish only renames. On error the staging dir is gone.
+func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *committed, res *compose.Result, scratch string) (_ *staged, err error) {
+	w, cfg, m, id := o.Workdir, o.Config, &o.Config.Manifest, pl.id
 	staging := filepath.Join(w.BuildsDir(), ".staging-"+id+"-"+randHex(4))
 	archDir := filepath.Join(staging, o.Arch)
 	if err := os.MkdirAll(archDir, 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(staging)
+	defer func() {
+		if err != nil {
+			os.RemoveAll(staging)
+		}
+	}()
+	commit := c.stats.Commit
 
 	tarName := fmt.Sprintf("%s-%s-ostree.%s.tar", m.Name, id, o.Arch)
-	step = o.Progress.Start("export: " + tarName)
-	err = exportArchive(ctx, repo, stats.Commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
+	step := o.Progress.Start("export: " + tarName)
+	err = exportArchive(ctx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
 	if err := step.Done(err); err != nil {
 		return nil, err
 	}
@@ -198,7 +326,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	imageArts := map[string]build.Artifact{"ostree": *ostreeArt}
 	for _, p := range o.Images {
-		spec, err := extend.Spec(ctx, repo, cfg, p, stats.Commit, m.Ref)
+		spec, err := extend.Spec(ctx, c.repo, cfg, p, commit, m.Ref)
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +336,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s image: %w", p, err)
 		}
-		imageArts[string(p)] = *art
+		imageArts[p.Name] = *art
 		o.Progress.Infof("    image %s: %s in %s", p, art.Path, time.Since(t0).Round(100*time.Millisecond))
 	}
 
@@ -220,15 +348,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	var diff []build.PkgDiffEntry
-	if prevID != "" {
-		if prev, err := readPkgList(filepath.Join(dir.BuildDir(prevID, o.Arch), PkgListFile)); err == nil {
+	if pl.prevPkgList != "" {
+		if prev, err := readPkgList(pl.prevPkgList); err == nil {
 			diff = PkgDiff(prev, res.Packages)
 		}
 	}
 
 	commitMeta := map[string]any{
-		"ostree-commit":   stats.Commit,
-		"metadata":        md,
+		"ostree-commit":   commit,
+		"metadata":        c.metadata,
 		"kernels":         res.Kernels,
 		"cosa.packages":   res.Packages,
 		"ostree.bootable": true,
@@ -241,14 +369,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	stats := c.stats
 	meta := &build.Meta{
 		BuildID:                   id,
 		Name:                      m.Name,
 		Ref:                       m.Ref,
 		Summary:                   fmt.Sprintf("%s %s (Debian %s)", m.Name, id, m.Distro.Suite),
-		OSTreeCommit:              stats.Commit,
-		OSTreeContentChecksum:     info.ContentChecksum,
-		OSTreeTimestamp:           info.Timestamp.UTC().Format(time.RFC3339),
+		OSTreeCommit:              commit,
+		OSTreeContentChecksum:     c.info.ContentChecksum,
+		OSTreeTimestamp:           c.info.Timestamp.UTC().Format(time.RFC3339),
 		OSTreeVersion:             id,
 		OSTreeNMetadataTotal:      build.Int64(stats.MetadataTotal),
 		OSTreeNMetadataWritten:    build.Int64(stats.MetadataWritten),
@@ -258,13 +387,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		OSTreeContentBytesWritten: build.Int64(stats.ContentBytesWritten),
 		BaseArch:                  o.Arch,
 		BuildTimestamp:            o.Now().UTC().Format(time.RFC3339),
-		ConfigGitRev:              git.Rev,
+		ConfigGitRev:              c.git.Rev,
 		RpmOstreeInputHash:        inputHash,
 		PkgDiff:                   diff,
 		Images:                    imageArts,
+		CosaSource:                version.Get().String(),
+		CosaGit:                   version.Get().MetaGit(),
 	}
-	if git.Rev != "" {
-		meta.ConfigDirty = fmt.Sprint(git.Dirty)
+	if c.git.Rev != "" {
+		meta.ConfigDirty = fmt.Sprint(c.git.Dirty)
 	}
 	data, err := meta.Dump()
 	if err != nil {
@@ -276,41 +407,40 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
 		return nil, err
 	}
-	if err := syncTree(ctx, staging); err != nil {
-		return nil, err
-	}
-	final := filepath.Join(w.BuildsDir(), id)
-	if err := os.Rename(staging, final); err != nil {
-		return nil, err
-	}
-	idx.Insert(id, o.Arch)
-	if err := dir.WriteIndex(idx); err != nil {
-		return nil, err
-	}
-	if err := dir.SetLatest(id); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(o.Out, "Built %s: commit %s, %d packages, %s, in %s\n", id, stats.Commit[:12], len(res.Packages),
-		fileutil.HumanBytes(ostreeArt.Size), time.Since(start).Round(time.Second))
+	return &staged{dir: staging, ostree: ostreeArt}, nil
+}
 
-	result := &Result{BuildID: id, Commit: stats.Commit}
-	if !o.SkipPrune {
-		remove, _, err := prune.Plan(idx, dir.HasBuild, prune.Options{KeepLastN: DefaultKeep})
-		if err != nil {
-			return nil, err
-		}
-		if len(remove) > 0 {
-			if err := prune.Execute(ctx, dir, remove, RefRemover(ctx, repo)); err != nil {
-				return nil, fmt.Errorf("auto-prune: %w", err)
-			}
-			if err := repo.PruneRefsOnly(ctx); err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(o.Out, "Pruned %s (keeping the last %d builds; --skip-prune to keep all)\n", strings.Join(remove, ", "), DefaultKeep)
-			result.Pruned = remove
-		}
+// publish is the publish phase: the staged build is synced and renamed
+// to builds/<id>, and only then listed in builds.json and made latest, so
+// no reader sees a build that is not complete.
+func publish(ctx context.Context, dir *build.Dir, idx *build.BuildsIndex, staging, id, arch string) error {
+	if err := syncTree(ctx, staging); err != nil {
+		return err
 	}
-	return result, nil
+	if err := os.Rename(staging, filepath.Join(dir.Root, id)); err != nil {
+		return err
+	}
+	idx.Insert(id, arch)
+	if err := dir.WriteIndex(idx); err != nil {
+		return err
+	}
+	return dir.SetLatest(id)
+}
+
+// autoPrune is the prune phase: builds beyond the newest DefaultKeep go,
+// with their refs, and then the commits only they held.
+func autoPrune(ctx context.Context, dir *build.Dir, idx *build.BuildsIndex, repo *ostree.Repo) ([]string, error) {
+	remove, _, err := prune.Plan(idx, dir.HasBuild, prune.Options{KeepLastN: DefaultKeep})
+	if err != nil || len(remove) == 0 {
+		return nil, err
+	}
+	if err := prune.Execute(ctx, dir, remove, RefRemover(ctx, repo)); err != nil {
+		return nil, fmt.Errorf("auto-prune: %w", err)
+	}
+	if err := repo.PruneRefsOnly(ctx); err != nil {
+		return nil, err
+	}
+	return remove, nil
 }
 
 // RefRemover deletes every OSTree ref of a build (one per arch). It reads

@@ -1,4 +1,4 @@
-package builder
+package assemble
 
 import (
 	"path/filepath"

@@ -1,0 +1,164 @@
+// Package composer is the compose model and queue behind `cosa serve`: a
+// compose is one blueprint, frozen when it starts, and one or more image
+// builds; each image build is one job in a durable queue and one real cosa
+// build (plus the buildextend targets its type needs) in a workdir of the
+// blueprint's own. The Weldr API (pkg/weldr) is one front end over it.
+package composer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// State is the queue state of an image build, in Weldr's words. A compose's
+// state is derived from its image builds (see Compose.State).
+type State string
+
+const (
+	Waiting  State = "WAITING"
+	Running  State = "RUNNING"
+	Finished State = "FINISHED"
+	Failed   State = "FAILED"
+)
+
+// Errors the front ends map to API error ids.
+var (
+	ErrUnknownCompose = errors.New("unknown compose")
+	ErrUnknownType    = errors.New("unknown image type")
+	ErrBadState       = errors.New("not possible in this state")
+)
+
+// Request starts a compose.
+type Request struct {
+	// Blueprint is the blueprint as committed, in TOML; the service parses
+	// and freezes it, so later pushes never change a running compose.
+	Blueprint []byte
+	// Types are the image types to build, one image build each.
+	Types []string
+	// Size is the requested image size in bytes (0: the type's default).
+	Size int64
+	// OSTree asks for a commit on a given ref and parent (edge-commit and
+	// the disk types); all fields optional.
+	OSTree *OSTree
+	// Upload, when set, sends each image build's artifact to a cloud
+	// target once built (provider "aws": S3, ImportSnapshot, AMI).
+	Upload *Upload
+}
+
+// OSTree is the ostree part of a compose request.
+type OSTree struct {
+	Ref    string `json:"ref"`
+	Parent string `json:"parent"`
+	URL    string `json:"url"`
+}
+
+// Upload is where a finished image goes.
+type Upload struct {
+	Provider  string            `json:"provider"`
+	ImageName string            `json:"image_name"`
+	Settings  map[string]string `json:"settings"`
+}
+
+// UploadStatus is the state of one upload.
+type UploadStatus struct {
+	ID        string    `json:"uuid"`
+	Provider  string    `json:"provider"`
+	ImageName string    `json:"image_name"`
+	State     State     `json:"status"`
+	Created   time.Time `json:"creation_time"`
+	// Result names what the upload made (e.g. the AMI id per region).
+	Result map[string]string `json:"result,omitempty"`
+	Error  string            `json:"error,omitempty"`
+}
+
+// Artifact is one file an image build made, under its output directory.
+type Artifact struct {
+	Name   string `json:"name"` // file name inside outputs/<compose>/<image-build>/
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ImageBuild is one image of a compose: its own id, job, state, log and
+// artifacts (outputs/<compose>/<image-build>/).
+type ImageBuild struct {
+	ID        string        `json:"id"`
+	Type      string        `json:"type"`
+	State     State         `json:"state"`
+	Created   time.Time     `json:"created"`
+	Started   time.Time     `json:"started,omitzero"`
+	Finished  time.Time     `json:"finished,omitzero"`
+	Size      int64         `json:"size"` // requested image size in bytes
+	Error     string        `json:"error,omitempty"`
+	BuildID   string        `json:"build_id,omitempty"` // the cosa build id it made
+	Artifacts []Artifact    `json:"artifacts,omitempty"`
+	Upload    *UploadStatus `json:"upload,omitempty"`
+}
+
+// Compose is one blueprint and its image builds.
+type Compose struct {
+	ID               string       `json:"id"`
+	Blueprint        string       `json:"blueprint"`
+	BlueprintVersion string       `json:"blueprint_version"`
+	Created          time.Time    `json:"created"`
+	Builds           []ImageBuild `json:"builds"`
+	// Broken is set when the compose's stored record could not be read:
+	// the compose is listed as FAILED with this reason, and nothing else
+	// about the service is affected.
+	Broken string `json:"broken,omitempty"`
+}
+
+// State is the compose's state: FAILED if any build failed, else RUNNING if
+// any runs, else WAITING if any waits, else FINISHED.
+func (c *Compose) State() State {
+	if c.Broken != "" {
+		return Failed
+	}
+	var waiting, running bool
+	for _, b := range c.Builds {
+		switch b.State {
+		case Failed:
+			return Failed
+		case Running:
+			running = true
+		case Waiting:
+			waiting = true
+		}
+	}
+	switch {
+	case running:
+		return Running
+	case waiting:
+		return Waiting
+	}
+	return Finished
+}
+
+// ImageType is a type `compose types` lists.
+type ImageType struct {
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+}
+
+// Service is what the front ends (the Weldr API, the web console) use.
+type Service interface {
+	// Types lists every image type, enabled only if it really builds here.
+	Types() []ImageType
+	// Start freezes the blueprint and queues one job per type.
+	Start(ctx context.Context, r Request) (*Compose, error)
+	// Get returns a compose by its id or by one of its image builds' ids.
+	Get(ctx context.Context, id string) (*Compose, error)
+	// List returns every compose, oldest first; a compose whose record is
+	// damaged is listed with Broken set, never dropped and never an error.
+	List(ctx context.Context) ([]Compose, error)
+	// Cancel stops a WAITING or RUNNING compose (its running processes are
+	// ended, its workdir stays valid); it becomes FAILED ("cancelled").
+	Cancel(ctx context.Context, id string) error
+	// Delete removes a compose that is not running, with its outputs.
+	Delete(ctx context.Context, id string) error
+	// Log streams an image build's log (also while it runs).
+	Log(ctx context.Context, imageBuildID string) (io.ReadCloser, error)
+	// Artifact opens an image build's file by name.
+	Artifact(ctx context.Context, imageBuildID, name string) (io.ReadCloser, int64, error)
+}
