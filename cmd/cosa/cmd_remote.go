@@ -13,7 +13,6 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/events"
-	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/remote"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
@@ -129,7 +128,7 @@ skipped unless --force.`,
 				"duration_s": res.Elapsed.Seconds(), "mb_per_s": events.Round1(res.Rate()), "objects": sent.objects,
 				"indexed": indexed, "builds_json_written": res.IndexWritten,
 			}, fmt.Sprintf("%s %s to %s: %d objects uploaded (%s, %.1f MB/s), %d unchanged",
-				verb, strings.Join(ids, ", "), dest, res.Uploaded, fileutil.HumanBytes(res.Bytes), res.Rate(), res.Skipped))
+				verb, strings.Join(ids, ", "), dest, res.Uploaded, events.DecimalBytes(res.Bytes), res.Rate(), res.Skipped))
 			return nil
 		},
 	}
@@ -200,7 +199,7 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 				"build": res.BuildID, "arch": res.Arch, "source": src.URL(""), "fetched": res.Fetched,
 				"kept": res.Kept, "bytes": res.Bytes, "duration_s": res.Elapsed.Seconds(), "objects": got.objects,
 			}, fmt.Sprintf("Fetched build %s (%s): %d files (%s), %d already present",
-				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, fileutil.HumanBytes(res.Bytes), res.Kept))
+				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, events.DecimalBytes(res.Bytes), res.Kept))
 			return nil
 		},
 	}
