@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -65,11 +64,8 @@ func treeState(t *testing.T, root string) map[string]string {
 
 func fileSum(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", sha256.Sum256(data))
+	sum, _ := testutil.FileSHA256(t, path)
+	return sum
 }
 
 // badCase is one malformed config, manifest or command line.

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/remote"
 )
 
@@ -64,7 +63,7 @@ func remoteWorkdir(t *testing.T, id string) string {
 	}
 	os.WriteFile(filepath.Join(dir, "commitmeta.json"), []byte("{}\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "pkglist.json"), []byte("[]\n"), 0o644)
-	sum := sha256Hex(data)
+	sum := fileutil.SHA256Hex(data)
 	m := &build.Meta{BuildID: id, Name: "fcos", OSTreeCommit: sum, OSTreeTimestamp: "2026-11-22T00:00:00Z", OSTreeVersion: id,
 		Images: map[string]build.Artifact{"ostree": {Path: "img.ociarchive", Sha256: sum, Size: int64(len(data))}}}
 	if err := d.WriteMeta(id, arch, m); err != nil {
@@ -147,9 +146,4 @@ func TestRemoteUploadFetchCLI(t *testing.T) {
 	if r.code != exitFailure || !strings.Contains(r.stderr, "--force") {
 		t.Errorf("differing build: exit %d %s", r.code, r.stderr)
 	}
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // WriteTree creates files under root (names slash-separated, relative to
@@ -123,4 +125,15 @@ func CheckOVA(t testing.TB, path string, capacity int64) {
 			t.Errorf("ovf has no hardware item of ResourceType %d", rt)
 		}
 	}
+}
+
+// FileSHA256 returns the hex sha256 and the size of the file at path,
+// failing the test if it cannot be read.
+func FileSHA256(t testing.TB, path string) (string, int64) {
+	t.Helper()
+	sum, n, err := fileutil.SHA256File(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, n
 }
