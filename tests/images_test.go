@@ -200,7 +200,7 @@ func TestImages(t *testing.T) {
 	writeFile(t, filepath.Join(cfg, "postprocess", "90-root-password.sh"), "#!/bin/sh\necho root:cosa | chpasswd\n", 0o755)
 	manifest := filepath.Join(cfg, "manifest.yaml")
 	data, _ := os.ReadFile(manifest)
-	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/90-root-password.sh\n", 1), 0o644)
+	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/20-ssh-host-keys.sh\n", "  - postprocess/20-ssh-host-keys.sh\n  - postprocess/90-root-password.sh\n", 1), 0o644)
 	r = mustCosa(t, w, "build", "--json")
 	id1 := latest(t, w)
 	if id1 == id {

@@ -26,7 +26,8 @@ const (
 func badInputWorkdir(t *testing.T) string {
 	t.Helper()
 	wd := initWorkdir(t)
-	testutil.WriteTree(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": minimalManifest})
+	testutil.WriteTree(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": minimalManifest,
+		"postprocess/10-hostname.sh": "#!/bin/sh\n"})
 	makeBuilds(t, wd, map[string]string{"stable": badID1},
 		fakeBuild{id: badID1, onDisk: true, day: 20}, fakeBuild{id: badID2, onDisk: true, day: 21})
 	testutil.WriteTree(t, filepath.Join(wd, "builds"), map[string]string{".lock": ""})

@@ -37,14 +37,14 @@ func TestInitDefault(t *testing.T) {
 	wantMode(t, filepath.Join(cfg, "manifest.yaml"), 0o644)
 	wantMode(t, filepath.Join(cfg, "image.yaml"), 0o644)
 	wantMode(t, filepath.Join(cfg, "overlay.d"), fs.ModeDir|0o755)
-	wantMode(t, filepath.Join(cfg, "postprocess", "10-hostname.sh"), 0o755)
+	wantMode(t, filepath.Join(cfg, "postprocess", "20-ssh-host-keys.sh"), 0o755)
 	for _, d := range []string{"cache", "tmp", "builds"} {
 		wantMode(t, filepath.Join(wd, d), fs.ModeDir|0o755)
 		if got := dirEntries(t, filepath.Join(wd, d)); len(got) != 0 {
 			t.Errorf("%s is not empty: %v", d, got)
 		}
 	}
-	for _, name := range []string{"manifest.yaml", "image.yaml", "postprocess/10-hostname.sh"} {
+	for _, name := range []string{"manifest.yaml", "image.yaml", "postprocess/20-ssh-host-keys.sh"} {
 		want, err := fs.ReadFile(defaultconfig.FS, name)
 		if err != nil {
 			t.Fatal(err)

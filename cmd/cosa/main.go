@@ -140,6 +140,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
 	root.AddCommand(newVersionCmd(g), newGenDocsCmd(root))
+	root.AddCommand(newConfigCmd(g))
 	markRun(root, g)
 	registerCompletions(root, g)
 	exampleBuiltins(root)
@@ -236,6 +237,10 @@ func needsNamespace(args []string) bool {
 		default:
 			switch a {
 			case "help", "version", "completion", "gen-docs", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+				return false
+			case "config":
+				// Only reads the config: a CI lint step needs no
+				// subordinate ids.
 				return false
 			}
 			return !slices.Contains(args[i+1:], "--help") && !slices.Contains(args[i+1:], "-h")

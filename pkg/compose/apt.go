@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +19,9 @@ type aptState struct {
 	Archives string // cache/debs: downloaded .debs land here
 	Arch     string // Debian arch
 	conf     string
+	// stderr of the last run, for callers that look for one complaint in
+	// all of apt's output.
+	lastStderr string
 }
 
 func newAptState(root, archives, debArch string, sources []Source) (*aptState, error) {
@@ -38,6 +42,11 @@ func newAptState(root, archives, debArch string, sources []Source) (*aptState, e
 	}
 	var list strings.Builder
 	for _, s := range sources {
+		// apt uses a file: archive's .debs where they are; copy: puts
+		// them in the package cache as downloads are.
+		if rest, ok := strings.CutPrefix(s.URI, "file:"); ok {
+			s.URI = "copy:" + rest
+		}
 		list.WriteString(s.String() + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(list.String()), 0o644); err != nil {
@@ -68,7 +77,11 @@ Debug::NoLocking "true";
 func (a *aptState) run(ctx context.Context, tool string, args ...string) (string, error) {
 	cmd := hostcmd.Command(tool, args...)
 	cmd.Env = []string{"APT_CONFIG=" + a.conf, "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8"}
-	return cmd.Output(ctx)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output(ctx)
+	a.lastStderr = errb.String()
+	return out, err
 }
 
 // indexFiles lists the downloaded Packages indexes.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,7 +35,8 @@ func LockPath(cacheDir, arch string) string { return filepath.Join(cacheDir, Loc
 
 // Fetch resolves, downloads and indexes the package set; see the package doc.
 func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
-	m := &o.Config.Manifest
+	arch := o.Config.Manifest.ForArch(o.Arch)
+	m := &arch
 	debArch, err := DebianArch(o.Arch)
 	if err != nil {
 		return nil, err
@@ -44,12 +46,27 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 		return nil, err
 	}
 	debs := DebsDir(o.CacheDir)
-	apt, err := newAptState(filepath.Join(o.CacheDir, "apt"), debs, debArch, sources)
+	aptRoot, err := filepath.Abs(filepath.Join(o.CacheDir, "apt"))
+	if err != nil {
+		return nil, err
+	}
+	// The config's repos are verified with copies of their keyrings in the
+	// private apt root, never with the host's keys alone.
+	repoSources, err := installKeyrings(o.Config, m.Repos, filepath.Join(aptRoot, "etc/apt/keyrings"))
+	if err != nil {
+		return nil, err
+	}
+	apt, err := newAptState(aptRoot, debs, debArch, append(append([]Source(nil), sources...), repoSources...))
 	if err != nil {
 		return nil, err
 	}
 	step := o.Progress.Start("fetch: update package indexes")
-	_, err = apt.run(ctx, "apt-get", "update", "-q")
+	out, err := apt.run(ctx, "apt-get", "update", "-q")
+	// apt-get update can exit 0 when a source fails to verify (a
+	// warning); a repo that cannot be trusted must stop fetch all the same.
+	if terr := repoTrustError(apt.lastStderr+"\n"+out, m.Repos); terr != nil {
+		err = terr
+	}
 	if err := step.Done(err); err != nil {
 		return nil, err
 	}
@@ -60,7 +77,7 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 			request = append(request, n+"="+o.Pin.Packages[n].Version)
 		}
 	} else {
-		base, err := variantPackages(apt, m.Distro.Suite, m.Distro.Variant)
+		base, err := variantPackages(apt, m.Distro.Suite, m.Distro.Variant, m.Repos)
 		if err != nil {
 			return nil, err
 		}
@@ -107,10 +124,15 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	for _, s := range sources {
 		lock.Sources = append(lock.Sources, s.String())
 	}
+	// The image's own apt sources name the repos too, with their keyrings
+	// where Compose installs them.
+	for _, r := range m.Repos {
+		lock.Sources = append(lock.Sources, RepoSource(r, ImageKeyringDir).String())
+	}
 	if err := writeRelease(debs, m.Distro.Suite, debArch); err != nil {
 		return nil, err
 	}
-	lock.PackageInputs = PackageInputs(m, o.Arch)
+	lock.PackageInputs = PackageInputs(&o.Config.Manifest, o.Arch)
 	data, err := lock.Marshal()
 	if err != nil {
 		return nil, err
@@ -172,7 +194,7 @@ func samePackageSet(pin *Lockfile, got []resolvedPkg) error {
 // variantPackages lists the packages mmdebstrap installs for a variant:
 // Essential:yes plus the priorities the variant includes, plus apt. Only the
 // suite's own indexes decide this, as in mmdebstrap.
-func variantPackages(apt *aptState, suite, variant string) ([]string, error) {
+func variantPackages(apt *aptState, suite, variant string, repos []config.Repo) ([]string, error) {
 	prios := map[string][]string{
 		"minbase":   {"required"},
 		"required":  {"required"},
@@ -190,7 +212,7 @@ func variantPackages(apt *aptState, suite, variant string) ([]string, error) {
 	set := map[string]bool{"apt": true}
 	n := 0
 	for _, f := range files {
-		if !strings.Contains(filepath.Base(f), tag) {
+		if !strings.Contains(filepath.Base(f), tag) || fromRepo(filepath.Base(f), repos) {
 			continue
 		}
 		n++
@@ -211,6 +233,43 @@ func variantPackages(apt *aptState, suite, variant string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// fromRepo reports whether the apt index file name comes from one of the
+// config's repos, which add packages but never decide the base set.
+func fromRepo(name string, repos []config.Repo) bool {
+	name = strings.TrimLeft(name, "_")
+	for _, r := range repos {
+		if strings.HasPrefix(name, repoListPrefix(r.URI)) {
+			return true
+		}
+	}
+	return false
+}
+
+// repoTrustError finds apt's complaint about a config repo it could not
+// verify in apt's output and names the repo and its keyring; nil if none.
+func repoTrustError(out string, repos []config.Repo) error {
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "is not signed") && !strings.Contains(line, "GPG error") &&
+			!strings.Contains(line, "NO_PUBKEY") && !strings.Contains(line, "BADSIG") &&
+			!strings.Contains(line, "EXPKEYSIG") && !strings.Contains(line, "not available: NO") {
+			continue
+		}
+		for _, r := range repos {
+			// apt names a source "<uri> <suite>", with file:///x as
+			// file:/x (or copy:/x): match what follows the scheme.
+			u, err := url.Parse(r.URI)
+			if err != nil {
+				continue
+			}
+			if strings.Contains(line, strings.TrimRight(u.Host+u.Path, "/")+" "+r.Suite) {
+				return fmt.Errorf("repo %s (%s %s): its Release file is not signed by a key in %s; check signed-by (apt: %s)",
+					r.Name, r.URI, r.Suite, r.SignedBy, strings.TrimSpace(line))
+			}
+		}
+	}
+	return nil
 }
 
 func contains(s []string, v string) bool {

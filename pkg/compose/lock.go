@@ -90,14 +90,19 @@ func (l *Lockfile) Names() []string {
 }
 
 // PackageInputs hashes what decides the package set: distro, variant,
-// packages and exclusions. Overlays or postprocess changes do not need a fetch.
+// packages (with arch's own), exclusions and the repos (with their
+// keyrings' sha256). Overlays or postprocess changes do not need a fetch.
 func PackageInputs(m *config.Manifest, arch string) string {
+	// Fields added later are omitted when empty, so configs that do not
+	// use them keep their value and need no new fetch.
+	am := m.ForArch(arch)
 	in := struct {
 		Arch     string
 		Distro   config.Distro
 		Packages []string
 		Exclude  []string
-	}{arch, m.Distro, sortedCopy(m.Packages), sortedCopy(m.ExcludePackages)}
+		Repos    []config.Repo `json:",omitempty"`
+	}{arch, m.Distro, sortedCopy(am.Packages), sortedCopy(m.ExcludePackages), am.Repos}
 	b, _ := json.Marshal(in)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
