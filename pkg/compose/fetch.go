@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -217,7 +218,7 @@ func variantPackages(apt *aptState, suite, variant string, repos []config.Repo) 
 		}
 		n++
 		if err := scanIndex(f, func(pkg, prio string, essential bool) {
-			if essential || contains(prios, prio) {
+			if essential || slices.Contains(prios, prio) {
 				set[pkg] = true
 			}
 		}); err != nil {
@@ -270,15 +271,6 @@ func repoTrustError(out string, repos []config.Repo) error {
 		}
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // scanIndex streams a Packages file and reports each stanza's name,

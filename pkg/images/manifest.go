@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -126,7 +127,7 @@ func (m *Manifest) Validate() error {
 			}
 			want := st.Inputs()
 			for name, ref := range s.Inputs {
-				if !contains(want, name) {
+				if !slices.Contains(want, name) {
 					return fmt.Errorf("manifest: %s: unknown input %q (takes %v)", where, name, want)
 				}
 				target, ok := strings.CutPrefix(ref, "name:")
@@ -143,15 +144,6 @@ func (m *Manifest) Validate() error {
 		seen[p.Name] = true
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // canonicalJSON re-encodes JSON with sorted keys and no whitespace, so the
