@@ -135,13 +135,7 @@ users:
 	if meta1.RpmOstreeInputHash == meta0.RpmOstreeInputHash {
 		t.Error("input hash did not change")
 	}
-	var added bool
-	for _, e := range meta1.PkgDiff {
-		if e.Name == "less" && e.Kind == build.PkgAdded {
-			added = true
-		}
-	}
-	if !added {
+	if !hasPkgDiff(meta1, "less", build.PkgAdded) {
 		t.Errorf("pkgdiff %v lacks less as added", meta1.PkgDiff)
 	}
 	if got := ostreeCmd(t, "--repo="+repo, "cat", meta1.OSTreeCommit, "/usr/lib/systemd/network/80-cosa-dhcp.network"); !strings.Contains(got, "DHCP=ipv4") {
@@ -260,13 +254,7 @@ users:
 		t.Errorf("build after buildfetch is %s, want %s (or .dev.0 on a new day)", id3, want)
 	}
 	meta3 := checkBuild(t, w2, id3)
-	var removed bool
-	for _, e := range meta3.PkgDiff {
-		if e.Name == "less" && e.Kind == build.PkgRemoved {
-			removed = true
-		}
-	}
-	if !removed {
+	if !hasPkgDiff(meta3, "less", build.PkgRemoved) {
 		t.Errorf("pkgdiff against the fetched build %v lacks less as removed", meta3.PkgDiff)
 	}
 	if ids := readIndex(t, w2).IDs(); len(ids) < 2 || ids[0] != id3 || ids[1] != id2 {
@@ -527,4 +515,14 @@ func mountsUnder(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// hasPkgDiff reports whether m's pkgdiff has name with kind.
+func hasPkgDiff(m *build.Meta, name string, kind build.PkgDiffKind) bool {
+	for _, e := range m.PkgDiff {
+		if e.Name == name && e.Kind == kind {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/internal/testutil"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -19,13 +21,13 @@ func TestConfigValidate(t *testing.T) {
 	// A bad config: exit 2, one line naming file, line and key; a YAML
 	// error deep in a block is reported on its own line.
 	dir := filepath.Join(t.TempDir(), "c")
-	writeFiles(t, dir, map[string]string{"manifest.yaml": minimalManifest + "users:\n  - name: alice\n    groups: [adm\n",
+	testutil.WriteTree(t, dir, map[string]string{"manifest.yaml": minimalManifest + "users:\n  - name: alice\n    groups: [adm\n",
 		"postprocess/10-hostname.sh": "#!/bin/sh\n"})
 	r = cosa(t, "config", "validate", dir).wantCode(t, 2)
 	if want := "error: " + dir + "/manifest.yaml:11: YAML syntax error: did not find expected ',' or ']'\n"; r.stderr != want {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
-	writeFiles(t, dir, map[string]string{"manifest.yaml": minimalManifest + "hostname: bad_name\n"})
+	testutil.WriteTree(t, dir, map[string]string{"manifest.yaml": minimalManifest + "hostname: bad_name\n"})
 	cosa(t, "config", "validate", dir).wantCode(t, 2).
 		wantStderr(t, "error: "+dir+"/manifest.yaml:9: hostname: invalid hostname \"bad_name\" (dot-separated labels of letters, digits and '-', not starting or ending with '-')\n")
 	if r := cosa(t, "config", "validate", filepath.Join(t.TempDir(), "none")); r.code != 2 {
@@ -44,7 +46,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigShow(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "c")
-	writeFiles(t, dir, map[string]string{
+	testutil.WriteTree(t, dir, map[string]string{
 		"manifest.yaml":              minimalManifest + "include: more.yaml\nhostname: node1\n",
 		"more.yaml":                  "packages: [vim]\nusers:\n  - name: alice\n    groups: [adm]\n",
 		"postprocess/10-hostname.sh": "#!/bin/sh\n",

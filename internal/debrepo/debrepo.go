@@ -7,15 +7,16 @@ package debrepo
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // Key is a throwaway signing key in its own gpg home.
@@ -43,17 +44,14 @@ func NewKey(dir, name string) (*Key, error) {
 }
 
 func (k *Key) gpg(args ...string) error {
-	cmd := exec.Command("gpg", append([]string{"--batch", "--quiet", "--homedir", k.Home,
+	// Tests make keys and repos up front; nothing to cancel.
+	return hostcmd.Run(context.Background(), "gpg", append([]string{"--batch", "--quiet", "--homedir", k.Home,
 		"--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("gpg %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
 }
 
 // Close stops the key's gpg-agent.
 func (k *Key) Close() {
-	exec.Command("gpgconf", "--homedir", k.Home, "--kill", "gpg-agent").Run()
+	hostcmd.Run(context.Background(), "gpgconf", "--homedir", k.Home, "--kill", "gpg-agent")
 }
 
 // Package is one .deb to build.
@@ -157,8 +155,8 @@ func buildDeb(dir string, p Package) (string, error) {
 		}
 	}
 	deb := filepath.Join(dir, fmt.Sprintf("%s_%s_%s.deb", p.Name, p.Version, p.Arch))
-	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "--build", tree, deb).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb --build %s: %v: %s", p.Name, err, out)
+	if err := hostcmd.Run(context.Background(), "dpkg-deb", "--root-owner-group", "--build", tree, deb); err != nil {
+		return "", err
 	}
 	return deb, nil
 }

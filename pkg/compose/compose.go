@@ -8,11 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/intree"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -287,7 +287,7 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, m *config.Manifest, ro
 		// we would throw away; Compose builds the ostree-capable one itself.
 		"INITRD=No", "LC_ALL=C.UTF-8",
 	}
-	tail := &tailWriter{max: 30}
+	tail := hostcmd.NewTail(30)
 	var w io.Writer = tail
 	if o.Log != nil {
 		w = io.MultiWriter(o.Log, tail)
@@ -306,10 +306,9 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, m *config.Manifest, ro
 func applyOverlays(ctx context.Context, overlays []string, stage string, sandbox func(...string) error) error {
 	for i, dir := range overlays {
 		name := fmt.Sprintf("overlay-%02d.tar", i)
-		cmd := exec.CommandContext(ctx, "tar", "-C", dir, "--owner=0", "--group=0", "--numeric-owner",
-			"--sort=name", "-cf", filepath.Join(stage, name), ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("overlay %s: tar: %v: %s", filepath.Base(dir), err, out)
+		if err := hostcmd.Run(ctx, "tar", "-C", dir, "--owner=0", "--group=0", "--numeric-owner",
+			"--sort=name", "-cf", filepath.Join(stage, name), "."); err != nil {
+			return fmt.Errorf("overlay %s: %w", filepath.Base(dir), err)
 		}
 		if err := sandbox("tar", "-xpf", "/run/cosa/"+name, "-C", "/", "--keep-directory-symlink", "--no-overwrite-dir"); err != nil {
 			return fmt.Errorf("overlay %s: %w", filepath.Base(dir), err)

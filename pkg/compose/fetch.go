@@ -8,11 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
-	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/progress"
 )
 
@@ -137,7 +138,7 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(LockPath(o.CacheDir, o.Arch), data, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(LockPath(o.CacheDir, o.Arch), data, 0o644); err != nil {
 		return nil, err
 	}
 	return lock, nil
@@ -217,7 +218,7 @@ func variantPackages(apt *aptState, suite, variant string, repos []config.Repo) 
 		}
 		n++
 		if err := scanIndex(f, func(pkg, prio string, essential bool) {
-			if essential || contains(prios, prio) {
+			if essential || slices.Contains(prios, prio) {
 				set[pkg] = true
 			}
 		}); err != nil {
@@ -270,15 +271,6 @@ func repoTrustError(out string, repos []config.Repo) error {
 		}
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // scanIndex streams a Packages file and reports each stanza's name,
@@ -354,7 +346,7 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 		}
 		fn := debFilename(p)
 		path := filepath.Join(debs, fn)
-		sum, err := fileSha256(path)
+		sum, _, err := fileutil.SHA256File(path)
 		if err != nil {
 			return nil, fmt.Errorf("downloaded package missing: %v", err)
 		}
@@ -371,10 +363,10 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 		index.WriteString("\n\n")
 	}
 	idx := []byte(index.String())
-	if err := build.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
 		return nil, err
 	}
-	lock.IndexSha256 = sha256Hex(idx)
+	lock.IndexSha256 = fileutil.SHA256Hex(idx)
 	return lock, nil
 }
 
@@ -410,6 +402,6 @@ func writeRelease(debs, suite, debArch string) error {
 		return err
 	}
 	rel := fmt.Sprintf("Origin: cosa\nLabel: cosa package cache\nSuite: %s\nCodename: %s\nArchitectures: %s all\nSHA256:\n %s %d Packages\n",
-		suite, suite, debArch, sha256Hex(idx), len(idx))
-	return build.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
+		suite, suite, debArch, fileutil.SHA256Hex(idx), len(idx))
+	return fileutil.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Source is one apt source entry, in one-line form when rendered.
@@ -219,7 +220,7 @@ func readKeyring(cfg *config.Config, r config.Repo) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo %s: keyring: %w", r.Name, err)
 	}
-	if sha256Hex(data) != r.KeyringSHA256 {
+	if fileutil.SHA256Hex(data) != r.KeyringSHA256 {
 		return nil, fmt.Errorf("repo %s: keyring %s changed while cosa was running; run the command again", r.Name, r.SignedBy)
 	}
 	return data, nil

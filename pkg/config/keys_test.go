@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/internal/testutil"
 )
 
 const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLEexampleEXAMPLEexampleEXAMPLEexample alice@laptop"
@@ -51,7 +53,7 @@ func writeKeysConfig(t *testing.T, dir string, extra map[string]string) {
 	for k, v := range extra {
 		files[k] = v
 	}
-	writeTree(t, dir, files)
+	testutil.WriteTree(t, dir, files)
 }
 
 func TestNewKeysLoad(t *testing.T) {
@@ -122,7 +124,7 @@ func TestNewKeysNormalized(t *testing.T) {
 	// A config without the new keys normalizes as before they existed, so
 	// upgrading cosa does not force a rebuild.
 	plain := t.TempDir()
-	writeTree(t, plain, map[string]string{"manifest.yaml": minimalManifest})
+	testutil.WriteTree(t, plain, map[string]string{"manifest.yaml": minimalManifest})
 	for _, k := range []string{"repos", "users", "hostname", "packages-x86_64"} {
 		if n := normalized(t, plain); strings.Contains(n, `"`+k+`"`) {
 			t.Errorf("normalized form of a config without %s mentions it: %s", k, n)
@@ -262,8 +264,8 @@ func TestNewKeysErrors(t *testing.T) {
 			for k, v := range tt.files {
 				files[k] = v
 			}
-			writeTree(t, dir, files)
-			writeTree(t, root, tt.out)
+			testutil.WriteTree(t, dir, files)
+			testutil.WriteTree(t, root, tt.out)
 			_, err = Load(dir)
 			if err == nil {
 				t.Fatal("Load succeeded")
@@ -307,7 +309,7 @@ func TestSyntaxErrorLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeTree(t, dir, map[string]string{"manifest.yaml": tt.manifest})
+			testutil.WriteTree(t, dir, map[string]string{"manifest.yaml": tt.manifest})
 			_, err := Load(dir)
 			if want := strings.ReplaceAll(tt.want, "DIR", dir); err == nil || err.Error() != want {
 				t.Errorf("got  %v\nwant %s", err, want)
@@ -320,7 +322,7 @@ func TestSyntaxErrorLongFile(t *testing.T) {
 	// Past maxRescanLines the parser's line is used, still one line.
 	body := "name: demo\npackages:\n" + strings.Repeat("  - vim\n", maxRescanLines) + "  - 'x\n"
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"manifest.yaml": body})
+	testutil.WriteTree(t, dir, map[string]string{"manifest.yaml": body})
 	_, err := Load(dir)
 	if err == nil || !strings.Contains(err.Error(), "YAML syntax error") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("err = %v", err)
@@ -332,7 +334,7 @@ func TestSyntaxErrorLongFile(t *testing.T) {
 // config.
 func TestShowProvenance(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{
+	testutil.WriteTree(t, dir, map[string]string{
 		"manifest.yaml": lines(
 			"include: common/base.yaml", // 1
 			"name: demo",                // 2
@@ -414,7 +416,7 @@ func TestShowProvenance(t *testing.T) {
 	// The shown manifest and image load back to the same config.
 	parts := strings.SplitN(text, "---\n", 2)
 	back := t.TempDir()
-	writeTree(t, back, map[string]string{"manifest.yaml": parts[0], "image.yaml": parts[1], "keys/extra.gpg": "k"})
+	testutil.WriteTree(t, back, map[string]string{"manifest.yaml": parts[0], "image.yaml": parts[1], "keys/extra.gpg": "k"})
 	c2, err := Load(back)
 	if err != nil {
 		t.Fatalf("show output does not load: %v\n%s", err, text)
