@@ -1,0 +1,189 @@
+package imagebuild
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
+)
+
+func TestTypes(t *testing.T) {
+	for _, name := range []string{"qcow2", "raw", "partitioned-disk", "ami", "vhd", "gce", "openstack", "vmdk", "ova", "tar", "edge-commit"} {
+		if !Buildable(name) {
+			t.Errorf("%s is not buildable", name)
+		}
+	}
+	for _, name := range []string{"", "iso", "edge-installer", "QCOW2"} {
+		if Buildable(name) {
+			t.Errorf("%q is buildable", name)
+		}
+	}
+	seen := map[string]bool{}
+	for _, ty := range Types() {
+		if seen[ty.Name] || ty.Artifact == "" || strings.Contains(ty.Artifact, "/") {
+			t.Errorf("bad entry %+v", ty)
+		}
+		seen[ty.Name] = true
+	}
+}
+
+func TestBuildRefusesBeforeTouchingDisk(t *testing.T) {
+	root := t.TempDir()
+	for _, s := range []Spec{
+		{Blueprint: parse(t, `name = "x"`), Type: "iso", WorkRoot: root, OutDir: root},
+		{Blueprint: parse(t, "name = \"x\"\n[customizations.firewall]\nports = [\"22:tcp\"]"), Type: "qcow2", WorkRoot: root, OutDir: root},
+		{Blueprint: parse(t, `name = "x"`), Type: "qcow2", WorkRoot: root, OutDir: root, OSTree: OSTree{URL: "http://127.0.0.1:1/repo"}},
+	} {
+		if _, err := Build(context.Background(), s); err == nil {
+			t.Errorf("%+v: no error", s)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("refused builds left %d entries in the work root", len(entries))
+	}
+}
+
+func TestPlace(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.WriteFile(src, []byte("image"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := place(context.Background(), src, filepath.Join(dir, "disk.raw"), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, "disk.raw"))
+	if a.Name != "disk.raw" || a.Size != 5 || a.Sha256 != fileutil.SHA256Hex([]byte("image")) || st.Mode().Perm() != 0o644 {
+		t.Errorf("%+v mode %v", a, st.Mode())
+	}
+	// Placing the same file again leaves one name, no temp file.
+	if _, err := place(context.Background(), src, filepath.Join(dir, "disk.raw"), a.Sha256, a.Size); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("%d entries, want src and disk.raw", len(entries))
+	}
+}
+
+// TestBuildQcow2ThenRaw is a real compose: fetch from the host's apt
+// sources (network), build, qcow2; then raw from the same build.
+func TestBuildQcow2ThenRaw(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an OS image (network, minutes)")
+	}
+	for _, tool := range []string{"mmdebstrap", "ostree", "apt-get", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	bp := parse(t, `
+name = "ibtest"
+[customizations]
+hostname = "ibtest-host"
+[[customizations.user]]
+name = "tester"
+key = "`+sshKey+`"
+groups = ["sudo"]
+[customizations.services]
+enabled = ["serial-getty@ttyS1.service"]
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	root := t.TempDir()
+	var log bytes.Buffer
+	t0 := time.Now()
+	res, err := Build(ctx, Spec{Blueprint: bp, Type: "qcow2", WorkRoot: filepath.Join(root, "workdirs"),
+		OutDir: filepath.Join(root, "outputs", "c1", "i1"), Log: &log})
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, tail(log.String()))
+	}
+	t.Logf("qcow2 in %s: build %s commit %.12s", time.Since(t0).Round(time.Second), res.BuildID, res.Commit)
+	if res.Reused || len(res.Artifacts) != 1 || res.Artifacts[0].Name != "disk.qcow2" {
+		t.Fatalf("result %+v", res)
+	}
+	out := filepath.Join(root, "outputs", "c1", "i1")
+	checkArtifact(t, out, res.Artifacts[0])
+	for _, m := range res.Metadata {
+		if _, err := os.Stat(filepath.Join(out, m)); err != nil {
+			t.Error(err)
+		}
+	}
+	if len(res.Metadata) != 2 {
+		t.Errorf("metadata %v, want meta.json and the qemu manifest", res.Metadata)
+	}
+	metaData, err := os.ReadFile(filepath.Join(out, MetaFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := build.ValidateMeta(metaData); err != nil {
+		t.Errorf("meta.json: %v", err)
+	}
+
+	repo := filepath.Join(res.Workdir, "tmp", "repo")
+	cat := func(p string) string {
+		o, err := exec.Command("ostree", "--repo="+repo, "cat", res.Commit, p).Output()
+		if err != nil {
+			t.Errorf("ostree cat %s: %v", p, err)
+		}
+		return string(o)
+	}
+	if h := cat("/usr/etc/hostname"); h != "ibtest-host\n" {
+		t.Errorf("/etc/hostname %q", h)
+	}
+	if k := cat("/usr/etc/ssh/authorized_keys.d/tester"); k != sshKey+"\n" {
+		t.Errorf("tester's keys %q", k)
+	}
+	if p := cat("/usr/etc/passwd"); !strings.Contains(p, "\ntester:") {
+		t.Errorf("no tester in passwd:\n%s", p)
+	}
+	if g := cat("/usr/etc/group"); !strings.Contains(g, "sudo:x:27:tester") {
+		t.Errorf("tester is not in sudo:\n%s", g)
+	}
+	ls, err := exec.Command("ostree", "--repo="+repo, "ls", res.Commit, "/usr/etc/systemd/system/getty.target.wants").Output()
+	if err != nil || !strings.Contains(string(ls), "serial-getty@ttyS1.service") {
+		t.Errorf("serial-getty@ttyS1.service not enabled: %v\n%s", err, ls)
+	}
+
+	// Another type of the same blueprint: the same build, extended.
+	log.Reset()
+	t1 := time.Now()
+	res2, err := Build(ctx, Spec{Blueprint: bp, Type: "raw", WorkRoot: filepath.Join(root, "workdirs"),
+		OutDir: filepath.Join(root, "outputs", "c2", "i2"), Log: &log})
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, tail(log.String()))
+	}
+	t.Logf("raw in %s", time.Since(t1).Round(time.Second))
+	if !res2.Reused || res2.BuildID != res.BuildID || res2.Commit != res.Commit {
+		t.Errorf("second compose: %+v, want a reuse of build %s", res2, res.BuildID)
+	}
+	if strings.Contains(log.String(), "Fetched") || strings.Contains(log.String(), "mmdebstrap") {
+		t.Errorf("the second compose fetched or composed again:\n%s", tail(log.String()))
+	}
+	if len(res2.Artifacts) != 1 || res2.Artifacts[0].Name != "disk.raw" {
+		t.Fatalf("artifacts %+v", res2.Artifacts)
+	}
+	checkArtifact(t, filepath.Join(root, "outputs", "c2", "i2"), res2.Artifacts[0])
+}
+
+func checkArtifact(t *testing.T, dir string, a Artifact) {
+	t.Helper()
+	sum, size, err := fileutil.SHA256File(filepath.Join(dir, a.Name))
+	if err != nil || sum != a.Sha256 || size != a.Size || size == 0 {
+		t.Errorf("%s: sha256 %s size %d (%v), result says %+v", a.Name, sum, size, err, a)
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 6000 {
+		return "..." + s[len(s)-6000:]
+	}
+	return s
+}
