@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -182,6 +183,9 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 	if s.Log == nil {
 		s.Log = io.Discard
 	}
+	// Step heartbeats, tool output and summaries are written from several
+	// goroutines; the caller's writer need not be safe for that.
+	s.Log = &syncWriter{w: s.Log}
 	if s.ToolLog == nil {
 		s.ToolLog = s.Log
 	}
@@ -293,6 +297,18 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 	sort.Strings(res.Metadata)
 	fmt.Fprintf(s.Log, "Image %s: %s (%s) from build %s, commit %.12s\n", t.Name, art.Name, fileutil.HumanBytes(art.Size), br.BuildID, br.Commit)
 	return res, nil
+}
+
+// syncWriter serialises writes.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // tee sends events to two sinks.

@@ -97,7 +97,16 @@ enabled = ["serial-getty@ttyS1.service"]
 `)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	root := t.TempDir()
+	// Not t.TempDir: the tree may hold what os.RemoveAll cannot remove.
+	root, err := os.MkdirTemp("", "cosa-imagebuild-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := fileutil.RemoveAll(root); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 	var log bytes.Buffer
 	t0 := time.Now()
 	res, err := Build(ctx, Spec{Blueprint: bp, Type: "qcow2", WorkRoot: filepath.Join(root, "workdirs"),
