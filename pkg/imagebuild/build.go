@@ -113,6 +113,8 @@ type Spec struct {
 	OutDir string
 	// Arch is the basearch; "" is the host's.
 	Arch string
+	// Repos are extra apt repositories (see GenerateOptions.Repos).
+	Repos []Repo
 	// Refetch resolves the packages afresh even when the package cache
 	// matches the config (picking up archive updates). Without it a
 	// matching cache is reused, so an unchanged blueprint needs no network
@@ -189,7 +191,7 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 	if s.ToolLog == nil {
 		s.ToolLog = s.Log
 	}
-	files, err := Generate(s.Blueprint, GenerateOptions{Arch: s.Arch, Ref: s.OSTree.Ref, Size: s.Size})
+	files, err := Generate(s.Blueprint, GenerateOptions{Arch: s.Arch, Ref: s.OSTree.Ref, Size: s.Size, Repos: s.Repos})
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,19 @@ type GenerateOptions struct {
 	// default config's. The image gets the largest of this, the default
 	// and what the blueprint's filesystem minsize for / needs.
 	Size uint64
+	// Repos are extra apt repositories (the service's user sources) that
+	// fetch takes packages from, each verified with its own key.
+	Repos []Repo
+}
+
+// Repo is an extra apt repository; it becomes an entry of the config's
+// repos with its key in keys/<name>.asc (armored) or .gpg (binary).
+type Repo struct {
+	Name       string // ^[a-z0-9][a-z0-9._-]*$, unique
+	URI        string
+	Suite      string
+	Components []string
+	Key        []byte // the keyring that signs the repository's Release
 }
 
 // manifestDoc is the generated manifest.yaml: the blueprint's part, on
@@ -89,6 +102,15 @@ type manifestDoc struct {
 	Hostname   string    `yaml:"hostname,omitempty"`
 	Users      []userDoc `yaml:"users,omitempty"`
 	Postproc   []string  `yaml:"postprocess,omitempty"`
+	Repos      []repoDoc `yaml:"repos,omitempty"`
+}
+
+type repoDoc struct {
+	Name       string   `yaml:"name"`
+	URI        string   `yaml:"uri"`
+	Suite      string   `yaml:"suite"`
+	Components []string `yaml:"components,omitempty"`
+	SignedBy   string   `yaml:"signed-by"`
 }
 
 type distro struct {
@@ -144,7 +166,7 @@ func Generate(bp *blueprint.Blueprint, o GenerateOptions) (map[string][]byte, er
 		return nil, err
 	}
 	steps := []func() error{g.distro, g.packages, g.kernel, g.services, g.hostname, g.groupsAndUsers,
-		g.timezone, g.locale, g.size}
+		g.timezone, g.locale, g.size, g.repos}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, fmt.Errorf("blueprint %s: %w", bp.Name, err)
@@ -334,6 +356,31 @@ func CheckVersions(bp *blueprint.Blueprint, resolved map[string]string) error {
 		if !m1 && !m2 {
 			return fmt.Errorf("package %s: the archive has version %s, the blueprint asks for %s (cosa installs the version the archive has; change the glob or the sources)", p.Name, v, p.Version)
 		}
+	}
+	return nil
+}
+
+// repoName is the config's rule for repository names.
+var repoName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// repos adds the extra repositories with their keys.
+func (g *gen) repos() error {
+	for i, r := range g.o.Repos {
+		if len(r.Key) == 0 {
+			return fmt.Errorf("repository %d (%s): no key; cosa uses only signed repositories", i, r.Name)
+		}
+		if !repoName.MatchString(r.Name) {
+			return fmt.Errorf("repository %d: %q is not a repository name", i, r.Name)
+		}
+		key := "keys/" + r.Name + ".gpg"
+		if bytes.HasPrefix(bytes.TrimSpace(r.Key), []byte("-----BEGIN PGP")) {
+			key = "keys/" + r.Name + ".asc"
+		}
+		if _, dup := g.files[key]; dup {
+			return fmt.Errorf("repository %s is given twice", r.Name)
+		}
+		g.files[key] = r.Key
+		g.man.Repos = append(g.man.Repos, repoDoc{Name: r.Name, URI: r.URI, Suite: r.Suite, Components: r.Components, SignedBy: key})
 	}
 	return nil
 }

@@ -295,3 +295,22 @@ func TestWriteFilesModes(t *testing.T) {
 		t.Errorf("script mode %v, %v", st.Mode(), err)
 	}
 }
+
+func TestGenerateRepos(t *testing.T) {
+	key := []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n")
+	files, err := Generate(parse(t, `name = "x"`), GenerateOptions{Arch: "x86_64", Repos: []Repo{
+		{Name: "extra", URI: "http://127.0.0.1/debian", Suite: "bookworm", Components: []string{"main"}, Key: key},
+		{Name: "flat", URI: "file:///srv/repo", Suite: "./", Key: []byte{0x99, 0x01}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := load(t, files)
+	r := cfg.Manifest.Repos
+	if len(r) != 2 || r[0].SignedBy != "keys/extra.asc" || r[1].SignedBy != "keys/flat.gpg" || r[0].KeyringSHA256 == "" {
+		t.Errorf("repos %+v", r)
+	}
+	if _, err := Generate(parse(t, `name = "x"`), GenerateOptions{Arch: "x86_64", Repos: []Repo{{Name: "nokey", URI: "http://127.0.0.1/", Suite: "bookworm", Components: []string{"main"}}}}); err == nil || !strings.Contains(err.Error(), "no key") {
+		t.Errorf("unsigned repository: %v", err)
+	}
+}
