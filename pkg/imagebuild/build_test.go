@@ -3,6 +3,7 @@ package imagebuild
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,4 +196,33 @@ func tail(s string) string {
 		return "..." + s[len(s)-6000:]
 	}
 	return s
+}
+
+func TestLockSerialisesOneBlueprint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bp.lock")
+	var log bytes.Buffer
+	unlock, err := lockFile(context.Background(), path, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := lockFile(ctx, path, &log); err == nil {
+		t.Fatal("a second holder got the lock")
+	}
+	if !strings.Contains(log.String(), "Waiting for another compose") {
+		t.Errorf("the waiter did not say so: %q", log.String())
+	}
+	got := make(chan error, 1)
+	go func() {
+		u, err := lockFile(context.Background(), path, io.Discard)
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	unlock()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
 }
