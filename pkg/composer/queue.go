@@ -111,9 +111,28 @@ type Queue struct {
 	// mu serialises every read-modify-write of a record, and the
 	// bookkeeping below.
 	mu      sync.Mutex
+	chMu    sync.Mutex
 	running map[string]*runningBuild // by image build id
 	closing atomic.Bool
 	closed  bool
+	// changed is closed (and replaced) after every record write, so a
+	// front end or a test can wait for a state change without polling.
+	changed chan struct{}
+}
+
+// Changed returns a channel that is closed at the next change of any
+// compose record.
+func (q *Queue) Changed() <-chan struct{} {
+	q.chMu.Lock()
+	defer q.chMu.Unlock()
+	return q.changed
+}
+
+func (q *Queue) notify() {
+	q.chMu.Lock()
+	defer q.chMu.Unlock()
+	close(q.changed)
+	q.changed = make(chan struct{})
 }
 
 type runningBuild struct {
@@ -148,7 +167,8 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 			return nil, err
 		}
 	}
-	q := &Queue{stateDir: o.StateDir, opts: o, log: logger, running: map[string]*runningBuild{}}
+	q := &Queue{stateDir: o.StateDir, opts: o, log: logger, running: map[string]*runningBuild{},
+		changed: make(chan struct{})}
 
 	// One service per state dir: with that guaranteed, a job River says is
 	// running when we start belongs to a process that died.
@@ -219,7 +239,9 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 	if err := q.reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("composer: recovering the queue: %w", err)
 	}
-	if err := q.client.Start(ctx); err != nil {
+	// River stops the client when Start's context ends; the queue lives
+	// until Close, not until the caller's context ends.
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -530,6 +552,7 @@ func (q *Queue) Delete(ctx context.Context, id string) error {
 	if err := os.Remove(q.recordPath(r.ID)); err != nil {
 		return err
 	}
+	q.notify()
 	if err := os.RemoveAll(q.outputDir(r.ID, "")); err != nil {
 		return fmt.Errorf("compose %s deleted, but removing its outputs: %w", r.ID, err)
 	}

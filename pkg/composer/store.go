@@ -120,7 +120,11 @@ func (q *Queue) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(q.recordPath(r.ID), append(data, '\n'))
+	if err := writeFileAtomic(q.recordPath(r.ID), append(data, '\n')); err != nil {
+		return err
+	}
+	q.notify()
+	return nil
 }
 
 func writeFileAtomic(path string, data []byte) error {
