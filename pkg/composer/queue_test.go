@@ -341,7 +341,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// child starts a blocking compose, says so on stdout and waits to be killed.
+// child starts a blocking compose (or, given one, waits for it to run
+// again), says so on stdout and waits to be killed.
 func child(dir string) {
 	r := newRunner(false)
 	q, err := New(context.Background(), Options{StateDir: dir, Runner: r, Types: testTypes, PollInterval: 50 * time.Millisecond})
@@ -349,27 +350,33 @@ func child(dir string) {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
-	c, err := q.Start(context.Background(), Request{Blueprint: []byte(testBlueprint), Types: []string{"block"}})
-	if err != nil {
-		fmt.Println("ERROR", err)
-		os.Exit(1)
+	id := os.Getenv("COSA_COMPOSER_TEST_COMPOSE")
+	if id == "" {
+		c, err := q.Start(context.Background(), Request{Blueprint: []byte(testBlueprint), Types: []string{"block"}})
+		if err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		id = c.ID
 	}
 	<-r.started
 	for {
 		ch := q.Changed()
-		if got, err := q.Get(context.Background(), c.ID); err == nil && got.State() == Running {
+		if got, err := q.Get(context.Background(), id); err == nil && got.State() == Running {
 			break
 		}
 		<-ch
 	}
-	fmt.Println("RUNNING", c.ID)
+	fmt.Println("RUNNING", id)
 	select {}
 }
 
-func TestKilled(t *testing.T) {
-	dir := t.TempDir()
+// runAndKill runs the child on dir until its build runs, then SIGKILLs it
+// by PID, leaving the record RUNNING and River's job running.
+func runAndKill(t *testing.T, dir, composeID string) string {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "COSA_COMPOSER_TEST_CHILD="+dir)
+	cmd.Env = append(os.Environ(), "COSA_COMPOSER_TEST_CHILD="+dir, "COSA_COMPOSER_TEST_COMPOSE="+composeID)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -378,6 +385,7 @@ func TestKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer cmd.Wait()
 	lines := make(chan string, 1)
 	go func() {
 		s := bufio.NewScanner(out)
@@ -393,19 +401,19 @@ func TestKilled(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("child did not start its compose")
 	}
-	id, ok := strings.CutPrefix(line, "RUNNING ")
-	if !ok {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("child: %q", line)
-	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL, by PID
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	id, ok := strings.CutPrefix(line, "RUNNING ")
+	if !ok {
+		t.Fatalf("child: %q", line)
+	}
+	return id
+}
 
-	// The record still says RUNNING, and River's job is still running:
-	// exactly what a kill leaves.
+func TestKilled(t *testing.T) {
+	dir := t.TempDir()
+	id := runAndKill(t, dir, "")
 	q := open(t, dir, newRunner(true))
 	c := waitState(t, q, id, Finished)
 	lr, err := q.Log(context.Background(), c.Builds[0].ID)
@@ -416,6 +424,19 @@ func TestKilled(t *testing.T) {
 	lr.Close()
 	if !strings.Contains(string(log), "queued again") || !strings.Contains(string(log), "attempt 2") {
 		t.Errorf("log after the kill: %s", log)
+	}
+}
+
+func TestKilledTooOften(t *testing.T) {
+	dir := t.TempDir()
+	id := runAndKill(t, dir, "")
+	for i := 1; i < maxAttempts; i++ {
+		runAndKill(t, dir, id)
+	}
+	q := open(t, dir, newRunner(true))
+	c := waitState(t, q, id, Failed)
+	if e := c.Builds[0].Error; !strings.Contains(e, "interrupted") || !strings.Contains(e, "3 times") {
+		t.Errorf("reason: %q", e)
 	}
 }
 
@@ -564,5 +585,54 @@ func TestOneServicePerStateDir(t *testing.T) {
 	open(t, dir, newRunner(true))
 	if _, err := New(context.Background(), Options{StateDir: dir, Runner: newRunner(true), Types: testTypes}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("second service on one state dir: %v", err)
+	}
+}
+
+func TestRecordsWithoutJobs(t *testing.T) {
+	// What a crash between writing a record and queueing its jobs leaves
+	// (no job id), and a record whose job vanished from the database.
+	dir := t.TempDir()
+	q := open(t, dir, newRunner(true))
+	q.Close(context.Background())
+
+	w := &Queue{stateDir: dir, changed: make(chan struct{})}
+	now := time.Now().UTC()
+	mk := func(id, bid string, st State, jobID int64) {
+		r := &record{
+			Compose: Compose{ID: id, Blueprint: "web", BlueprintVersion: "1.2.3", Created: now, Frozen: testBlueprint,
+				Builds: []ImageBuild{{ID: bid, Type: "ok", State: st, Created: now}}},
+			Jobs: map[string]*jobInfo{bid: {JobID: jobID}},
+		}
+		if err := w.writeRecord(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unqueued, lost := "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+	mk(unqueued, "11111111-1111-4111-8111-aaaaaaaaaaaa", Waiting, 0)
+	mk(lost, "22222222-2222-4222-8222-aaaaaaaaaaaa", Running, 999)
+
+	q = open(t, dir, newRunner(true))
+	waitState(t, q, unqueued, Finished)
+	c := waitState(t, q, lost, Failed)
+	if e := c.Builds[0].Error; !strings.Contains(e, "lost") || !strings.Contains(e, "999") {
+		t.Errorf("reason: %q", e)
+	}
+}
+
+func TestEnabledFunc(t *testing.T) {
+	on := map[string]bool{"ok": true}
+	q, err := New(context.Background(), Options{StateDir: t.TempDir(), Runner: newRunner(true), Types: testTypes,
+		Enabled: func(n string) bool { return on[n] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	for _, ty := range q.Types() {
+		if ty.Enabled != on[ty.Name] {
+			t.Errorf("type %+v", ty)
+		}
+	}
+	if _, err := q.Start(context.Background(), Request{Blueprint: []byte(testBlueprint), Types: []string{"fail"}}); !errors.Is(err, ErrUnknownType) {
+		t.Errorf("disabled type started: %v", err)
 	}
 }
