@@ -37,6 +37,8 @@ func (r *testRunner) Run(ctx context.Context, job Job) (Result, error) {
 	fmt.Fprintf(job.Log, "building %s for %s\n", job.Type, job.Blueprint.Name)
 	r.started <- job.ImageBuildID
 	switch {
+	case job.Type == "panic":
+		panic("runner bug")
 	case job.Type == "fail":
 		fmt.Fprintln(job.Log, "failing")
 		return Result{}, errors.New("boom: the build failed")
@@ -53,7 +55,7 @@ func (r *testRunner) Run(ctx context.Context, job Job) (Result, error) {
 }
 
 var testTypes = []ImageType{{Name: "ok", Enabled: true}, {Name: "fail", Enabled: true},
-	{Name: "block", Enabled: true}, {Name: "off", Enabled: false}}
+	{Name: "block", Enabled: true}, {Name: "panic", Enabled: true}, {Name: "off", Enabled: false}}
 
 const testBlueprint = "name = \"web\"\ndescription = \"a test\"\nversion = \"1.2.3\"\n"
 
@@ -205,6 +207,14 @@ func TestFailure(t *testing.T) {
 	}
 }
 
+func TestRunnerPanic(t *testing.T) {
+	q := open(t, t.TempDir(), newRunner(true))
+	c := waitState(t, q, start(t, q, "panic").ID, Failed)
+	if e := c.Builds[0].Error; !strings.Contains(e, "panicked: runner bug") {
+		t.Errorf("reason: %q", e)
+	}
+}
+
 func mustJob(t *testing.T, q *Queue, composeID, buildID string) int64 {
 	t.Helper()
 	r, err := q.readRecord(composeID)
@@ -216,7 +226,7 @@ func mustJob(t *testing.T, q *Queue, composeID, buildID string) int64 {
 
 func TestTypes(t *testing.T) {
 	q := open(t, t.TempDir(), newRunner(true))
-	if got := q.Types(); len(got) != len(testTypes) || got[3].Enabled {
+	if got := q.Types(); len(got) != len(testTypes) || got[len(got)-1].Enabled {
 		t.Errorf("types %+v", got)
 	}
 	for _, ty := range []string{"nope", "off"} {

@@ -131,7 +131,14 @@ func suffix(reason string) string {
 
 // run prepares the output dir and log and calls the Runner; a result's
 // artifacts are checked against the files.
-func (q *Queue) run(ctx context.Context, r *record, b *ImageBuild, attempt int) (Result, error) {
+func (q *Queue) run(ctx context.Context, r *record, b *ImageBuild, attempt int) (res Result, err error) {
+	// River would retry a panicking job as if interrupted; a panic is a
+	// build failure like any other.
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = Result{}, fmt.Errorf("image build runner panicked: %v", p)
+		}
+	}()
 	dir := q.outputDir(r.ID, b.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Result{}, err
@@ -147,7 +154,7 @@ func (q *Queue) run(ctx context.Context, r *record, b *ImageBuild, attempt int) 
 	if err != nil {
 		return Result{}, fmt.Errorf("frozen blueprint: %w", err)
 	}
-	res, err := q.opts.Runner.Run(ctx, Job{
+	res, err = q.opts.Runner.Run(ctx, Job{
 		ComposeID:     r.ID,
 		ImageBuildID:  b.ID,
 		Blueprint:     bp,
