@@ -17,7 +17,7 @@ APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/cosa
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/cosa
 
 deps:
 	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -60,7 +60,8 @@ test-e2e: build
 # The S3 end-to-end tests need a real S3 server (versitygw, built with go install).
 # busybox-static: the sandbox's unit tests chroot into a one-binary tree.
 # uidmap: newuidmap/newgidmap for the rootless end-to-end test.
-TEST_APT := busybox-static uidmap
+# gnupg: throwaway keys signing the local apt repos of the repos tests.
+TEST_APT := busybox-static uidmap gnupg
 test-deps: deps
 	@missing=""; for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

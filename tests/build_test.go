@@ -12,8 +12,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/debrepo"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/config"
 )
 
 // TestBuildLifecycle is the first-build story end to end: init from the
@@ -35,8 +37,27 @@ func TestBuildLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/20-e2e.sh\n", 1)
+	m := strings.Replace(string(data), "  - postprocess/20-ssh-host-keys.sh\n", "  - postprocess/20-ssh-host-keys.sh\n  - postprocess/20-e2e.sh\n", 1)
+	// The config keys that replace hand-written scripts: a hostname, a
+	// user with groups and an ssh key, and a package for this arch only
+	// that comes from an extra apt repo, signed, with its key in the config.
+	repoDir := extraRepo(t, filepath.Join(cfg, "keys", "e2e.gpg"))
+	m = strings.Replace(m, "hostname: debian-ostree\n", "hostname: e2e-node\n", 1) + `
+packages-x86_64: [cosa-e2e-extra]
+repos:
+  - name: e2e
+    uri: file://` + repoDir + `
+    suite: cosa-e2e
+    components: [main]
+    signed-by: keys/e2e.gpg
+users:
+  - name: e2e
+    groups: [adm, sudo]
+    ssh-authorized-keys:
+      - ` + e2eKey + `
+`
 	writeFile(t, manifest, m, 0o644)
+	mustCosa(t, w, "config", "validate")
 
 	// 1. No fetch yet: a clear error, nothing built.
 	r := cosa(t, w, "build", "--skip-image")
@@ -66,6 +87,7 @@ func TestBuildLifecycle(t *testing.T) {
 	}
 	repo := filepath.Join(w, "tmp", "repo")
 	commit := meta0.OSTreeCommit
+	checkConfigKeys(t, repo, commit)
 	// The postprocess script ran inside a network namespace of its own.
 	if devs := strings.Fields(ostreeCmd(t, "--repo="+repo, "cat", commit, "/usr/etc/cosa-e2e-netdevs")); len(devs) != 1 || devs[0] != "lo" {
 		t.Errorf("postprocess saw network devices %v, want only lo", devs)
@@ -113,13 +135,7 @@ func TestBuildLifecycle(t *testing.T) {
 	if meta1.RpmOstreeInputHash == meta0.RpmOstreeInputHash {
 		t.Error("input hash did not change")
 	}
-	var added bool
-	for _, e := range meta1.PkgDiff {
-		if e.Name == "less" && e.Kind == build.PkgAdded {
-			added = true
-		}
-	}
-	if !added {
+	if !hasPkgDiff(meta1, "less", build.PkgAdded) {
 		t.Errorf("pkgdiff %v lacks less as added", meta1.PkgDiff)
 	}
 	if got := ostreeCmd(t, "--repo="+repo, "cat", meta1.OSTreeCommit, "/usr/lib/systemd/network/80-cosa-dhcp.network"); !strings.Contains(got, "DHCP=ipv4") {
@@ -238,13 +254,7 @@ func TestBuildLifecycle(t *testing.T) {
 		t.Errorf("build after buildfetch is %s, want %s (or .dev.0 on a new day)", id3, want)
 	}
 	meta3 := checkBuild(t, w2, id3)
-	var removed bool
-	for _, e := range meta3.PkgDiff {
-		if e.Name == "less" && e.Kind == build.PkgRemoved {
-			removed = true
-		}
-	}
-	if !removed {
+	if !hasPkgDiff(meta3, "less", build.PkgRemoved) {
 		t.Errorf("pkgdiff against the fetched build %v lacks less as removed", meta3.PkgDiff)
 	}
 	if ids := readIndex(t, w2).IDs(); len(ids) < 2 || ids[0] != id3 || ids[1] != id2 {
@@ -275,6 +285,68 @@ func TestBuildLifecycle(t *testing.T) {
 	}
 	if err := os.RemoveAll(w2); err != nil {
 		t.Errorf("removing the workdir after builds: %v", err)
+	}
+}
+
+// e2eKey is the ssh key the lifecycle test's user gets.
+const e2eKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH8cosaE2EtestKEYcosaE2EtestKEYcosaE2Etest e2e@cosa"
+
+// extraRepo makes a local apt repo (suite cosa-e2e) holding cosa-e2e-extra,
+// signed with a throwaway key whose keyring is written to keyring, and
+// returns its directory.
+func extraRepo(t *testing.T, keyring string) string {
+	t.Helper()
+	needTools(t, "gpg", "gpgconf", "dpkg-deb")
+	dir := t.TempDir()
+	key, err := debrepo.NewKey(filepath.Join(dir, "key"), "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(key.Close)
+	r := debrepo.Repo{Dir: filepath.Join(dir, "repo"), Suite: "cosa-e2e", Component: "main", Arch: "amd64"}
+	if err := r.Write([]debrepo.Package{{Name: "cosa-e2e-extra", Version: "1.0", Arch: "all",
+		Files: map[string]string{"usr/share/cosa-e2e-extra/hello": "from the extra repo\n"}}}, key); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(key.Keyring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, keyring, string(data), 0o644)
+	return r.Dir
+}
+
+// checkConfigKeys checks what the lifecycle test's config keys put in the
+// commit (its /etc is /usr/etc).
+func checkConfigKeys(t *testing.T, repo, commit string) {
+	t.Helper()
+	cat := func(p string) string { return ostreeCmd(t, "--repo="+repo, "cat", commit, p) }
+	if got := cat("/usr/share/cosa-e2e-extra/hello"); got != "from the extra repo\n" {
+		t.Errorf("package from the extra repo: %q", got)
+	}
+	if src := cat("/usr/etc/apt/sources.list"); !strings.Contains(src, "deb [signed-by=/etc/apt/keyrings/cosa-e2e.gpg] file://") {
+		t.Errorf("the image's apt sources lack the extra repo:\n%s", src)
+	}
+	if k := cat("/usr/etc/apt/keyrings/cosa-e2e.gpg"); len(k) == 0 {
+		t.Error("the image lacks the extra repo's keyring")
+	}
+	if !regexp.MustCompile(`(?m)^e2e:x:\d+:\d+::/home/e2e:/bin/bash$`).MatchString(cat("/usr/etc/passwd")) {
+		t.Errorf("user e2e not in /etc/passwd:\n%s", cat("/usr/etc/passwd"))
+	}
+	group := cat("/usr/etc/group")
+	for _, g := range []string{"adm", "sudo"} {
+		if !regexp.MustCompile(`(?m)^` + g + `:x:\d+:(.*,)?e2e(,.*)?$`).MatchString(group) {
+			t.Errorf("e2e is not in group %s:\n%s", g, group)
+		}
+	}
+	if got := cat("/usr/etc/ssh/authorized_keys.d/e2e"); got != e2eKey+"\n" {
+		t.Errorf("authorized keys of e2e: %q", got)
+	}
+	if got := cat("/usr" + compose.SSHDDropIn); !strings.Contains(got, "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 /etc/ssh/authorized_keys.d/%u\n") {
+		t.Errorf("sshd drop-in: %q", got)
+	}
+	if ls := ostreeCmd(t, "--repo="+repo, "ls", commit, "/usr/share/factory/var/home"); !strings.Contains(ls, "/usr/share/factory/var/home/e2e\n") {
+		t.Errorf("no home for e2e in the factory /var:\n%s", ls)
 	}
 }
 
@@ -369,8 +441,16 @@ func checkBuild(t *testing.T, w, id string) *build.Meta {
 	if !regexp.MustCompile(`/usr/lib/modules/[^/]+/vmlinuz\n`).MatchString(mods) || !regexp.MustCompile(`/usr/lib/modules/[^/]+/initramfs.img\n`).MatchString(mods) {
 		t.Errorf("%s: kernel or initramfs missing from /usr/lib/modules", id)
 	}
-	if h := ostreeCmd(t, "--repo="+repo, "cat", m.OSTreeCommit, "/usr/etc/hostname"); strings.TrimSpace(h) != "debian-ostree" {
-		t.Errorf("%s: hostname %q: postprocess did not run", id, h)
+	// The hostname key of the workdir's config.
+	cfg, err := config.Load(filepath.Join(w, "src", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := ostreeCmd(t, "--repo="+repo, "cat", m.OSTreeCommit, "/usr/etc/hostname"); h != cfg.Manifest.Hostname+"\n" {
+		t.Errorf("%s: /etc/hostname %q, want %q", id, h, cfg.Manifest.Hostname)
+	}
+	if h := ostreeCmd(t, "--repo="+repo, "cat", m.OSTreeCommit, "/usr/etc/hosts"); !strings.Contains(h, "127.0.1.1\t"+cfg.Manifest.Hostname+"\n") {
+		t.Errorf("%s: /etc/hosts lacks 127.0.1.1 %s:\n%s", id, cfg.Manifest.Hostname, h)
 	}
 	if tf := ostreeCmd(t, "--repo="+repo, "cat", m.OSTreeCommit, "/usr/lib/tmpfiles.d/cosa-var.conf"); !strings.Contains(tf, "C /var/lib/dpkg") {
 		t.Errorf("%s: tmpfiles for /var: %q", id, tf)
@@ -435,4 +515,14 @@ func mountsUnder(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// hasPkgDiff reports whether m's pkgdiff has name with kind.
+func hasPkgDiff(m *build.Meta, name string, kind build.PkgDiffKind) bool {
+	for _, e := range m.PkgDiff {
+		if e.Name == name && e.Kind == kind {
+			return true
+		}
+	}
+	return false
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"io"
 	"os"
 	"os/exec"
@@ -19,7 +18,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/cosa-build/cosa/internal/ec2double"
-	"github.com/cosa-build/cosa/pkg/images"
+	"github.com/cosa-build/cosa/internal/testutil"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // TestCloudImages makes one real build (with its qemu image) and adds
@@ -32,7 +32,7 @@ func TestCloudImages(t *testing.T) {
 	w := t.TempDir()
 	// Registered after TempDir, so it runs first: ostree marks deployment
 	// dirs in cached tree objects immutable, which os.RemoveAll cannot undo.
-	t.Cleanup(func() { images.RemoveAll(filepath.Join(w, "cache", "objects")) })
+	t.Cleanup(func() { fileutil.RemoveAll(filepath.Join(w, "cache", "objects")) })
 	mustCosa(t, w, "init")
 	t0 := time.Now()
 	mustCosa(t, w, "build", "--fetch")
@@ -117,7 +117,7 @@ func TestCloudImages(t *testing.T) {
 	// gcp: a GNU sparse member named disk.raw in a tar.gz.
 	checkGCP(t, file("gcp"), vsize)
 	// vmware: OVA = OVF descriptor + streamOptimized vmdk.
-	checkOVAFile(t, file("vmware"), vsize)
+	testutil.CheckOVA(t, file("vmware"), vsize)
 
 	checkAWSUpload(t, w, id, file("aws"), m.Images["aws"].Sha256)
 }
@@ -256,68 +256,5 @@ func checkGCP(t *testing.T, path string, diskSize int64) {
 	h, err := tar.NewReader(zr).Next()
 	if err != nil || h.Name != "disk.raw" || h.Size != diskSize {
 		t.Errorf("gcp: member %+v (%v), want disk.raw of %d bytes", h, err, diskSize)
-	}
-}
-
-func checkOVAFile(t *testing.T, path string, capacity int64) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	var names []string
-	var ovf []byte
-	var vmdkHead []byte
-	vmdkName := ""
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-		switch {
-		case strings.HasSuffix(h.Name, ".ovf"):
-			ovf, _ = io.ReadAll(tr)
-		case strings.HasSuffix(h.Name, ".vmdk"):
-			vmdkName = h.Name
-			vmdkHead = make([]byte, 4)
-			io.ReadFull(tr, vmdkHead)
-		}
-	}
-	if len(names) == 0 || !strings.HasSuffix(names[0], ".ovf") || vmdkName == "" {
-		t.Fatalf("vmware: ova members %v: want the .ovf first and a .vmdk", names)
-	}
-	if string(vmdkHead) != "KDMV" {
-		t.Errorf("vmware: %s starts with %q, not a sparse vmdk", vmdkName, vmdkHead)
-	}
-	var env struct {
-		XMLName xml.Name `xml:"http://schemas.dmtf.org/ovf/envelope/1 Envelope"`
-		Files   []struct {
-			Href string `xml:"http://schemas.dmtf.org/ovf/envelope/1 href,attr"`
-		} `xml:"References>File"`
-		Disks []struct {
-			Capacity int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 capacity,attr"`
-			Format   string `xml:"http://schemas.dmtf.org/ovf/envelope/1 format,attr"`
-		} `xml:"DiskSection>Disk"`
-		System struct {
-			Name string `xml:"Name"`
-		} `xml:"VirtualSystem"`
-	}
-	if err := xml.Unmarshal(ovf, &env); err != nil {
-		t.Fatalf("vmware: ovf is not XML: %v\n%s", err, ovf)
-	}
-	if len(env.Files) != 1 || env.Files[0].Href != vmdkName {
-		t.Errorf("vmware: ovf references %+v, ova holds %s", env.Files, vmdkName)
-	}
-	if len(env.Disks) != 1 || env.Disks[0].Capacity != capacity || !strings.HasSuffix(env.Disks[0].Format, "#streamOptimized") {
-		t.Errorf("vmware: ovf disks %+v, want capacity %d streamOptimized", env.Disks, capacity)
-	}
-	if env.System.Name == "" {
-		t.Error("vmware: ovf VirtualSystem has no Name")
 	}
 }

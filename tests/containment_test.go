@@ -136,7 +136,7 @@ set -eu
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/90-probe.sh\n", 1), 0o644)
+	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/20-ssh-host-keys.sh\n", "  - postprocess/20-ssh-host-keys.sh\n  - postprocess/90-probe.sh\n", 1), 0o644)
 	cmd := exec.Command(cosaBin, "build", "--skip-image")
 	cmd.Dir = rw
 	cmd.Env = append(os.Environ(), "AWS_SECRET_ACCESS_KEY=e2e-secret-must-not-leak")

@@ -1,11 +1,7 @@
 package tests
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -17,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/fsattr"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
@@ -203,7 +200,7 @@ func TestImages(t *testing.T) {
 	writeFile(t, filepath.Join(cfg, "postprocess", "90-root-password.sh"), "#!/bin/sh\necho root:cosa | chpasswd\n", 0o755)
 	manifest := filepath.Join(cfg, "manifest.yaml")
 	data, _ := os.ReadFile(manifest)
-	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/10-hostname.sh\n", "  - postprocess/10-hostname.sh\n  - postprocess/90-root-password.sh\n", 1), 0o644)
+	writeFile(t, manifest, strings.Replace(string(data), "  - postprocess/20-ssh-host-keys.sh\n", "  - postprocess/20-ssh-host-keys.sh\n  - postprocess/90-root-password.sh\n", 1), 0o644)
 	r = mustCosa(t, w, "build", "--json")
 	id1 := latest(t, w)
 	if id1 == id {
@@ -293,14 +290,6 @@ func stepTime(s, re string) time.Duration {
 
 func sha256File(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, bufio.NewReader(f)); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum, _ := testutil.FileSHA256(t, path)
+	return sum
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 )
 
@@ -26,10 +26,11 @@ const (
 func badInputWorkdir(t *testing.T) string {
 	t.Helper()
 	wd := initWorkdir(t)
-	writeFiles(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": minimalManifest})
+	testutil.WriteTree(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": minimalManifest,
+		"postprocess/10-hostname.sh": "#!/bin/sh\n"})
 	makeBuilds(t, wd, map[string]string{"stable": badID1},
 		fakeBuild{id: badID1, onDisk: true, day: 20}, fakeBuild{id: badID2, onDisk: true, day: 21})
-	writeFiles(t, filepath.Join(wd, "builds"), map[string]string{".lock": ""})
+	testutil.WriteTree(t, filepath.Join(wd, "builds"), map[string]string{".lock": ""})
 	return wd
 }
 
@@ -64,11 +65,8 @@ func treeState(t *testing.T, root string) map[string]string {
 
 func fileSum(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", sha256.Sum256(data))
+	sum, _ := testutil.FileSHA256(t, path)
+	return sum
 }
 
 // badCase is one malformed config, manifest or command line.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 )
 
@@ -15,7 +16,7 @@ import (
 func cleanWorkdir(t *testing.T) string {
 	t.Helper()
 	wd := initWorkdir(t)
-	writeFiles(t, wd, map[string]string{
+	testutil.WriteTree(t, wd, map[string]string{
 		"cache/debs/a.deb":             "deb",
 		"cache/objects/0123/disk.raw":  "disk",
 		"tmp/repo/config":              "[core]",

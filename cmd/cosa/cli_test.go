@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	defaultconfig "github.com/cosa-build/cosa/src/config"
 )
 
@@ -36,14 +37,14 @@ func TestInitDefault(t *testing.T) {
 	wantMode(t, filepath.Join(cfg, "manifest.yaml"), 0o644)
 	wantMode(t, filepath.Join(cfg, "image.yaml"), 0o644)
 	wantMode(t, filepath.Join(cfg, "overlay.d"), fs.ModeDir|0o755)
-	wantMode(t, filepath.Join(cfg, "postprocess", "10-hostname.sh"), 0o755)
+	wantMode(t, filepath.Join(cfg, "postprocess", "20-ssh-host-keys.sh"), 0o755)
 	for _, d := range []string{"cache", "tmp", "builds"} {
 		wantMode(t, filepath.Join(wd, d), fs.ModeDir|0o755)
 		if got := dirEntries(t, filepath.Join(wd, d)); len(got) != 0 {
 			t.Errorf("%s is not empty: %v", d, got)
 		}
 	}
-	for _, name := range []string{"manifest.yaml", "image.yaml", "postprocess/10-hostname.sh"} {
+	for _, name := range []string{"manifest.yaml", "image.yaml", "postprocess/20-ssh-host-keys.sh"} {
 		want, err := fs.ReadFile(defaultconfig.FS, name)
 		if err != nil {
 			t.Fatal(err)
@@ -62,8 +63,8 @@ func TestInitNonEmptyAndForce(t *testing.T) {
 	wd := initWorkdir(t)
 	cfg := filepath.Join(wd, "src", "config")
 	// Local edits, and a build the user wants to keep.
-	writeFiles(t, cfg, map[string]string{"marker": "mine\n"})
-	writeFiles(t, wd, map[string]string{"builds/keep": "x\n"})
+	testutil.WriteTree(t, cfg, map[string]string{"marker": "mine\n"})
+	testutil.WriteTree(t, wd, map[string]string{"builds/keep": "x\n"})
 	before := snapshot(t, wd)
 
 	cosa(t, "init", "-C", wd).wantCode(t, 1).wantStdout(t, "").
@@ -87,7 +88,7 @@ func TestInitNonEmptyAndForce(t *testing.T) {
 
 	// Any entry makes a directory non-empty, even a hidden one.
 	other := t.TempDir()
-	writeFiles(t, other, map[string]string{".hidden": ""})
+	testutil.WriteTree(t, other, map[string]string{".hidden": ""})
 	cosa(t, "init", "-C", other).wantCode(t, 1).wantStderrContains(t, "is not empty")
 	if got := dirEntries(t, other); !slices.Equal(got, []string{".hidden"}) {
 		t.Errorf("refused init left %v", got)
@@ -99,7 +100,7 @@ func TestInitNonEmptyAndForce(t *testing.T) {
 func configSource(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "myconfig")
-	writeFiles(t, src, map[string]string{
+	testutil.WriteTree(t, src, map[string]string{
 		"manifest.yaml":              minimalManifest,
 		"image.yaml":                 "size: 12\n",
 		"postprocess/10-hostname.sh": "#!/bin/sh\n",
@@ -147,7 +148,7 @@ func TestInitFromSymlinkToDir(t *testing.T) {
 
 func TestInitSourceWithoutManifest(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "nomanifest")
-	writeFiles(t, src, map[string]string{"image.yaml": "size: 12\n"})
+	testutil.WriteTree(t, src, map[string]string{"image.yaml": "size: 12\n"})
 	wd := filepath.Join(t.TempDir(), "w")
 	cosa(t, "init", "-C", wd, src).wantCode(t, 1).wantStdout(t, "").
 		wantStderr(t, "error: the config source \""+src+"\" has no manifest.yaml\n")
@@ -174,7 +175,7 @@ func TestInitSourceWithoutManifest(t *testing.T) {
 
 func TestInitBadConfig(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "bad")
-	writeFiles(t, src, map[string]string{
+	testutil.WriteTree(t, src, map[string]string{
 		"manifest.yaml":              minimalManifest + "pakages: [x]\n",
 		"postprocess/10-hostname.sh": "#!/bin/sh\n",
 	})
@@ -239,7 +240,7 @@ func gitRepo(t *testing.T) string {
 	t.Setenv("GIT_COMMITTER_EMAIL", "t@example.com")
 	base := t.TempDir()
 	work := filepath.Join(base, "work")
-	writeFiles(t, work, map[string]string{
+	testutil.WriteTree(t, work, map[string]string{
 		"manifest.yaml":              minimalManifest,
 		"postprocess/10-hostname.sh": "#!/bin/sh\n",
 	})
@@ -247,10 +248,10 @@ func gitRepo(t *testing.T) string {
 	runTool(t, work, "git", "add", ".")
 	runTool(t, work, "git", "commit", "-q", "-m", "main")
 	runTool(t, work, "git", "checkout", "-q", "-b", "other")
-	writeFiles(t, work, map[string]string{"manifest.yaml": strings.Replace(minimalManifest, "name: demo", "name: other", 1)})
+	testutil.WriteTree(t, work, map[string]string{"manifest.yaml": strings.Replace(minimalManifest, "name: demo", "name: other", 1)})
 	runTool(t, work, "git", "commit", "-q", "-a", "-m", "other")
 	runTool(t, work, "git", "checkout", "-q", "-b", "bad", "main")
-	writeFiles(t, work, map[string]string{"manifest.yaml": minimalManifest + "pakages: [x]\n"})
+	testutil.WriteTree(t, work, map[string]string{"manifest.yaml": minimalManifest + "pakages: [x]\n"})
 	runTool(t, work, "git", "commit", "-q", "-a", "-m", "bad")
 	runTool(t, work, "git", "checkout", "-q", "main")
 	bare := filepath.Join(base, "repo.git")
@@ -323,7 +324,7 @@ var badManifests = []struct {
 // writeManifest replaces the workdir's manifest.yaml.
 func writeManifest(t *testing.T, wd, content string) {
 	t.Helper()
-	writeFiles(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": content})
+	testutil.WriteTree(t, filepath.Join(wd, "src", "config"), map[string]string{"manifest.yaml": content})
 }
 
 func TestConfigErrors(t *testing.T) {

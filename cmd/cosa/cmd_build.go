@@ -40,11 +40,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 					return usageError{fmt.Errorf("--version: %w", err)}
 				}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			cfg, err := w.LoadConfig()
+			w, cfg, err := g.openConfig()
 			if err != nil {
 				return err
 			}

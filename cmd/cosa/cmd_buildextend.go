@@ -52,22 +52,14 @@ func newBuildextendCmds(g *globals) []*cobra.Command {
 						return err
 					}
 				}
-				w, err := g.openWorkdir()
-				if err != nil {
-					return err
-				}
-				cfg, err := w.LoadConfig()
+				w, cfg, err := g.openConfig()
 				if err != nil {
 					return err
 				}
 				if err := needTools("ostree"); err != nil {
 					return err
 				}
-				d, err := g.buildsDir(w)
-				if err != nil {
-					return err
-				}
-				id, err := resolveBuild(d, o.Build)
+				d, id, err := g.resolveIn(w, o.Build)
 				if err != nil {
 					return err
 				}

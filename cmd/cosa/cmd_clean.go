@@ -19,11 +19,7 @@ func newCleanCmd(g *globals) *cobra.Command {
   cosa clean --all               # builds/ too`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			w, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

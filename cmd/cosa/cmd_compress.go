@@ -57,11 +57,7 @@ the command again. The default compressor is image.yaml's "compressor".`,
 					return err
 				}
 			}
-			d, err := g.buildsDir(w)
-			if err != nil {
-				return err
-			}
-			id, err := resolveBuild(d, o.Build)
+			d, id, err := g.resolveIn(w, o.Build)
 			if err != nil {
 				return err
 			}
@@ -97,11 +93,7 @@ compress.`,
   cosa decompress --artifact qemu`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

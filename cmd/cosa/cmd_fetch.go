@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
@@ -28,11 +28,7 @@ func newFetchCmd(g *globals) *cobra.Command {
   cosa fetch --update-lockfile   # newer packages, recorded in src/config`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			cfg, err := w.LoadConfig()
+			w, cfg, err := g.openConfig()
 			if err != nil {
 				return err
 			}
@@ -94,7 +90,7 @@ func runFetch(ctx context.Context, g *globals, w *workdir.Workdir, cfg *config.C
 			if err != nil {
 				return err
 			}
-			if err := build.WriteFileAtomic(configLock, data, 0o644); err != nil {
+			if err := fileutil.WriteFileAtomic(configLock, data, 0o644); err != nil {
 				return err
 			}
 		}

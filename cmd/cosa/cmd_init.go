@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -28,7 +29,7 @@ func newInitCmd(g *globals) *cobra.Command {
 			if len(args) == 1 {
 				o.Source = args[0]
 			}
-			return runInit(g, o)
+			return runInit(c.Context(), g, o)
 		},
 	}
 	c.Flags().BoolVar(&o.Force, "force", false, "initialize a non-empty directory, replacing src/config")
@@ -36,7 +37,7 @@ func newInitCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func runInit(g *globals, o *initOptions) error {
+func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	if o.Branch != "" && (o.Source == "" || !workdir.IsGitURL(o.Source)) {
 		return usageError{fmt.Errorf("--branch needs a git URL as the source")}
 	}
@@ -47,7 +48,7 @@ func runInit(g *globals, o *initOptions) error {
 	}
 	// Init checks the config before it writes anything: a bad config
 	// fails now, not at the first build, and leaves the directory as it was.
-	w, err := workdir.Init(g.Workdir, workdir.InitOptions{Source: o.Source, Branch: o.Branch, Force: o.Force})
+	w, err := workdir.Init(ctx, g.Workdir, workdir.InitOptions{Source: o.Source, Branch: o.Branch, Force: o.Force})
 	if err != nil {
 		return err
 	}

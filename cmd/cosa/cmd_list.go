@@ -28,11 +28,7 @@ func newListCmd(g *globals) *cobra.Command {
   cosa list --json | jq -r '.result[0].id'`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

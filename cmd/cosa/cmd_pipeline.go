@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/workdir"
 )
@@ -84,8 +84,8 @@ func newPipelineCmd(g *globals) *cobra.Command {
 						return err
 					}
 					os.RemoveAll(dst)
-					if out, err := exec.Command("cp", "-a", "--sparse=always", "--reflink=auto", res.Exports[e], dst).CombinedOutput(); err != nil {
-						return fmt.Errorf("exporting %s: %v: %s", e, err, out)
+					if err := hostcmd.Run(c.Context(), "cp", "-a", "--sparse=always", "--reflink=auto", res.Exports[e], dst); err != nil {
+						return fmt.Errorf("exporting %s: %w", e, err)
 					}
 				}
 				exported[e] = dst

@@ -41,11 +41,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			w, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}

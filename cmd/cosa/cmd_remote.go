@@ -74,11 +74,7 @@ skipped unless --force.`,
 			if err != nil {
 				return usageError{err}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}
@@ -132,7 +128,7 @@ skipped unless --force.`,
 				"duration_s": res.Elapsed.Seconds(), "mb_per_s": events.Round1(res.Rate()), "objects": sent.objects,
 				"indexed": indexed, "builds_json_written": res.IndexWritten,
 			}, fmt.Sprintf("%s %s to %s: %d objects uploaded (%s, %.1f MB/s), %d unchanged",
-				verb, strings.Join(ids, ", "), dest, res.Uploaded, remote.HumanBytes(res.Bytes), res.Rate(), res.Skipped))
+				verb, strings.Join(ids, ", "), dest, res.Uploaded, events.DecimalBytes(res.Bytes), res.Rate(), res.Skipped))
 			return nil
 		},
 	}
@@ -187,11 +183,7 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 			if err != nil {
 				return usageError{err}
 			}
-			w, err := g.openWorkdir()
-			if err != nil {
-				return err
-			}
-			d, err := g.buildsDir(w)
+			_, d, err := g.openBuildsDir()
 			if err != nil {
 				return err
 			}
@@ -207,7 +199,7 @@ sha256 in meta.json. The remote builds.json is merged into the local one.`,
 				"build": res.BuildID, "arch": res.Arch, "source": src.URL(""), "fetched": res.Fetched,
 				"kept": res.Kept, "bytes": res.Bytes, "duration_s": res.Elapsed.Seconds(), "objects": got.objects,
 			}, fmt.Sprintf("Fetched build %s (%s): %d files (%s), %d already present",
-				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, remote.HumanBytes(res.Bytes), res.Kept))
+				termsafe.String(res.BuildID), termsafe.String(res.Arch), res.Fetched, events.DecimalBytes(res.Bytes), res.Kept))
 			return nil
 		},
 	}

@@ -46,11 +46,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				return err
 			}
 			arch := compose.BaseArch()
-			m, err := d.ReadMeta(id, arch)
-			if err != nil {
-				return err
-			}
-			img, err := imagePath(c.Context(), d, id, arch, m, o.Platform)
+			_, img, err := bootImage(c.Context(), d, id, arch, o.Platform)
 			if err != nil {
 				return err
 			}

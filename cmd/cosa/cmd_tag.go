@@ -84,11 +84,7 @@ func runTag(g *globals, c *cobra.Command, verb string, o *tagOptions) error {
 			}
 		}
 	}
-	w, err := g.openWorkdir()
-	if err != nil {
-		return err
-	}
-	d, err := g.buildsDir(w)
+	_, d, err := g.openBuildsDir()
 	if err != nil {
 		return err
 	}

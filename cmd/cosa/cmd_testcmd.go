@@ -17,6 +17,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/compress"
 	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -63,11 +64,7 @@ func newTestCmd(g *globals) *cobra.Command {
 				return err
 			}
 			arch := compose.BaseArch()
-			m, err := d.ReadMeta(id, arch)
-			if err != nil {
-				return err
-			}
-			img, err := imagePath(c.Context(), d, id, arch, m, "qemu")
+			m, img, err := bootImage(c.Context(), d, id, arch, "qemu")
 			if err != nil {
 				return err
 			}
@@ -115,7 +112,7 @@ func newTestCmd(g *globals) *cobra.Command {
 				if err := boottest.WriteJUnit(&buf, "cosa test "+id, results, started); err != nil {
 					return err
 				}
-				if err := build.WriteFileAtomic(o.JUnit, buf.Bytes(), 0o644); err != nil {
+				if err := fileutil.WriteFileAtomic(o.JUnit, buf.Bytes(), 0o644); err != nil {
 					return fmt.Errorf("--junit: %w", err)
 				}
 			}
@@ -140,11 +137,7 @@ func upgradeInputs(ctx context.Context, d *build.Dir, fromID, toID, arch string,
 	if err != nil {
 		return nil, err
 	}
-	from, err := d.ReadMeta(fromID, arch)
-	if err != nil {
-		return nil, err
-	}
-	fromImg, err := imagePath(ctx, d, fromID, arch, from, "qemu")
+	_, fromImg, err := bootImage(ctx, d, fromID, arch, "qemu")
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +150,20 @@ func upgradeInputs(ctx context.Context, d *build.Dir, fromID, toID, arch string,
 		return nil, err
 	}
 	return &boottest.UpgradeOptions{FromImage: fromImg, ToArchive: archive, ToCommit: to.OSTreeCommit, Ref: to.Ref}, nil
+}
+
+// bootImage reads build id's meta.json and returns it with the verified
+// path of its platform image (see imagePath).
+func bootImage(ctx context.Context, d *build.Dir, id, arch, platform string) (*build.Meta, string, error) {
+	m, err := d.ReadMeta(id, arch)
+	if err != nil {
+		return nil, "", err
+	}
+	img, err := imagePath(ctx, d, id, arch, m, platform)
+	if err != nil {
+		return nil, "", err
+	}
+	return m, img, nil
 }
 
 // imagePath is a build's image file for platform once it is known to be

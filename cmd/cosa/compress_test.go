@@ -1,46 +1,19 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
-
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compress"
-	"github.com/cosa-build/cosa/pkg/config"
 )
 
-// cosaCompress runs the CLI like cosa() does, adding the compress commands
-// to the root command if it does not have them yet.
+// cosaCompress runs the CLI as cosa() does (main.go registers every command).
 func cosaCompress(t *testing.T, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	g := &globals{Stdout: &out, Stderr: &errb}
-	root := newRootCmd(g)
-	for _, c := range []*cobra.Command{newCompressCmd(g), newDecompressCmd(g)} {
-		if sub, _, err := root.Find([]string{c.Name()}); err == nil && sub != root {
-			continue
-		}
-		markRun(c, g)
-		root.AddCommand(c)
-	}
-	root.SetArgs(args)
-	code := 0
-	if err := root.ExecuteContext(context.Background()); err != nil {
-		errb.WriteString("error: " + err.Error() + "\n")
-		var ue usageError
-		code = exitFailure
-		if errors.As(err, &ue) || config.IsConfigError(err) || !g.ran {
-			code = exitBadInput
-		}
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return cosa(t, args...)
 }
 
 // compressWorkdir is a workdir whose latest build has a sparse raw image,

@@ -179,25 +179,6 @@ func dirEntries(t *testing.T, dir string) []string {
 	return names
 }
 
-// writeFiles writes files (slash-separated names relative to root). A
-// name ending in ".sh" is made executable.
-func writeFiles(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(root, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // minimalManifest is a small valid manifest.yaml; its line numbers are
 // relied upon by the config error tests.
 const minimalManifest = `name: demo

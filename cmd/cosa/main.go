@@ -63,6 +63,32 @@ func (g *globals) buildsDir(w *workdir.Workdir) (*build.Dir, error) {
 	return d, nil
 }
 
+// openBuildsDir opens the workdir and its builds dir.
+func (g *globals) openBuildsDir() (*workdir.Workdir, *build.Dir, error) {
+	w, err := g.openWorkdir()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := g.buildsDir(w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, d, nil
+}
+
+// openConfig opens the workdir and loads its config.
+func (g *globals) openConfig() (*workdir.Workdir, *config.Config, error) {
+	w, err := g.openWorkdir()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := w.LoadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, cfg, nil
+}
+
 // openBuild opens the workdir and its builds dir and resolves a --build
 // value ("latest" or an id) to an existing local build.
 func (g *globals) openBuild(buildFlag string) (*workdir.Workdir, *build.Dir, string, error) {
@@ -70,15 +96,24 @@ func (g *globals) openBuild(buildFlag string) (*workdir.Workdir, *build.Dir, str
 	if err != nil {
 		return nil, nil, "", err
 	}
-	d, err := g.buildsDir(w)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	id, err := resolveBuild(d, buildFlag)
+	d, id, err := g.resolveIn(w, buildFlag)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	return w, d, id, nil
+}
+
+// resolveIn opens w's builds dir and resolves a --build value there.
+func (g *globals) resolveIn(w *workdir.Workdir, buildFlag string) (*build.Dir, string, error) {
+	d, err := g.buildsDir(w)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := resolveBuild(d, buildFlag)
+	if err != nil {
+		return nil, "", err
+	}
+	return d, id, nil
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -105,6 +140,8 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.AddCommand(newCompressCmd(g), newDecompressCmd(g), newBuilduploadCmd(g), newBuildfetchCmd(g), newCleanCmd(g))
 	root.AddCommand(newBuildextendCmds(g)...)
 	root.AddCommand(newVersionCmd(g), newGenDocsCmd(root))
+	root.AddCommand(newConfigCmd(g))
+	root.AddCommand(newServeCmd(g))
 	markRun(root, g)
 	registerCompletions(root, g)
 	exampleBuiltins(root)
@@ -201,6 +238,10 @@ func needsNamespace(args []string) bool {
 		default:
 			switch a {
 			case "help", "version", "completion", "gen-docs", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+				return false
+			case "config":
+				// Only reads the config: a CI lint step needs no
+				// subordinate ids.
 				return false
 			}
 			return !slices.Contains(args[i+1:], "--help") && !slices.Contains(args[i+1:], "-h")

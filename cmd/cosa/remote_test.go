@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,39 +16,14 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/remote"
 )
 
-// cosaRemote runs the CLI with buildupload and buildfetch registered
-// (whether or not main.go registers them yet), mapping errors to exit
-// codes as run does.
+// cosaRemote runs the CLI as cosa() does (main.go registers every command).
 func cosaRemote(t *testing.T, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	g := &globals{Stdout: &out, Stderr: &errb}
-	root := newRootCmd(g)
-	if c, _, err := root.Find([]string{"buildupload"}); err != nil || c == root {
-		sub := newBuilduploadCmd(g)
-		markRun(sub, g)
-		root.AddCommand(sub)
-	}
-	if c, _, err := root.Find([]string{"buildfetch"}); err != nil || c == root {
-		sub := newBuildfetchCmd(g)
-		markRun(sub, g)
-		root.AddCommand(sub)
-	}
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		errb.WriteString("error: " + err.Error() + "\n")
-		var ue usageError
-		code = exitFailure
-		if errors.As(err, &ue) || !g.ran {
-			code = exitBadInput
-		}
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return cosa(t, args...)
 }
 
 // fakeS3 serves gofakes3 on loopback with bucket "bkt" and points the SDK's
@@ -91,7 +63,7 @@ func remoteWorkdir(t *testing.T, id string) string {
 	}
 	os.WriteFile(filepath.Join(dir, "commitmeta.json"), []byte("{}\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "pkglist.json"), []byte("[]\n"), 0o644)
-	sum := sha256Hex(data)
+	sum := fileutil.SHA256Hex(data)
 	m := &build.Meta{BuildID: id, Name: "fcos", OSTreeCommit: sum, OSTreeTimestamp: "2026-11-22T00:00:00Z", OSTreeVersion: id,
 		Images: map[string]build.Artifact{"ostree": {Path: "img.ociarchive", Sha256: sum, Size: int64(len(data))}}}
 	if err := d.WriteMeta(id, arch, m); err != nil {
@@ -174,9 +146,4 @@ func TestRemoteUploadFetchCLI(t *testing.T) {
 	if r.code != exitFailure || !strings.Contains(r.stderr, "--force") {
 		t.Errorf("differing build: exit %d %s", r.code, r.stderr)
 	}
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

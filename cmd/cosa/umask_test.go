@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/cosa-build/cosa/internal/testutil"
 )
 
 // TestModesIgnoreUmask: what cosa creates has the same modes whatever the
@@ -25,7 +27,7 @@ func TestModesIgnoreUmask(t *testing.T) {
 	// An image pipeline writes the stage cache and, with --output, a
 	// directory of its own.
 	syscall.Umask(0o077)
-	writeFiles(t, wd, map[string]string{"p.json": goodPipeline})
+	testutil.WriteTree(t, wd, map[string]string{"p.json": goodPipeline})
 	out := filepath.Join(wd, "builds", "out")
 	cosa(t, "-C", wd, "pipeline", "run", filepath.Join(wd, "p.json"), "--output", out).wantCode(t, 0)
 	wantMode(t, out, fs.ModeDir|0o755)

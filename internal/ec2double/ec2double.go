@@ -162,28 +162,22 @@ func (d *Double) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	action := form.Get("Action")
 	d.calls = append(d.calls, region+" "+action)
 	d.seq++
-	var inner string
-	var e *ec2Error
-	switch action {
-	case "ImportSnapshot":
-		inner, e = d.importSnapshot(region, form)
-	case "DescribeImportSnapshotTasks":
-		inner, e = d.describeImportSnapshotTasks(region, form)
-	case "RegisterImage":
-		inner, e = d.registerImage(region, form)
-	case "CreateTags":
-		inner, e = d.createTags(region, form)
-	case "ModifyImageAttribute":
-		inner, e = d.modifyImageAttribute(region, form)
-	case "ModifySnapshotAttribute":
-		inner, e = d.modifySnapshotAttribute(region, form)
-	case "CopyImage":
-		inner, e = d.copyImage(region, form)
-	case "DescribeImages":
-		inner, e = d.describeImages(region, form)
-	default:
-		e = fail("InvalidAction", "The action %s is not valid for this web service (TEST DOUBLE)", action)
+	handlers := map[string]func(string, url.Values) (string, *ec2Error){
+		"ImportSnapshot":              d.importSnapshot,
+		"DescribeImportSnapshotTasks": d.describeImportSnapshotTasks,
+		"RegisterImage":               d.registerImage,
+		"CreateTags":                  d.createTags,
+		"ModifyImageAttribute":        d.modifyImageAttribute,
+		"ModifySnapshotAttribute":     d.modifySnapshotAttribute,
+		"CopyImage":                   d.copyImage,
+		"DescribeImages":              d.describeImages,
 	}
+	h, ok := handlers[action]
+	if !ok {
+		errReply(fail("InvalidAction", "The action %s is not valid for this web service (TEST DOUBLE)", action))
+		return
+	}
+	inner, e := h(region, form)
 	if e != nil {
 		errReply(e)
 		return

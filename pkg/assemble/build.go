@@ -9,17 +9,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/internal/version"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -120,11 +121,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(st.dir)
-	if err := publish(dir, pl.idx, st.dir, id, o.Arch); err != nil {
+	if err := publish(ctx, dir, pl.idx, st.dir, id, o.Arch); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(o.Out, "Built %s: commit %s, %d packages, %s, in %s\n", id, c.stats.Commit[:12], len(res.Packages),
-		humanBytes(st.ostree.Size), time.Since(start).Round(time.Second))
+		fileutil.HumanBytes(st.ostree.Size), time.Since(start).Round(time.Second))
 
 	result := &Result{BuildID: id, Commit: c.stats.Commit}
 	if !o.SkipPrune {
@@ -261,7 +262,7 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	if err != nil {
 		return nil, err
 	}
-	c := &committed{repo: repo, git: o.Workdir.ConfigGit()}
+	c := &committed{repo: repo, git: o.Workdir.ConfigGit(ctx)}
 	c.metadata = map[string]string{
 		"version":           id,
 		"cosa.input-hash":   inputHash,
@@ -343,7 +344,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(archDir, PkgListFile), append(pkgJSON, '\n'), 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, PkgListFile), append(pkgJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	var diff []build.PkgDiffEntry
@@ -364,7 +365,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(archDir, "commitmeta.json"), append(cm, '\n'), 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, "commitmeta.json"), append(cm, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 
@@ -403,7 +404,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	if err := build.ValidateMeta(data); err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
 		return nil, err
 	}
 	return &staged{dir: staging, ostree: ostreeArt}, nil
@@ -412,8 +413,8 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 // publish is the publish phase: the staged build is synced and renamed
 // to builds/<id>, and only then listed in builds.json and made latest, so
 // no reader sees a build that is not complete.
-func publish(dir *build.Dir, idx *build.BuildsIndex, staging, id, arch string) error {
-	if err := syncTree(staging); err != nil {
+func publish(ctx context.Context, dir *build.Dir, idx *build.BuildsIndex, staging, id, arch string) error {
+	if err := syncTree(ctx, staging); err != nil {
 		return err
 	}
 	if err := os.Rename(staging, filepath.Join(dir.Root, id)); err != nil {
@@ -537,10 +538,9 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo
 		return err
 	}
 	tmp := out + ".partial"
-	cmd := exec.CommandContext(ctx, "tar", "-C", tmpRepo, "--sort=name", "--numeric-owner", "-cf", tmp, ".")
-	if b, err := cmd.CombinedOutput(); err != nil {
+	if err := hostcmd.Run(ctx, "tar", "-C", tmpRepo, "--sort=name", "--numeric-owner", "-cf", tmp, "."); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("tar: %v: %s", err, b)
+		return err
 	}
 	if err := os.Chmod(tmp, 0o644); err != nil {
 		return err
@@ -548,22 +548,12 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo
 	return os.Rename(tmp, out)
 }
 
-func syncTree(dir string) error {
-	return exec.Command("sync", "-f", dir).Run()
+func syncTree(ctx context.Context, dir string) error {
+	return hostcmd.Run(ctx, "sync", "-f", dir)
 }
 
 func randHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }

@@ -32,7 +32,7 @@ var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 // nothing is fetched.
 func testWorkdir(t *testing.T) (*workdir.Workdir, Options) {
 	t.Helper()
-	w, err := workdir.Init(filepath.Join(t.TempDir(), "w"), workdir.InitOptions{})
+	w, err := workdir.Init(context.Background(), filepath.Join(t.TempDir(), "w"), workdir.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestCommitStagePublish(t *testing.T) {
 		}
 	}
 
-	if err := publish(d, pl.idx, st.dir, id, testArch); err != nil {
+	if err := publish(context.Background(), d, pl.idx, st.dir, id, testArch); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(st.dir); !os.IsNotExist(err) {

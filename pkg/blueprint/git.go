@@ -8,10 +8,12 @@ package blueprint
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // Author and committer of every change (and tagger of every tag).
@@ -47,19 +49,21 @@ func gitEnv() []string {
 // runGit runs git in dir with stdin (may be nil) and returns its stdout.
 // A failure carries git's stderr.
 func runGit(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = gitEnv()
+	cmd := hostcmd.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env, cmd.CleanEnv = gitEnv(), true
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	var stdout, stderr bytes.Buffer
+	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Run(ctx); err != nil {
 		// git's first line says what failed; the rest is advice.
-		msg, _, _ := strings.Cut(strings.TrimSpace(stderr.String()), "\n")
-		if msg == "" {
-			msg = err.Error()
+		msg := err.Error()
+		var he *hostcmd.Error
+		if errors.As(err, &he) {
+			if first, _, _ := strings.Cut(strings.TrimSpace(he.Stderr), "\n"); first != "" {
+				msg = first
+			}
 		}
 		return stdout.Bytes(), fmt.Errorf("git %s: %s", args[0], msg)
 	}

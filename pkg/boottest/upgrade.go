@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/qemu"
 )
 
@@ -42,8 +42,8 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		return r, err
 	}
-	if out, err := exec.CommandContext(ctx, "tar", "--no-same-owner", "--no-same-permissions", "-xf", o.ToArchive, "-C", repo).CombinedOutput(); err != nil {
-		return r, fmt.Errorf("unpacking %s: %v: %s", o.ToArchive, err, out)
+	if err := hostcmd.Run(ctx, "tar", "--no-same-owner", "--no-same-permissions", "-xf", o.ToArchive, "-C", repo); err != nil {
+		return r, fmt.Errorf("unpacking %s: %w", o.ToArchive, err)
 	}
 	repoImg := filepath.Join(vmDir, "repo.img")
 	if err := makeRepoDisk(ctx, repo, repoImg); err != nil {
@@ -155,9 +155,9 @@ func makeRepoDisk(ctx context.Context, dir, img string) error {
 		return nil
 	})
 	size = size*13/10 + 64<<20
-	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", repoLabel, "-d", dir, img,
-		fmt.Sprintf("%dk", size>>10)).CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.ext4 for the upgrade disk: %v: %s", err, out)
+	if err := hostcmd.Run(ctx, "mkfs.ext4", "-q", "-F", "-L", repoLabel, "-d", dir, img,
+		fmt.Sprintf("%dk", size>>10)); err != nil {
+		return fmt.Errorf("the upgrade disk: %w", err)
 	}
 	return nil
 }

@@ -2,15 +2,13 @@ package build
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
@@ -86,32 +84,15 @@ func (d *Dir) VerifyArtifact(ctx context.Context, id, arch, name string, a Artif
 	if fi.Size() != a.Size {
 		return "", fmt.Errorf("artifact %s: %s is %d bytes but meta.json size is %d", name, p, fi.Size(), a.Size)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
+	sum, n, err := fileutil.SHA256Reader(fileutil.ContextReader(ctx, f))
 	if err != nil {
 		return "", fmt.Errorf("artifact %s: reading %s: %w", name, p, err)
 	}
 	if n != a.Size {
 		return "", fmt.Errorf("artifact %s: %s is %d bytes but meta.json size is %d", name, p, n, a.Size)
 	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != a.Sha256 {
+	if sum != a.Sha256 {
 		return "", fmt.Errorf("artifact %s: %s has sha256 %s but meta.json sha256 is %s", name, p, sum, a.Sha256)
 	}
 	return p, nil
-}
-
-// ContextReader returns a reader that fails with ctx's error once ctx is
-// done, so hashing or copying a large file stops promptly on cancel.
-func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Names inside the builds/ directory.
@@ -118,7 +120,7 @@ func (d *Dir) WriteIndex(idx *BuildsIndex) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(d.indexPath(), append(data, '\n'), 0o644)
+	return fileutil.WriteFileAtomic(d.indexPath(), append(data, '\n'), 0o644)
 }
 
 // Latest returns the build id the latest symlink points at, or "" if there
@@ -151,7 +153,7 @@ func (d *Dir) SetLatest(id string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("updating latest: %w", err)
 	}
-	return syncDir(d.Root)
+	return fileutil.SyncDir(d.Root)
 }
 
 // ClearLatest removes the latest symlink, if any.

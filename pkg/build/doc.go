@@ -7,7 +7,7 @@
 //	builds/<id>/<arch>/meta.json
 //	builds/.lock                flock(2) target serialising writers
 //
-// Every file is replaced atomically (WriteFileAtomic) so that a reader never
+// Every file is replaced atomically (fileutil.WriteFileAtomic) so that a reader never
 // sees a half-written index or meta.json, and every read-modify-write of
 // shared state happens under the builds/.lock flock.
 package build

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // MetaFile is the name of a build's metadata file inside builds/<id>/<arch>.
@@ -28,11 +30,7 @@ func checkIDArch(id, arch string) error {
 // lines and on the terminal, and a fetched meta.json comes from a bucket
 // cosa may not have written, so nothing gets to use one that is not.
 func (d *Dir) ReadMeta(id, arch string) (*Meta, error) {
-	if err := checkIDArch(id, arch); err != nil {
-		return nil, err
-	}
-	path := d.MetaPath(id, arch)
-	data, err := os.ReadFile(path)
+	path, data, err := d.readMetaFile(id, arch)
 	if err != nil {
 		return nil, err
 	}
@@ -50,11 +48,7 @@ func (d *Dir) ReadMeta(id, arch string) (*Meta, error) {
 // inspecting (`cosa meta --dump`) or repairing (UpdateMeta, which validates
 // what it writes) a file that ReadMeta refuses.
 func (d *Dir) ReadMetaUnchecked(id, arch string) (*Meta, error) {
-	if err := checkIDArch(id, arch); err != nil {
-		return nil, err
-	}
-	path := d.MetaPath(id, arch)
-	data, err := os.ReadFile(path)
+	path, data, err := d.readMetaFile(id, arch)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +57,17 @@ func (d *Dir) ReadMetaUnchecked(id, arch string) (*Meta, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// readMetaFile reads a build's meta.json once id and arch are known to be
+// plain names, and returns its path for errors.
+func (d *Dir) readMetaFile(id, arch string) (string, []byte, error) {
+	if err := checkIDArch(id, arch); err != nil {
+		return "", nil, err
+	}
+	path := d.MetaPath(id, arch)
+	data, err := os.ReadFile(path)
+	return path, data, err
 }
 
 // ParseMeta decodes a meta.json read from name (a path or URL, for
@@ -111,7 +116,7 @@ func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, data, 0o644)
+	return fileutil.WriteFileAtomic(path, data, 0o644)
 }
 
 // UpdateMeta is the safe read-modify-write of a meta.json: under the builds/

@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // aptState is a private apt root under cache/apt: its own sources, lists,
@@ -19,6 +19,9 @@ type aptState struct {
 	Archives string // cache/debs: downloaded .debs land here
 	Arch     string // Debian arch
 	conf     string
+	// stderr of the last run, for callers that look for one complaint in
+	// all of apt's output.
+	lastStderr string
 }
 
 func newAptState(root, archives, debArch string, sources []Source) (*aptState, error) {
@@ -39,6 +42,11 @@ func newAptState(root, archives, debArch string, sources []Source) (*aptState, e
 	}
 	var list strings.Builder
 	for _, s := range sources {
+		// apt uses a file: archive's .debs where they are; copy: puts
+		// them in the package cache as downloads are.
+		if rest, ok := strings.CutPrefix(s.URI, "file:"); ok {
+			s.URI = "copy:" + rest
+		}
 		list.WriteString(s.String() + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(list.String()), 0o644); err != nil {
@@ -67,26 +75,16 @@ Debug::NoLocking "true";
 
 // run runs an apt tool with the private config and returns stdout.
 func (a *aptState) run(ctx context.Context, tool string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, tool, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(os.Environ(), "APT_CONFIG="+a.conf, "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %v: %s", tool, strings.Join(args[:min(len(args), 3)], " "), err, lastLines(errb.String()+out.String(), 8))
-	}
-	return out.String(), nil
+	cmd := hostcmd.Command(tool, args...)
+	cmd.Env = []string{"APT_CONFIG=" + a.conf, "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8"}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output(ctx)
+	a.lastStderr = errb.String()
+	return out, err
 }
 
 // indexFiles lists the downloaded Packages indexes.
 func (a *aptState) indexFiles() ([]string, error) {
 	return filepath.Glob(filepath.Join(a.Root, "var/lib/apt/lists", "*_Packages"))
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 )
 
@@ -101,9 +100,5 @@ func saveBase(ctx context.Context, cacheDir, key, root string) error {
 // times, hard links, xattrs (file capabilities) and device nodes; cp never
 // follows the tree's symlinks, which point into the image, not the host.
 func copyTree(ctx context.Context, src, dst string) error {
-	out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", "--no-target-directory", src, dst).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("cp -a %s %s: %v: %s", src, dst, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return hostcmd.Run(ctx, "cp", "-a", "--reflink=auto", "--no-target-directory", src, dst)
 }

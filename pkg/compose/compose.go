@@ -8,11 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/intree"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -45,7 +45,9 @@ type Result struct {
 
 // Compose builds the root filesystem; see the package doc for the steps.
 func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
-	m := &o.Config.Manifest
+	// The manifest as it applies to the arch the packages were fetched for.
+	archManifest := o.Config.Manifest.ForArch(o.Lock.Arch)
+	m := &archManifest
 	p := o.Progress
 	debs := DebsDir(o.CacheDir)
 	step := p.Start("compose: verify package cache")
@@ -68,7 +70,7 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		}
 	} else {
 		step = p.Start(fmt.Sprintf("compose: install %d packages with mmdebstrap (offline)", len(o.Lock.Packages)))
-		err = runMmdebstrap(ctx, o, root, debs)
+		err = runMmdebstrap(ctx, o, m, root, debs)
 		if err := step.Done(err); err != nil {
 			return nil, err
 		}
@@ -85,6 +87,9 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		list.WriteString(s + "\n")
 	}
 	if err := pointAptAtArchive(root, list.String()); err != nil {
+		return nil, err
+	}
+	if err := installImageKeyrings(o.Config, m.Repos, root); err != nil {
 		return nil, err
 	}
 	sandbox := func(argv ...string) error {
@@ -117,6 +122,23 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		}
 		if err := step.Done(err); err != nil {
 			return nil, err
+		}
+	}
+
+	// Hostname and users come before the postprocess scripts, so that
+	// those can build on them.
+	if m.Hostname != "" {
+		step = p.Start("compose: hostname " + m.Hostname)
+		err := sandbox(hostnameArgv(m.Hostname)...)
+		if err := step.Done(err); err != nil {
+			return nil, fmt.Errorf("hostname: %w", err)
+		}
+	}
+	if len(m.Users) > 0 {
+		step = p.Start(fmt.Sprintf("compose: %d users", len(m.Users)))
+		err := applyUsers(m.Users, stage, sandbox)
+		if err := step.Done(err); err != nil {
+			return nil, fmt.Errorf("users: %w", err)
 		}
 	}
 
@@ -184,6 +206,33 @@ func pointAptAtArchive(root, sources string) error {
 	return nil
 }
 
+// installImageKeyrings puts the config repos' keyrings where the image's
+// apt sources (written by pointAptAtArchive from the lock) expect them.
+func installImageKeyrings(cfg *config.Config, repos []config.Repo, root string) error {
+	if len(repos) == 0 {
+		return nil
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	dir := strings.TrimPrefix(ImageKeyringDir, "/")
+	if err := r.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("composed root: %w", intree.Explain(err))
+	}
+	for _, repo := range repos {
+		data, err := readKeyring(cfg, repo)
+		if err != nil {
+			return err
+		}
+		if err := intree.ReplaceFile(r, dir+"/"+KeyringName(repo), data, 0o644); err != nil {
+			return fmt.Errorf("composed root: %w", intree.Explain(err))
+		}
+	}
+	return nil
+}
+
 // MmdebstrapArgs are the mmdebstrap arguments Compose uses to install the
 // config's packages into root from the flat repo of .debs at debs (an
 // absolute path). Exported so the benchmark's reference run is the same
@@ -217,7 +266,7 @@ const (
 	guestDebs = "/tmp/debs"
 )
 
-func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) error {
+func runMmdebstrap(ctx context.Context, o ComposeOptions, m *config.Manifest, root, debs string) error {
 	absDebs, err := filepath.Abs(debs)
 	if err != nil {
 		return err
@@ -231,14 +280,14 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) err
 	// cache, and has no network, proving the build needs none. Every mount
 	// mmdebstrap makes dies with the sandbox's mount namespace, even if it
 	// is killed, so no later rm -rf of the root can reach through one.
-	args := MmdebstrapArgs(&o.Config.Manifest, o.Lock.Suite, guestRoot, guestDebs)
+	args := MmdebstrapArgs(m, o.Lock.Suite, guestRoot, guestDebs)
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp", "TMPDIR=/tmp",
 		// INITRD=No stops Debian's kernel hook from building an initramfs
 		// we would throw away; Compose builds the ostree-capable one itself.
 		"INITRD=No", "LC_ALL=C.UTF-8",
 	}
-	tail := &tailWriter{max: 30}
+	tail := hostcmd.NewTail(30)
 	var w io.Writer = tail
 	if o.Log != nil {
 		w = io.MultiWriter(o.Log, tail)
@@ -257,10 +306,9 @@ func runMmdebstrap(ctx context.Context, o ComposeOptions, root, debs string) err
 func applyOverlays(ctx context.Context, overlays []string, stage string, sandbox func(...string) error) error {
 	for i, dir := range overlays {
 		name := fmt.Sprintf("overlay-%02d.tar", i)
-		cmd := exec.CommandContext(ctx, "tar", "-C", dir, "--owner=0", "--group=0", "--numeric-owner",
-			"--sort=name", "-cf", filepath.Join(stage, name), ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("overlay %s: tar: %v: %s", filepath.Base(dir), err, out)
+		if err := hostcmd.Run(ctx, "tar", "-C", dir, "--owner=0", "--group=0", "--numeric-owner",
+			"--sort=name", "-cf", filepath.Join(stage, name), "."); err != nil {
+			return fmt.Errorf("overlay %s: %w", filepath.Base(dir), err)
 		}
 		if err := sandbox("tar", "-xpf", "/run/cosa/"+name, "-C", "/", "--keep-directory-symlink", "--no-overwrite-dir"); err != nil {
 			return fmt.Errorf("overlay %s: %w", filepath.Base(dir), err)

@@ -4,14 +4,16 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
-	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/progress"
 )
 
@@ -34,7 +36,8 @@ func LockPath(cacheDir, arch string) string { return filepath.Join(cacheDir, Loc
 
 // Fetch resolves, downloads and indexes the package set; see the package doc.
 func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
-	m := &o.Config.Manifest
+	arch := o.Config.Manifest.ForArch(o.Arch)
+	m := &arch
 	debArch, err := DebianArch(o.Arch)
 	if err != nil {
 		return nil, err
@@ -44,12 +47,27 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 		return nil, err
 	}
 	debs := DebsDir(o.CacheDir)
-	apt, err := newAptState(filepath.Join(o.CacheDir, "apt"), debs, debArch, sources)
+	aptRoot, err := filepath.Abs(filepath.Join(o.CacheDir, "apt"))
+	if err != nil {
+		return nil, err
+	}
+	// The config's repos are verified with copies of their keyrings in the
+	// private apt root, never with the host's keys alone.
+	repoSources, err := installKeyrings(o.Config, m.Repos, filepath.Join(aptRoot, "etc/apt/keyrings"))
+	if err != nil {
+		return nil, err
+	}
+	apt, err := newAptState(aptRoot, debs, debArch, append(append([]Source(nil), sources...), repoSources...))
 	if err != nil {
 		return nil, err
 	}
 	step := o.Progress.Start("fetch: update package indexes")
-	_, err = apt.run(ctx, "apt-get", "update", "-q")
+	out, err := apt.run(ctx, "apt-get", "update", "-q")
+	// apt-get update can exit 0 when a source fails to verify (a
+	// warning); a repo that cannot be trusted must stop fetch all the same.
+	if terr := repoTrustError(apt.lastStderr+"\n"+out, m.Repos); terr != nil {
+		err = terr
+	}
 	if err := step.Done(err); err != nil {
 		return nil, err
 	}
@@ -60,7 +78,7 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 			request = append(request, n+"="+o.Pin.Packages[n].Version)
 		}
 	} else {
-		base, err := variantPackages(apt, m.Distro.Suite, m.Distro.Variant)
+		base, err := variantPackages(apt, m.Distro.Suite, m.Distro.Variant, m.Repos)
 		if err != nil {
 			return nil, err
 		}
@@ -107,15 +125,20 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	for _, s := range sources {
 		lock.Sources = append(lock.Sources, s.String())
 	}
+	// The image's own apt sources name the repos too, with their keyrings
+	// where Compose installs them.
+	for _, r := range m.Repos {
+		lock.Sources = append(lock.Sources, RepoSource(r, ImageKeyringDir).String())
+	}
 	if err := writeRelease(debs, m.Distro.Suite, debArch); err != nil {
 		return nil, err
 	}
-	lock.PackageInputs = PackageInputs(m, o.Arch)
+	lock.PackageInputs = PackageInputs(&o.Config.Manifest, o.Arch)
 	data, err := lock.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	if err := build.WriteFileAtomic(LockPath(o.CacheDir, o.Arch), data, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(LockPath(o.CacheDir, o.Arch), data, 0o644); err != nil {
 		return nil, err
 	}
 	return lock, nil
@@ -172,7 +195,7 @@ func samePackageSet(pin *Lockfile, got []resolvedPkg) error {
 // variantPackages lists the packages mmdebstrap installs for a variant:
 // Essential:yes plus the priorities the variant includes, plus apt. Only the
 // suite's own indexes decide this, as in mmdebstrap.
-func variantPackages(apt *aptState, suite, variant string) ([]string, error) {
+func variantPackages(apt *aptState, suite, variant string, repos []config.Repo) ([]string, error) {
 	prios := map[string][]string{
 		"minbase":   {"required"},
 		"required":  {"required"},
@@ -190,12 +213,12 @@ func variantPackages(apt *aptState, suite, variant string) ([]string, error) {
 	set := map[string]bool{"apt": true}
 	n := 0
 	for _, f := range files {
-		if !strings.Contains(filepath.Base(f), tag) {
+		if !strings.Contains(filepath.Base(f), tag) || fromRepo(filepath.Base(f), repos) {
 			continue
 		}
 		n++
 		if err := scanIndex(f, func(pkg, prio string, essential bool) {
-			if essential || contains(prios, prio) {
+			if essential || slices.Contains(prios, prio) {
 				set[pkg] = true
 			}
 		}); err != nil {
@@ -213,13 +236,41 @@ func variantPackages(apt *aptState, suite, variant string) ([]string, error) {
 	return out, nil
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
+// fromRepo reports whether the apt index file name comes from one of the
+// config's repos, which add packages but never decide the base set.
+func fromRepo(name string, repos []config.Repo) bool {
+	name = strings.TrimLeft(name, "_")
+	for _, r := range repos {
+		if strings.HasPrefix(name, repoListPrefix(r.URI)) {
 			return true
 		}
 	}
 	return false
+}
+
+// repoTrustError finds apt's complaint about a config repo it could not
+// verify in apt's output and names the repo and its keyring; nil if none.
+func repoTrustError(out string, repos []config.Repo) error {
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, "is not signed") && !strings.Contains(line, "GPG error") &&
+			!strings.Contains(line, "NO_PUBKEY") && !strings.Contains(line, "BADSIG") &&
+			!strings.Contains(line, "EXPKEYSIG") && !strings.Contains(line, "not available: NO") {
+			continue
+		}
+		for _, r := range repos {
+			// apt names a source "<uri> <suite>", with file:///x as
+			// file:/x (or copy:/x): match what follows the scheme.
+			u, err := url.Parse(r.URI)
+			if err != nil {
+				continue
+			}
+			if strings.Contains(line, strings.TrimRight(u.Host+u.Path, "/")+" "+r.Suite) {
+				return fmt.Errorf("repo %s (%s %s): its Release file is not signed by a key in %s; check signed-by (apt: %s)",
+					r.Name, r.URI, r.Suite, r.SignedBy, strings.TrimSpace(line))
+			}
+		}
+	}
+	return nil
 }
 
 // scanIndex streams a Packages file and reports each stanza's name,
@@ -295,7 +346,7 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 		}
 		fn := debFilename(p)
 		path := filepath.Join(debs, fn)
-		sum, err := fileSha256(path)
+		sum, _, err := fileutil.SHA256File(path)
 		if err != nil {
 			return nil, fmt.Errorf("downloaded package missing: %v", err)
 		}
@@ -312,10 +363,10 @@ func indexCache(ctx context.Context, apt *aptState, pkgs []resolvedPkg, debs str
 		index.WriteString("\n\n")
 	}
 	idx := []byte(index.String())
-	if err := build.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(debs, "Packages"), idx, 0o644); err != nil {
 		return nil, err
 	}
-	lock.IndexSha256 = sha256Hex(idx)
+	lock.IndexSha256 = fileutil.SHA256Hex(idx)
 	return lock, nil
 }
 
@@ -351,6 +402,6 @@ func writeRelease(debs, suite, debArch string) error {
 		return err
 	}
 	rel := fmt.Sprintf("Origin: cosa\nLabel: cosa package cache\nSuite: %s\nCodename: %s\nArchitectures: %s all\nSHA256:\n %s %d Packages\n",
-		suite, suite, debArch, sha256Hex(idx), len(idx))
-	return build.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
+		suite, suite, debArch, fileutil.SHA256Hex(idx), len(idx))
+	return fileutil.WriteFileAtomic(filepath.Join(debs, "Release"), []byte(rel), 0o644)
 }

@@ -19,7 +19,10 @@ const ComposeVersion = "cosa-compose-1"
 
 // InputHash is the sha256 of everything a build's OSTree commit depends on
 // (docs/architecture.md#the-input-hash): the normalized config, the locked package set, the
-// overlay trees and the postprocess scripts. Same hash, same build.
+// overlay trees and the postprocess scripts. Same hash, same build. The
+// normalized config carries hostname, users, the per-arch package lists and
+// the repos with their keyrings' sha256, so the keyring files themselves
+// need no hashing here.
 func InputHash(cfg *config.Config, lock *Lockfile) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n", ComposeVersion)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // LockFormat is bumped when the lock file's meaning changes.
@@ -89,14 +90,19 @@ func (l *Lockfile) Names() []string {
 }
 
 // PackageInputs hashes what decides the package set: distro, variant,
-// packages and exclusions. Overlays or postprocess changes do not need a fetch.
+// packages (with arch's own), exclusions and the repos (with their
+// keyrings' sha256). Overlays or postprocess changes do not need a fetch.
 func PackageInputs(m *config.Manifest, arch string) string {
+	// Fields added later are omitted when empty, so configs that do not
+	// use them keep their value and need no new fetch.
+	am := m.ForArch(arch)
 	in := struct {
 		Arch     string
 		Distro   config.Distro
 		Packages []string
 		Exclude  []string
-	}{arch, m.Distro, sortedCopy(m.Packages), sortedCopy(m.ExcludePackages)}
+		Repos    []config.Repo `json:",omitempty"`
+	}{arch, m.Distro, sortedCopy(am.Packages), sortedCopy(m.ExcludePackages), am.Repos}
 	b, _ := json.Marshal(in)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -112,7 +118,7 @@ func sortedCopy(s []string) []string {
 // that the repo index is the one fetch wrote. It is what lets build run
 // offline with confidence; it reads every byte, which costs ~0.5 s for 150 MB.
 func (l *Lockfile) VerifyCache(debsDir string) error {
-	idx, err := fileSha256(filepath.Join(debsDir, "Packages"))
+	idx, _, err := fileutil.SHA256File(filepath.Join(debsDir, "Packages"))
 	if err != nil {
 		return fmt.Errorf("package cache has no index (%v); run `cosa fetch`", err)
 	}
@@ -121,7 +127,7 @@ func (l *Lockfile) VerifyCache(debsDir string) error {
 	}
 	for _, name := range l.Names() {
 		p := l.Packages[name]
-		sum, err := fileSha256(filepath.Join(debsDir, p.Filename))
+		sum, _, err := fileutil.SHA256File(filepath.Join(debsDir, p.Filename))
 		if err != nil {
 			return fmt.Errorf("package %s %s is not in the cache (%v); run `cosa fetch`", name, p.Version, err)
 		}

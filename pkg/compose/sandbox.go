@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/sandbox"
 )
 
@@ -25,7 +26,7 @@ var sandboxEnv = []string{
 // outlive it. Output goes to out; on failure the error carries the
 // output's last lines.
 func RunInRoot(ctx context.Context, root string, binds []Bind, argv []string, out io.Writer) error {
-	tail := &tailWriter{max: 40}
+	tail := hostcmd.NewTail(40)
 	w := io.Writer(tail)
 	if out != nil {
 		w = io.MultiWriter(out, tail)
@@ -35,30 +36,4 @@ func RunInRoot(ctx context.Context, root string, binds []Bind, argv []string, ou
 		return fmt.Errorf("%s (in %s): %v\n%s", strings.Join(argv, " "), root, err, tail.String())
 	}
 	return nil
-}
-
-// tailWriter keeps the last max lines written to it.
-type tailWriter struct {
-	max   int
-	lines []string
-	part  string
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	s := t.part + string(p)
-	parts := strings.Split(s, "\n")
-	t.part = parts[len(parts)-1]
-	t.lines = append(t.lines, parts[:len(parts)-1]...)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string {
-	l := t.lines
-	if t.part != "" {
-		l = append(l, t.part)
-	}
-	return strings.Join(l, "\n")
 }

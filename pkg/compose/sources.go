@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Source is one apt source entry, in one-line form when rendered.
@@ -24,7 +25,7 @@ func (s Source) String() string {
 	if s.SignedBy != "" {
 		opts = "[signed-by=" + s.SignedBy + "] "
 	}
-	return fmt.Sprintf("deb %s%s %s %s", opts, s.URI, s.Suite, strings.Join(s.Components, " "))
+	return strings.TrimSuffix(fmt.Sprintf("deb %s%s %s %s", opts, s.URI, s.Suite, strings.Join(s.Components, " ")), " ")
 }
 
 // HostAptDir is where the host's apt sources are read from; a variable so
@@ -196,4 +197,68 @@ func parseParagraphs(s string) []map[string]string {
 	}
 	flush()
 	return out
+}
+
+// ImageKeyringDir is where the image keeps the keyrings of the config's
+// repos; the image's apt sources name them in signed-by.
+const ImageKeyringDir = "/etc/apt/keyrings"
+
+// KeyringName is the file name a repo's keyring is installed under: the
+// extension tells apt whether it is armored (.asc) or binary (.gpg).
+func KeyringName(r config.Repo) string { return "cosa-" + r.Name + filepath.Ext(r.SignedBy) }
+
+// RepoSource renders a configured repo as an apt source whose signed-by
+// names the keyring installed in keyDir.
+func RepoSource(r config.Repo, keyDir string) Source {
+	return Source{URI: r.URI, Suite: r.Suite, Components: r.Components, SignedBy: filepath.Join(keyDir, KeyringName(r))}
+}
+
+// readKeyring reads a repo's keyring from the config dir and checks it is
+// the one the config was loaded with, so what is trusted is what was hashed.
+func readKeyring(cfg *config.Config, r config.Repo) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(cfg.Dir, filepath.FromSlash(r.SignedBy)))
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: keyring: %w", r.Name, err)
+	}
+	if fileutil.SHA256Hex(data) != r.KeyringSHA256 {
+		return nil, fmt.Errorf("repo %s: keyring %s changed while cosa was running; run the command again", r.Name, r.SignedBy)
+	}
+	return data, nil
+}
+
+// installKeyrings puts a copy of each repo's keyring in dir (replacing
+// what was there, so a removed repo's key is not trusted any more) and
+// returns the repos' sources pointing at those copies.
+func installKeyrings(cfg *config.Config, repos []config.Repo, dir string) ([]Source, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	// 0755/0644: apt verifies signatures as its unprivileged _apt user.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var out []Source
+	for _, r := range repos {
+		data, err := readKeyring(cfg, r)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, KeyringName(r)), data, 0o644); err != nil {
+			return nil, err
+		}
+		out = append(out, RepoSource(r, dir))
+	}
+	return out, nil
+}
+
+// repoListPrefix is the start of the names apt gives the index files it
+// downloads from uri (its URItoFileName, for the URIs a config accepts).
+func repoListPrefix(uri string) string {
+	s := uri
+	if i := strings.Index(s, ":"); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.TrimLeft(s, "/")
+	s = strings.TrimRight(s, "/")
+	return strings.ReplaceAll(s, "/", "_") + "_"
 }

@@ -19,58 +19,20 @@ import (
 //
 // b.SetBytes makes `go test` print MB/s of uncompressed input.
 func BenchmarkCompress(b *testing.B) {
-	if testing.Short() {
-		b.Skip("slow: compresses 200 MB several times")
-	}
-	path := benchFile(b)
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
+	path, fi := benchInput(b)
 	for _, a := range Algorithms {
 		for _, fast := range []bool{false, true} {
 			name := string(a)
 			if fast {
 				name += "-fast"
 			}
-			b.Run("cosa-"+name, func(b *testing.B) {
-				b.SetBytes(fi.Size())
-				var out int64
-				for i := 0; i < b.N; i++ {
-					f, err := os.Open(path)
-					if err != nil {
-						b.Fatal(err)
-					}
-					cw := &countWriter{}
-					if err := CompressStream(ctx, a, cw, f, StreamOptions{Fast: fast}); err != nil {
-						b.Fatal(err)
-					}
-					f.Close()
-					out = cw.n
-				}
-				b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
-			})
+			b.Run("cosa-"+name, func(b *testing.B) { benchCompressStream(b, a, path, fi.Size(), fast) })
 			if a == Zstd {
 				// The in-process encoder, used when zstd(1) is missing.
 				b.Run("go-"+name, func(b *testing.B) {
 					defer func(c string) { zstdCommand = c }(zstdCommand)
 					zstdCommand = "cosa-bench-no-such-zstd"
-					b.SetBytes(fi.Size())
-					var out int64
-					for i := 0; i < b.N; i++ {
-						f, err := os.Open(path)
-						if err != nil {
-							b.Fatal(err)
-						}
-						cw := &countWriter{}
-						if err := CompressStream(ctx, a, cw, f, StreamOptions{Fast: fast}); err != nil {
-							b.Fatal(err)
-						}
-						f.Close()
-						out = cw.n
-					}
-					b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+					benchCompressStream(b, a, path, fi.Size(), fast)
 				})
 			}
 			tool, args := cliCommand(a, fast)
@@ -78,23 +40,11 @@ func BenchmarkCompress(b *testing.B) {
 				if _, err := exec.LookPath(tool); err != nil {
 					b.Skipf("%s not installed", tool)
 				}
-				b.SetBytes(fi.Size())
-				var out int64
-				for i := 0; i < b.N; i++ {
-					f, err := os.Open(path)
-					if err != nil {
-						b.Fatal(err)
-					}
-					cw := &countWriter{}
+				benchCompress(b, path, fi.Size(), func(w io.Writer, r io.Reader) error {
 					cmd := exec.Command(tool, args...)
-					cmd.Stdin, cmd.Stdout = f, cw
-					if err := cmd.Run(); err != nil {
-						b.Fatal(err)
-					}
-					f.Close()
-					out = cw.n
-				}
-				b.ReportMetric(float64(out)/float64(fi.Size())*100, "%size")
+					cmd.Stdin, cmd.Stdout = r, w
+					return cmd.Run()
+				})
 			})
 		}
 	}
@@ -124,14 +74,7 @@ func cliCommand(a Algorithm, fast bool) (string, []string) {
 // BenchmarkDecompress measures decompression of the benchmark file, in MB/s
 // of uncompressed output.
 func BenchmarkDecompress(b *testing.B) {
-	if testing.Short() {
-		b.Skip("slow")
-	}
-	path := benchFile(b)
-	fi, err := os.Stat(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+	path, fi := benchInput(b)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		b.Fatal(err)
@@ -170,6 +113,21 @@ func BenchmarkDecompress(b *testing.B) {
 	}
 }
 
+// benchInput skips a benchmark under -short (each reads 200 MB several
+// times) and returns the benchmark file and its size.
+func benchInput(b *testing.B) (string, os.FileInfo) {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("slow: reads the 200 MB benchmark file several times")
+	}
+	path := benchFile(b)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return path, fi
+}
+
 // benchFile returns $COSA_BENCH_FILE or makes a 200 MB tar of /usr/lib.
 func benchFile(b *testing.B) string {
 	b.Helper()
@@ -205,4 +163,31 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
+}
+
+// benchCompressStream benchmarks CompressStream on path.
+func benchCompressStream(b *testing.B, a Algorithm, path string, size int64, fast bool) {
+	benchCompress(b, path, size, func(w io.Writer, r io.Reader) error {
+		return CompressStream(context.Background(), a, w, r, StreamOptions{Fast: fast})
+	})
+}
+
+// benchCompress runs compress from path b.N times and reports the
+// compressed size as a share of size.
+func benchCompress(b *testing.B, path string, size int64, compress func(io.Writer, io.Reader) error) {
+	b.SetBytes(size)
+	var out int64
+	for i := 0; i < b.N; i++ {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cw := &countWriter{}
+		if err := compress(cw, f); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		out = cw.n
+	}
+	b.ReportMetric(float64(out)/float64(size)*100, "%size")
 }

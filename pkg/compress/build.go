@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Options configure Compress and Decompress.
@@ -253,21 +254,13 @@ func (p *op) compressOne(ctx context.Context, meta *build.Meta, name string, a b
 	}
 	res.CompSize = compSize
 
-	err := p.updateMeta(ctx, name, a, dstRel, func(cur *build.Artifact) {
+	return p.switchTo(ctx, name, a, res, t0, func(cur *build.Artifact) {
 		cur.Path = dstRel
 		cur.Sha256 = compSum
 		cur.Size = compSize
 		cur.UncompressedSha256 = a.Sha256
 		cur.UncompressedSize = a.Size
 	})
-	if err != nil {
-		return Result{}, err
-	}
-	if err := p.removeStale(nil, srcRel); err != nil {
-		return Result{}, err
-	}
-	res.Seconds = time.Since(t0).Seconds()
-	return res, nil
 }
 
 func (p *op) decompressOne(ctx context.Context, meta *build.Meta, name string, a build.Artifact) (Result, error) {
@@ -305,17 +298,22 @@ func (p *op) decompressOne(ctx context.Context, meta *build.Meta, name string, a
 			return Result{}, err
 		}
 	}
-	err := p.updateMeta(ctx, name, a, dstRel, func(cur *build.Artifact) {
+	return p.switchTo(ctx, name, a, res, t0, func(cur *build.Artifact) {
 		cur.Path = dstRel
 		cur.Sha256 = a.UncompressedSha256
 		cur.Size = a.UncompressedSize
 		cur.UncompressedSha256 = ""
 		cur.UncompressedSize = 0
 	})
-	if err != nil {
+}
+
+// switchTo points images[name] at res.To (set fills in the entry), removes
+// res.From, which the entry no longer names, and completes res.
+func (p *op) switchTo(ctx context.Context, name string, a build.Artifact, res Result, t0 time.Time, set func(*build.Artifact)) (Result, error) {
+	if err := p.updateMeta(ctx, name, a, res.To, set); err != nil {
 		return Result{}, err
 	}
-	if err := p.removeStale(nil, srcRel); err != nil {
+	if err := p.removeStale(nil, res.From); err != nil {
 		return Result{}, err
 	}
 	res.Seconds = time.Since(t0).Seconds()
@@ -371,7 +369,7 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 		// moved); the smaller output is hashed as it comes out.
 		hashed := make(chan error, 1)
 		go func() {
-			_, err := io.Copy(inHash, build.ContextReader(ctx, io.NewSectionReader(in, 0, 1<<62)))
+			_, err := io.Copy(inHash, fileutil.ContextReader(ctx, io.NewSectionReader(in, 0, 1<<62)))
 			hashed <- err
 		}()
 		err := CompressStream(ctx, p.o.Algorithm, io.MultiWriter(f, outHash), in, so)
@@ -512,7 +510,7 @@ func (p *op) removeStale(meta *build.Meta, rel string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(p.abs(rel)))
+	return fileutil.SyncDir(filepath.Dir(p.abs(rel)))
 }
 
 // removeTemps removes our temporary files for rel (".NAME.tmp-*"). The
@@ -551,46 +549,13 @@ func (p *op) abs(rel string) string { return filepath.Join(p.dir, rel) }
 // directory: fill writes it, check (run after fill succeeded) may veto it,
 // then it is synced, made 0644 and renamed into place, and the directory
 // synced. On any failure the temporary file is removed and path untouched.
-func writeReplace(path string, fill func(*os.File) error, check func() error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+func writeReplace(path string, fill func(*os.File) error, check func() error) error {
+	return fileutil.WriteAtomic(path, 0o644, func(f *os.File) error {
+		if err := fill(f); err != nil {
+			return err
 		}
-	}()
-	if err = fill(f); err != nil {
-		return err
-	}
-	if err = check(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+		return check()
+	})
 }
 
 // lockDir takes a non-blocking exclusive flock on the build's arch

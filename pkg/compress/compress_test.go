@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 )
 
@@ -126,16 +127,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 func fileSum(t *testing.T, path string) (string, int64) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := newHashCounter()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return h.sum(), h.n
+	return testutil.FileSHA256(t, path)
 }
 
 func (f *fixture) readMeta(t *testing.T) *build.Meta {

@@ -2,19 +2,18 @@ package compress
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"strconv"
-	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // How each format is done (measured on the 2-CPU build machine, see
@@ -57,7 +56,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 			return fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
-		if _, err := io.CopyBuffer(dst, build.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(dst, fileutil.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("gzip: %w", err)
 		}
 		return nil
@@ -67,7 +66,7 @@ func DecompressStream(ctx context.Context, a Algorithm, dst io.Writer, src io.Re
 			return fmt.Errorf("zstd: %w", err)
 		}
 		defer zr.Close()
-		if _, err := io.CopyBuffer(dst, build.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
+		if _, err := io.CopyBuffer(dst, fileutil.ContextReader(ctx, zr), make([]byte, 1<<20)); err != nil {
 			return fmt.Errorf("zstd: %w", err)
 		}
 		return nil
@@ -103,7 +102,7 @@ func zstdCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyBuffer(zw, build.ContextReader(ctx, src), make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(zw, fileutil.ContextReader(ctx, src), make([]byte, 1<<20)); err != nil {
 		zw.Close()
 		return err
 	}
@@ -141,33 +140,13 @@ func runTool(ctx context.Context, dst io.Writer, src io.Reader, name string, arg
 	if _, err := exec.LookPath(name); err != nil {
 		return fmt.Errorf("%s is not installed: %w", name, err)
 	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = src
-	cmd.Stdout = dst
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4096}
-	if err := cmd.Run(); err != nil {
+	cmd := hostcmd.Command(name, args...)
+	cmd.Stdin, cmd.Stdout = src, dst
+	if err := cmd.Run(ctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		msg := strings.TrimSpace(stderr.String())
-		if msg != "" {
-			return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, msg)
-		}
-		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+		return err
 	}
 	return nil
-}
-
-// limitedBuffer keeps the first max bytes written to it.
-type limitedBuffer struct {
-	buf *bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - l.buf.Len(); room > 0 {
-		l.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
 }

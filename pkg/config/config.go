@@ -73,6 +73,22 @@ type Manifest struct {
 	// Default empty; paths relative to the OS root, no absolute paths and
 	// no ".." components.
 	RemoveFiles []string `yaml:"remove-files" json:"remove-files"`
+	// PackagesX86_64 and its siblings are added to Packages when building
+	// for that architecture only (coreos-assembler's packages-<basearch>).
+	// Default empty; same name rules as Packages. See PackagesFor.
+	PackagesX86_64  []string `yaml:"packages-x86_64" json:"packages-x86_64,omitempty"`
+	PackagesAarch64 []string `yaml:"packages-aarch64" json:"packages-aarch64,omitempty"`
+	PackagesPpc64le []string `yaml:"packages-ppc64le" json:"packages-ppc64le,omitempty"`
+	PackagesS390x   []string `yaml:"packages-s390x" json:"packages-s390x,omitempty"`
+	// Repos are extra apt repositories fetch resolves packages from, each
+	// verified with a keyring kept in the config dir. Default empty.
+	Repos []Repo `yaml:"repos" json:"repos,omitempty"`
+	// Hostname is written to /etc/hostname (and 127.0.1.1 in /etc/hosts).
+	// Default "": the tree keeps what the packages made.
+	Hostname string `yaml:"hostname" json:"hostname,omitempty"`
+	// Users are created (or, when they exist, amended) in the tree.
+	// Default empty.
+	Users []User `yaml:"users" json:"users,omitempty"`
 	// Include names further manifest fragments, relative to the including
 	// file, merged underneath it. Accepts a single string or a list. It is
 	// consumed by Load, so it is always empty in a loaded Config; the files
@@ -97,6 +113,58 @@ type Distro struct {
 	// Variant is the mmdebstrap variant deciding the base package set.
 	// Default "minbase"; one of minbase, required, important, standard.
 	Variant string `yaml:"variant" json:"variant"`
+}
+
+// Repo is one extra apt repository.
+type Repo struct {
+	// Name identifies the repository; it names the apt source and keyring
+	// files. Required, unique; must match ^[a-z0-9][a-z0-9._-]*$.
+	Name string `yaml:"name" json:"name"`
+	// URI of the archive (http://, https:// or file:///). Required.
+	URI string `yaml:"uri" json:"uri"`
+	// Suite (distribution) to use, e.g. "bookworm". Required. A suite
+	// ending in "/" (such as "./") is a flat repository and takes no
+	// components.
+	Suite string `yaml:"suite" json:"suite"`
+	// Components to enable. Required for a suite, refused for a flat
+	// repository.
+	Components []string `yaml:"components" json:"components,omitempty"`
+	// SignedBy is the keyring (.gpg binary or .asc armored) that signs the
+	// repository's Release file, relative to the config dir. Required;
+	// same path rules as postprocess.
+	SignedBy string `yaml:"signed-by" json:"signed-by"`
+	// Arch limits the repository to these basearches (x86_64, aarch64,
+	// ppc64le, s390x). Default empty: every architecture.
+	Arch []string `yaml:"arch" json:"arch,omitempty"`
+	// KeyringSHA256 is the sha256 of the keyring when the config was
+	// loaded, so the keyring's content is a build input.
+	KeyringSHA256 string `yaml:"-" json:"keyring-sha256"`
+}
+
+// ForArch reports whether the repository is used when building for arch.
+func (r *Repo) ForArch(arch string) bool { return len(r.Arch) == 0 || contains(r.Arch, arch) }
+
+// User is one user account in the image.
+type User struct {
+	// Name of the account. Required, unique; must match
+	// ^[a-z_][a-z0-9_-]{0,31}$.
+	Name string `yaml:"name" json:"name"`
+	// UID of a new account. Default 0: the next free one.
+	UID int `yaml:"uid" json:"uid,omitempty"`
+	// Groups the user is added to; each must exist in the tree. Default
+	// empty.
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	// SSHAuthorizedKeys are authorized_keys lines, one key each, written to
+	// /etc/ssh/authorized_keys.d/<name>. Default empty.
+	SSHAuthorizedKeys []string `yaml:"ssh-authorized-keys" json:"ssh-authorized-keys,omitempty"`
+	// PasswordHash is a crypt(3) hash ("$y$...", "$6$...") or "!" / "*".
+	// Default "": "*" for a new account (no password login), unchanged
+	// for an existing one.
+	PasswordHash string `yaml:"password-hash" json:"password-hash,omitempty"`
+	// Shell is the login shell, an absolute path that must exist in the
+	// tree. Default "": /bin/bash for a new account, unchanged for an
+	// existing one.
+	Shell string `yaml:"shell" json:"shell,omitempty"`
 }
 
 // Units lists systemd units by name. Names must contain a '.' (the unit
@@ -172,6 +240,7 @@ type Config struct {
 
 	display string // config dir as the caller spelled it, for messages
 	realDir string // Dir with symlinks resolved
+	prov    map[string]Location
 }
 
 // Load reads and validates the configuration in dir. Any problem with the
@@ -205,6 +274,7 @@ func LoadAs(dir, display string) (*Config, error) {
 		return nil, err
 	}
 	c.Files = sortedKeys(l.files)
+	c.prov = l.prov
 	return c, nil
 }
 
@@ -328,6 +398,44 @@ func (im *Image) ForPlatform(name string) PlatformOverride {
 		}
 	}
 	return eff
+}
+
+// PackagesFor returns Packages plus the packages listed for arch (a
+// basearch such as x86_64), without duplicates, in order.
+func (m *Manifest) PackagesFor(arch string) []string {
+	var extra []string
+	switch arch {
+	case "x86_64":
+		extra = m.PackagesX86_64
+	case "aarch64":
+		extra = m.PackagesAarch64
+	case "ppc64le":
+		extra = m.PackagesPpc64le
+	case "s390x":
+		extra = m.PackagesS390x
+	}
+	out := append([]string(nil), m.Packages...)
+	for _, p := range extra {
+		if !contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ForArch returns a copy of m whose Packages are PackagesFor(arch) and
+// whose Repos are those used for arch.
+func (m Manifest) ForArch(arch string) Manifest {
+	m.Packages = m.PackagesFor(arch)
+	m.PackagesX86_64, m.PackagesAarch64, m.PackagesPpc64le, m.PackagesS390x = nil, nil, nil, nil
+	var repos []Repo
+	for _, r := range m.Repos {
+		if r.ForArch(arch) {
+			repos = append(repos, r)
+		}
+	}
+	m.Repos = repos
+	return m
 }
 
 func nonNil(s []string) []string {

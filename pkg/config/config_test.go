@@ -7,11 +7,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/internal/testutil"
 )
 
 func TestLoadFullConfig(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "config")
-	writeTree(t, dir, map[string]string{
+	testutil.WriteTree(t, dir, map[string]string{
 		"manifest.yaml": lines(
 			"# A complete manifest.",
 			"name: demo-os",
@@ -116,7 +118,7 @@ func TestLoadFullConfig(t *testing.T) {
 
 func TestLoadDefaults(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"manifest.yaml": minimalManifest})
+	testutil.WriteTree(t, dir, map[string]string{"manifest.yaml": minimalManifest})
 	c, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestLoadDefaults(t *testing.T) {
 
 	// A null mirror and an image.yaml holding only comments also mean
 	// defaults.
-	writeTree(t, dir, map[string]string{
+	testutil.WriteTree(t, dir, map[string]string{
 		"manifest.yaml": strings.Replace(minimalManifest, "  suite: bookworm\n", "  suite: trixie\n  mirror: null\n", 1),
 		"image.yaml":    "# size: 10\n",
 	})
@@ -534,8 +536,8 @@ func TestLoadErrors(t *testing.T) {
 			for k, v := range tt.files {
 				files[k] = v
 			}
-			writeTree(t, dir, files)
-			writeTree(t, root, tt.out)
+			testutil.WriteTree(t, dir, files)
+			testutil.WriteTree(t, root, tt.out)
 
 			c, err := Load(dir)
 			if err == nil {
@@ -557,7 +559,7 @@ func TestLoadErrors(t *testing.T) {
 
 func TestIncludeMerge(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{
+	testutil.WriteTree(t, dir, map[string]string{
 		"manifest.yaml": lines(
 			"include:",
 			"  - common/base.yaml",
@@ -614,7 +616,7 @@ func TestIncludeMerge(t *testing.T) {
 
 func TestRelativeDirInErrors(t *testing.T) {
 	root := t.TempDir()
-	writeTree(t, root, map[string]string{
+	testutil.WriteTree(t, root, map[string]string{
 		"src/config/manifest.yaml": strings.Replace(minimalManifest, "packages:\n", "pakages:\n", 1),
 	})
 	t.Chdir(root)
@@ -638,7 +640,7 @@ func TestRelativeDirInErrors(t *testing.T) {
 		t.Errorf("missing manifest: %v", err)
 	}
 
-	writeTree(t, root, map[string]string{"src/config/manifest.yaml": minimalManifest})
+	testutil.WriteTree(t, root, map[string]string{"src/config/manifest.yaml": minimalManifest})
 	c, err := Load("src/config")
 	if err != nil {
 		t.Fatal(err)
@@ -651,7 +653,7 @@ func TestRelativeDirInErrors(t *testing.T) {
 func TestNormalizedStable(t *testing.T) {
 	a := t.TempDir()
 	b := t.TempDir()
-	writeTree(t, a, map[string]string{
+	testutil.WriteTree(t, a, map[string]string{
 		"manifest.yaml": lines(
 			"name: demo",
 			"ref: demo/x86_64/dev",
@@ -665,7 +667,7 @@ func TestNormalizedStable(t *testing.T) {
 		),
 		"image.yaml": "size: 12\nplatforms:\n  qemu: {size: 4}\n  aws: {size: 8}\ncompressor: xz\n",
 	})
-	writeTree(t, b, map[string]string{
+	testutil.WriteTree(t, b, map[string]string{
 		"manifest.yaml": lines(
 			"# same content, different order and style",
 			"units: {enable: [ssh.service]}",

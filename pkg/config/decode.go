@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // entry is a key/value node pair seen while decoding. key is nil for the
@@ -20,7 +20,7 @@ type entry struct {
 // and duplicate keys and values of the wrong type. It records the nodes it
 // visited by key path so that the validator can locate problems.
 //
-// Supported Go types are string, int, []string, structs and
+// Supported Go types are string, int, []string, []struct, structs and
 // map[string]struct. The top-level "include" key additionally accepts a
 // single string in place of a list.
 type decoder struct {
@@ -177,6 +177,20 @@ func (d *decoder) decodeList(val *yaml.Node, v reflect.Value, path string) error
 	for i, it := range val.Content {
 		ipath := fmt.Sprintf("%s[%d]", path, i)
 		it = resolve(it)
+		if v.Type().Elem().Kind() != reflect.String {
+			// A list of mappings (repos, users): each item is a struct.
+			elem := reflect.New(v.Type().Elem()).Elem()
+			if isNull(it) {
+				d.note(it, ipath)
+				d.rec[ipath] = entry{val: it}
+				return d.fail(it, ipath, "expected a mapping, got null")
+			}
+			if err := d.decode(nil, it, elem, ipath); err != nil {
+				return err
+			}
+			out = reflect.Append(out, elem)
+			continue
+		}
 		d.note(it, ipath)
 		d.rec[ipath] = entry{val: it}
 		s, err := d.scalarString(it, ipath)

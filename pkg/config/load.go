@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -13,7 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // origin records where a YAML node came from, so that problems found after
@@ -30,7 +32,8 @@ type loader struct {
 	real    string // abs with symlinks resolved
 
 	origin map[*yaml.Node]*origin
-	files  map[string]bool // files read, relative to abs, slash separated
+	files  map[string]bool     // files read, relative to abs, slash separated
+	prov   map[string]Location // "doc:key.path" -> where its value was read
 }
 
 func newLoader(dir string) (*loader, error) {
@@ -154,36 +157,79 @@ func (l *loader) markFile(n *yaml.Node, file string, seen map[*yaml.Node]bool) {
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-var yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
 
-// syntaxError converts a yaml.v3 parse error into an *Error carrying the
-// line yaml reported. yaml.v3 leaves the line out for problems on the
-// first line and for a few other errors; those are located here.
+// maxRescanLines bounds the prefix re-parsing syntaxError does: it costs a
+// parse per line after the error, which is nothing for a config file but
+// would make a fuzzer's megabyte input crawl.
+const maxRescanLines = 5000
+
+// syntaxError converts a YAML parse error into an *Error naming the line
+// the error is on. The parser's own "line N" is unreliable: it prefers the
+// start of the enclosing block (so a bad indent deep in a mapping is
+// reported where the mapping begins), it is 0-based for parser errors and
+// 1-based for scanner errors, and some errors carry no line at all. So the
+// line is found again: it is the first line whose end the document cannot
+// be cut at, i.e. one past the longest run of whole leading lines that
+// still parses. For an unclosed quote or bracket that is the line that
+// opens it, which is where the fix goes.
 func syntaxError(file string, data []byte, err error) *Error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		if strings.Contains(m[2], "tab character") {
-			// yaml.v3 reports the line before the tab here; point at the
-			// first line at or after it that is indented with a tab.
-			for i, l := range strings.Split(string(data), "\n") {
-				if i+1 >= line && strings.Contains(l[:len(l)-len(strings.TrimLeft(l, " \t"))], "\t") {
-					line = i + 1
-					break
-				}
-			}
-		}
-		return &Error{File: file, Line: line, Msg: "YAML syntax error: " + m[2], cause: err}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	reported := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		reported, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	line := 1
-	if m := yamlAnchorRE.FindStringSubmatch(msg); m != nil {
-		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
+	line := firstBadLine(data)
+	if line == 0 {
+		// Too long to re-scan: the parser's figure, or the first bad byte.
+		line = max(reported, 1)
+		if i := firstBadByte(data); reported == 0 && i >= 0 {
 			line = 1 + bytes.Count(data[:i], []byte("\n"))
 		}
-	} else if i := firstBadByte(data); i >= 0 {
-		line = 1 + bytes.Count(data[:i], []byte("\n"))
 	}
-	return &Error{File: file, Line: line, Msg: "YAML syntax error: " + strings.TrimPrefix(msg, "yaml: "), cause: err}
+	return &Error{File: file, Line: line, Msg: "YAML syntax error: " + msg, cause: err}
+}
+
+// firstBadLine returns the 1-based line of the first syntax error in data,
+// which does not parse as a whole, or 0 when data has too many lines to
+// re-scan.
+func firstBadLine(data []byte) int {
+	// ends[i] is the offset just past line i+1's newline.
+	var ends []int
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	if len(ends) > maxRescanLines {
+		return 0
+	}
+	// Walk back from the end: the error is just after the longest prefix
+	// of whole lines that parses.
+	for k := len(ends) - 1; k >= 1; k-- {
+		if parses(data[:ends[k-1]]) {
+			return k + 1
+		}
+	}
+	return 1
+}
+
+// parses reports whether data is syntactically valid YAML (any number of
+// documents).
+func parses(data []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		switch err := dec.Decode(&n); {
+		case errors.Is(err, io.EOF):
+			return true
+		case err != nil:
+			return false
+		}
+	}
 }
 
 // firstBadByte returns the offset of the first control character or
@@ -422,6 +468,7 @@ func (l *loader) loadImage() (Image, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return im, &Error{File: l.displayPath(ImageFile), Msg: errText(err), cause: err}
 	}
+	l.record(DocImage, d)
 	v := &validator{l: l, d: d, file: l.displayPath(ImageFile)}
 	v.image(&im)
 	return im, v.err
@@ -435,6 +482,7 @@ func (l *loader) decodeManifest(tree *yaml.Node) (Manifest, error) {
 	if err := d.decode(nil, tree, rvOf(&m), ""); err != nil {
 		return m, err
 	}
+	l.record(DocManifest, d)
 	v := &validator{l: l, d: d, file: l.displayPath(ManifestFile)}
 	v.manifest(&m)
 	return m, v.err
@@ -509,6 +557,20 @@ func errText(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// fileSHA256 returns the hex sha256 of the file at p.
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func quote(s string) string { return strconv.Quote(clip(s)) }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/platform"
 )
 
@@ -18,7 +19,7 @@ func TestEveryPlatformAccepted(t *testing.T) {
 		fmt.Fprintf(&y, "  %s: {size: %d}\n", name, 2+i)
 	}
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"manifest.yaml": minimalManifest, "image.yaml": y.String()})
+	testutil.WriteTree(t, dir, map[string]string{"manifest.yaml": minimalManifest, "image.yaml": y.String()})
 	c, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +30,7 @@ func TestEveryPlatformAccepted(t *testing.T) {
 		}
 	}
 
-	writeTree(t, dir, map[string]string{"image.yaml": "platforms:\n  nosuch: {}\n"})
+	testutil.WriteTree(t, dir, map[string]string{"image.yaml": "platforms:\n  nosuch: {}\n"})
 	_, err = Load(dir)
 	if err == nil || !strings.Contains(err.Error(), "allowed: "+strings.Join(platform.Names(), ", ")+")") {
 		t.Fatalf("err = %v, want the table's names", err)

@@ -19,7 +19,21 @@ var (
 	packageRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 	suiteRE         = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	componentRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+	// userRE is Debian's useradd NAME_REGEX without the trailing '$' of
+	// machine accounts, capped at 32 characters like utmp.
+	userRE         = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	hostLabelRE    = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	passwordHashRE = regexp.MustCompile(`^(\$[A-Za-z0-9]+\$[./A-Za-z0-9$=,+-]+|!|\*)$`)
+	shellRE        = regexp.MustCompile(`^/[A-Za-z0-9._+/-]+$`)
+	base64RE       = regexp.MustCompile(`^[A-Za-z0-9+/]{16,}={0,2}$`)
 )
+
+// archValues are the basearches per-architecture keys name.
+var archValues = []string{"x86_64", "aarch64", "ppc64le", "s390x"}
+
+// maxUID is the highest uid users may ask for: 65534 is nobody and 65535
+// is (uid_t)-1 to 16-bit tools.
+const maxUID = 65533
 
 // Allowed values of enumerated keys, in the order they are listed in
 // messages. The first entry of a defaulted key is not necessarily its
@@ -100,10 +114,15 @@ func (v *validator) require(path string) bool {
 	if i := strings.LastIndex(path, "."); i >= 0 {
 		parent = path[:i]
 	}
-	if e, ok := v.d.rec[parent]; ok && parent != "" && e.key != nil {
-		// Name the missing key by the parent's file-local path.
-		at := &Error{Key: path, Msg: "required key is missing", Line: e.key.Line}
-		if o := v.l.origin[e.key]; o != nil {
+	if e, ok := v.d.rec[parent]; ok && parent != "" {
+		// Name the missing key by the parent's file-local path, at the
+		// parent's key, or at the list item for an item of a list.
+		n := e.key
+		if n == nil {
+			n = e.val
+		}
+		at := &Error{Key: path, Msg: "required key is missing", Line: n.Line}
+		if o := v.l.origin[n]; o != nil {
 			at.File = o.file
 			if o.path != "" {
 				at.Key = o.path + path[len(parent):]
@@ -200,6 +219,23 @@ func (v *validator) manifest(m *Manifest) {
 		return regexMsg("package name", s, packageRE)
 	})
 
+	for _, arch := range archValues {
+		key := "packages-" + arch
+		v.each(key, map[string][]string{
+			"x86_64": m.PackagesX86_64, "aarch64": m.PackagesAarch64,
+			"ppc64le": m.PackagesPpc64le, "s390x": m.PackagesS390x,
+		}[arch], func(s string) string {
+			return regexMsg("package name", s, packageRE)
+		})
+	}
+	v.repos(m.Repos)
+	if v.present("hostname") {
+		if msg := checkHostname(m.Hostname); msg != "" {
+			v.fail("hostname", msg)
+		}
+	}
+	v.users(m.Users)
+
 	v.each("units.enable", m.Units.Enable, checkUnit)
 	v.each("units.disable", m.Units.Disable, checkUnit)
 	v.each("units.mask", m.Units.Mask, checkUnit)
@@ -255,6 +291,146 @@ func (v *validator) image(im *Image) {
 	v.enum("aws.volume-type", im.AWS.VolumeType, volumeTypeValues)
 	v.defaultString(&im.AWS.BootMode, "aws.boot-mode", "uefi-preferred")
 	v.enum("aws.boot-mode", im.AWS.BootMode, bootModeValues)
+}
+
+func (v *validator) repos(repos []Repo) {
+	seen := map[string]string{}
+	for i := range repos {
+		r := &repos[i]
+		p := fmt.Sprintf("repos[%d]", i)
+		if v.require(p + ".name") {
+			v.match(p+".name", "repo name", r.Name, nameRE)
+			if first, dup := seen[r.Name]; dup {
+				v.fail(p+".name", fmt.Sprintf("duplicate repo name %q (first defined at %s)", clip(r.Name), first))
+			}
+			seen[r.Name] = v.where(p + ".name")
+		}
+		if v.require(p + ".uri") {
+			if msg := checkMirror(r.URI); msg != "" {
+				v.fail(p+".uri", strings.Replace(msg, "mirror URL", "repo URI", 1))
+			}
+		}
+		flat := strings.HasSuffix(r.Suite, "/")
+		if v.require(p + ".suite") {
+			if flat {
+				if s := strings.TrimSuffix(r.Suite, "/"); s != "." && (!suiteRE.MatchString(s) || hasDotDot(s)) {
+					v.fail(p+".suite", fmt.Sprintf("invalid flat repository path %q (\"./\" or a relative path ending in \"/\")", clip(r.Suite)))
+				}
+			} else {
+				v.match(p+".suite", "suite", r.Suite, suiteRE)
+			}
+		}
+		switch {
+		case flat && len(r.Components) > 0:
+			v.fail(p+".components", "a flat repository (suite ending in \"/\") takes no components")
+		case !flat && v.require(p+".components") && len(r.Components) == 0:
+			v.fail(p+".components", "must list at least one component")
+		}
+		v.each(p+".components", r.Components, func(s string) string {
+			return regexMsg("component", s, componentRE)
+		})
+		if v.require(p + ".signed-by") {
+			ext := path.Ext(r.SignedBy)
+			if _, real, msg := v.l.checkPath(".", r.SignedBy, "the config dir"); msg != "" {
+				v.fail(p+".signed-by", msg)
+			} else if ext != ".gpg" && ext != ".asc" {
+				v.fail(p+".signed-by", fmt.Sprintf("keyring %q must end in .gpg (binary) or .asc (armored): apt tells them apart by name", clip(r.SignedBy)))
+			} else if sum, err := fileSHA256(real); err != nil {
+				v.fail(p+".signed-by", "cannot read keyring: "+errText(err))
+			} else {
+				r.KeyringSHA256 = sum
+			}
+		}
+		v.each(p+".arch", r.Arch, func(s string) string {
+			if contains(archValues, s) {
+				return ""
+			}
+			return fmt.Sprintf("unknown architecture %q (allowed: %s)", clip(s), allowedList(archValues))
+		})
+	}
+}
+
+func (v *validator) users(users []User) {
+	seen := map[string]string{}
+	for i := range users {
+		u := &users[i]
+		p := fmt.Sprintf("users[%d]", i)
+		if v.require(p + ".name") {
+			v.match(p+".name", "user name", u.Name, userRE)
+			if first, dup := seen[u.Name]; dup {
+				v.fail(p+".name", fmt.Sprintf("duplicate user %q (first defined at %s)", clip(u.Name), first))
+			}
+			seen[u.Name] = v.where(p + ".name")
+		}
+		if v.present(p + ".uid") {
+			switch {
+			case u.UID == 0:
+				v.fail(p+".uid", "uid 0 is root's; leave uid out to pick a free one")
+			case u.UID < 1 || u.UID > maxUID:
+				v.fail(p+".uid", fmt.Sprintf("must be between 1 and %d, got %d", maxUID, u.UID))
+			}
+		}
+		v.each(p+".groups", u.Groups, func(s string) string {
+			return regexMsg("group name", s, userRE)
+		})
+		v.each(p+".ssh-authorized-keys", u.SSHAuthorizedKeys, checkAuthorizedKey)
+		if v.present(p+".password-hash") && !passwordHashRE.MatchString(u.PasswordHash) {
+			v.fail(p+".password-hash", "must be a crypt(3) hash such as \"$y$...\" or \"$6$...\" (make one with mkpasswd), or \"!\" or \"*\" for no password")
+		}
+		if v.present(p + ".shell") {
+			if !shellRE.MatchString(u.Shell) || hasDotDot(u.Shell) {
+				v.fail(p+".shell", fmt.Sprintf("invalid shell %q (an absolute path such as /bin/bash)", clip(u.Shell)))
+			}
+		}
+	}
+}
+
+// where names the file and line of the value at path, for messages that
+// point at a second place.
+func (v *validator) where(path string) string {
+	e, ok := v.d.rec[path]
+	if !ok {
+		return v.file
+	}
+	at := v.l.errAt(e.val, path, "")
+	return fmt.Sprintf("%s:%d", at.File, at.Line)
+}
+
+// checkHostname validates a hostname as systemd does: dot-separated
+// labels of letters, digits and '-', not starting or ending with '-', at
+// most 64 characters in all.
+func checkHostname(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("hostname %q is longer than 64 characters", clip(s))
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !hostLabelRE.MatchString(l) {
+			return fmt.Sprintf("invalid hostname %q (dot-separated labels of letters, digits and '-', not starting or ending with '-')", clip(s))
+		}
+	}
+	return ""
+}
+
+// sshKeyTypeRE matches the key type field of an authorized_keys line.
+var sshKeyTypeRE = regexp.MustCompile(`^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)(-cert-v01@openssh\.com)?$`)
+
+// checkAuthorizedKey validates one authorized_keys line: a single line
+// holding a known key type followed by its base64 blob (options before it
+// and a comment after it are allowed).
+func checkAuthorizedKey(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "key is empty"
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return "key must be one line with no control characters (list each key separately)"
+	}
+	f := strings.Fields(s)
+	for i := 0; i+1 < len(f); i++ {
+		if sshKeyTypeRE.MatchString(f[i]) && base64RE.MatchString(f[i+1]) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("not an authorized_keys line %q (want \"ssh-ed25519 AAAA... comment\")", clip(s))
 }
 
 func contains(list []string, s string) bool {

@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
@@ -110,7 +111,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		hashing.Wait()
 		return nil, nil, err
 	}
-	if err := build.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json"), mdata, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json"), mdata, 0o644); err != nil {
 		hashing.Wait()
 		return nil, nil, err
 	}
@@ -286,9 +287,9 @@ func sourceRepo(ctx context.Context, w *workdir.Workdir, d *build.Dir, id, arch 
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
-	if out, err := exec.CommandContext(ctx, "tar", untarSafe("-xf", archive, "-C", tmp)...).CombinedOutput(); err != nil {
+	if err := hostcmd.Run(ctx, "tar", untarSafe("-xf", archive, "-C", tmp)...); err != nil {
 		cleanup()
-		return nil, nil, fmt.Errorf("unpacking %s: %v: %s", a.Path, err, out)
+		return nil, nil, fmt.Errorf("unpacking %s: %w", a.Path, err)
 	}
 	return &ostree.Repo{Path: tmp}, cleanup, nil
 }

@@ -70,16 +70,11 @@ func copySparseHash(src, dst string) (string, int64, error) {
 // copySparse copies src to dst keeping holes; with hashing off the data
 // moves in the kernel (copy_file_range), never through user space.
 func copySparse(src, dst string, hashing bool) (string, int64, error) {
-	in, err := os.Open(src)
+	in, size, err := openSized(src)
 	if err != nil {
 		return "", 0, err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	size := st.Size()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return "", 0, err
@@ -121,25 +116,35 @@ func copySparse(src, dst string, hashing bool) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), size, nil
 }
 
+// openSized opens path for reading and returns its size.
+func openSized(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
 // hashSparse returns the sha256 and size of path, reading only its data.
 func hashSparse(path string) (string, int64, error) {
-	in, err := os.Open(path)
+	in, size, err := openSized(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return "", 0, err
-	}
 	h := sha256.New()
 	buf := make([]byte, 4<<20)
-	err = walkSparse(in, st.Size(), func(n int64) { hashZeros(h, n) }, func(off, n int64) error {
+	err = walkSparse(in, size, func(n int64) { hashZeros(h, n) }, func(off, n int64) error {
 		_, err := io.CopyBuffer(h, io.NewSectionReader(in, off, n), buf)
 		return err
 	})
 	if err != nil {
 		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), st.Size(), nil
+	return hex.EncodeToString(h.Sum(nil)), size, nil
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/platform"
 )
 
@@ -239,69 +239,5 @@ func TestVHDAndOVAStages(t *testing.T) {
 	}
 	ovaTree := runStage(t, &OVA{Disk: "disk.vmdk", Filename: "disk.ova", Name: "testos", CPUs: 2, MemoryMiB: 2048, Firmware: "efi"},
 		map[string]string{"disk": vmdkTree})
-	checkOVA(t, filepath.Join(ovaTree, "disk.ova"), 1<<30)
-}
-
-// checkOVA reads an OVA: descriptor first and well-formed, the disk it
-// references present with the declared size and capacity.
-func checkOVA(t *testing.T, path string, capacity int64) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	var names []string
-	sizes := map[string]int64{}
-	var ovf []byte
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-		sizes[h.Name] = h.Size
-		if strings.HasSuffix(h.Name, ".ovf") {
-			ovf, _ = io.ReadAll(tr)
-		}
-	}
-	if len(names) != 3 || !strings.HasSuffix(names[0], ".ovf") || !strings.HasSuffix(names[1], ".mf") || !strings.HasSuffix(names[2], ".vmdk") {
-		t.Fatalf("ova members %v: want .ovf, .mf, .vmdk in that order", names)
-	}
-	var env struct {
-		XMLName xml.Name `xml:"http://schemas.dmtf.org/ovf/envelope/1 Envelope"`
-		Files   []struct {
-			Href string `xml:"http://schemas.dmtf.org/ovf/envelope/1 href,attr"`
-			Size int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 size,attr"`
-		} `xml:"References>File"`
-		Disks []struct {
-			Capacity int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 capacity,attr"`
-			Format   string `xml:"http://schemas.dmtf.org/ovf/envelope/1 format,attr"`
-		} `xml:"DiskSection>Disk"`
-		Items []struct {
-			ResourceType int `xml:"ResourceType"`
-		} `xml:"VirtualSystem>VirtualHardwareSection>Item"`
-	}
-	if err := xml.Unmarshal(ovf, &env); err != nil {
-		t.Fatalf("ovf: %v\n%s", err, ovf)
-	}
-	if len(env.Files) != 1 || env.Files[0].Href != names[2] || env.Files[0].Size != sizes[names[2]] {
-		t.Errorf("ovf References %+v, members %v", env.Files, sizes)
-	}
-	if len(env.Disks) != 1 || env.Disks[0].Capacity != capacity || !strings.HasSuffix(env.Disks[0].Format, "#streamOptimized") {
-		t.Errorf("ovf Disk %+v, want capacity %d", env.Disks, capacity)
-	}
-	types := map[int]bool{}
-	for _, it := range env.Items {
-		types[it.ResourceType] = true
-	}
-	for _, rt := range []int{3, 4, 6, 10, 17} { // CPU, memory, SCSI controller, NIC, disk
-		if !types[rt] {
-			t.Errorf("ovf has no hardware item of ResourceType %d", rt)
-		}
-	}
+	testutil.CheckOVA(t, filepath.Join(ovaTree, "disk.ova"), 1<<30)
 }

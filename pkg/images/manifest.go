@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
-	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // ManifestVersion is the only manifest format version understood.
@@ -48,7 +49,7 @@ func LoadManifest(path string) (*Manifest, error) {
 	if err != nil {
 		var de decodeError
 		if errors.As(err, &de) {
-			return nil, build.JSONFileError(path, data, de.err)
+			return nil, fileutil.JSONFileError(path, data, de.err)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -126,7 +127,7 @@ func (m *Manifest) Validate() error {
 			}
 			want := st.Inputs()
 			for name, ref := range s.Inputs {
-				if !contains(want, name) {
+				if !slices.Contains(want, name) {
 					return fmt.Errorf("manifest: %s: unknown input %q (takes %v)", where, name, want)
 				}
 				target, ok := strings.CutPrefix(ref, "name:")
@@ -143,15 +144,6 @@ func (m *Manifest) Validate() error {
 		seen[p.Name] = true
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // canonicalJSON re-encodes JSON with sorted keys and no whitespace, so the

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Engine runs manifests against an object store.
@@ -69,7 +71,7 @@ func (en *Engine) Run(ctx context.Context, m *Manifest, exports []string) (*Resu
 	}
 	// Working trees of runs that were killed are garbage once no run is
 	// active (scratch is shared by all runs of this workdir).
-	use, err := en.Store.use(func() { RemoveAll(en.Scratch) })
+	use, err := en.Store.use(func() { fileutil.RemoveAll(en.Scratch) })
 	if err != nil {
 		return nil, err
 	}
@@ -145,12 +147,12 @@ func (en *Engine) pipelineDone(name, id string) {
 
 func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, done map[string]string, log io.Writer, res *Result) error {
 	work := filepath.Join(en.Scratch, "tree-"+p.Name+"-"+randHex(4))
-	defer RemoveAll(work)
+	defer fileutil.RemoveAll(work)
 	// Resume from the newest stored stage.
 	start := 0
 	for i := len(pids) - 2; i >= 0; i-- {
 		if en.Store.Has(pids[i]) {
-			if err := copyTree(en.Store.Path(pids[i]), work); err != nil {
+			if err := copyTree(ctx, en.Store.Path(pids[i]), work); err != nil {
 				return err
 			}
 			start = i + 1
@@ -179,12 +181,12 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 		if err := os.MkdirAll(scratch, 0o755); err != nil {
 			return err
 		}
-		tail := &tailBuffer{max: 25}
+		tail := hostcmd.NewTail(25)
 		env := &Env{Tree: work, Inputs: inputs, Sources: en.Sources, Scratch: scratch, Log: io.MultiWriter(log, tail)}
 		en.emit(events.Event{Type: events.StageStart, Pipeline: p.Name, Stage: s.Type, ID: id})
 		t0 := time.Now()
 		err := impl.Run(ctx, env)
-		RemoveAll(scratch)
+		fileutil.RemoveAll(scratch)
 		if err != nil {
 			se := &StageError{p.Name, s.Type, id, fmt.Errorf("%v\n--- last output ---\n%s", err, tail.String())}
 			en.emit(events.Event{Type: events.StageFailed, Pipeline: p.Name, Stage: s.Type, ID: id, Error: err.Error()})
@@ -196,35 +198,14 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 		en.emit(events.Event{Type: events.StageFinish, Pipeline: p.Name, Stage: s.Type, ID: id, DurationS: d.Seconds()})
 		switch {
 		case i == len(p.Stages)-1:
-			if err := en.Store.CommitMove(work, id); err != nil {
+			if err := en.Store.CommitMove(ctx, work, id); err != nil {
 				return err
 			}
 		case s.Checkpoint:
-			if err := en.Store.Commit(work, id); err != nil {
+			if err := en.Store.Commit(ctx, work, id); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// tailBuffer keeps the last lines written.
-type tailBuffer struct {
-	max   int
-	lines []string
-	part  string
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	parts := strings.Split(t.part+string(p), "\n")
-	t.part = parts[len(parts)-1]
-	t.lines = append(t.lines, parts[:len(parts)-1]...)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	return strings.Join(append(append([]string{}, t.lines...), t.part), "\n")
 }

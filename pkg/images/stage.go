@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
 	"sort"
 	"strings"
-	"syscall"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // StageImpl is a stage type: its options struct, decoded strictly from the
@@ -78,24 +78,11 @@ func (e *Env) Cmd(ctx context.Context, name string, args ...string) error {
 	return err
 }
 
-// Output runs a host tool and returns its stdout.
+// Output runs a host tool and returns its stdout; its stdout and stderr
+// also go to the stage's log.
 func (e *Env) Output(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var out, errb bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&out, e.Log)
-	cmd.Stderr = io.MultiWriter(&errb, e.Log)
 	fmt.Fprintf(e.Log, "+ %s %s\n", name, strings.Join(args, " "))
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(lastLines(errb.String()+out.String(), 10)))
-	}
-	return out.String(), nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	c := hostcmd.Command(name, args...)
+	c.Echo = e.Log
+	return c.Output(ctx)
 }

@@ -3,21 +3,19 @@ package images
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/platform"
 )
 
@@ -117,17 +115,14 @@ func (s *TarGNUSparse) Run(ctx context.Context, e *Env) error {
 	args := []string{"--format=gnu", "--sparse", "--dereference", "--numeric-owner", "--owner=0", "--group=0",
 		"--mode=0644", "--mtime=@0", "-C", dir, "-cf", "-", s.Member}
 	fmt.Fprintf(e.Log, "+ tar %s | gzip > %s\n", strings.Join(args, " "), s.Filename)
-	cmd := exec.CommandContext(ctx, "tar", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stdout = zw
-	tail := &tailBuffer{max: 10}
-	cmd.Stderr = io.MultiWriter(e.Log, tail)
+	cmd := hostcmd.Command("tar", args...)
+	cmd.Stdout, cmd.Stderr, cmd.TailLines = zw, e.Log, 10
 	before, err := os.Stat(src)
 	if err != nil {
 		return err
 	}
-	if err := cmd.Run(); err != nil && !onlyCtimeMoved(err, tail.String(), src, before) {
-		return fmt.Errorf("tar: %v: %s", err, strings.TrimSpace(tail.String()))
+	if err := cmd.Run(ctx); err != nil && !onlyCtimeMoved(err, src, before) {
+		return err
 	}
 	if err := zw.Close(); err != nil {
 		return err
@@ -140,12 +135,12 @@ func (s *TarGNUSparse) Run(ctx context.Context, e *Env) error {
 // objects are written once, but a concurrent buildextend hard-links and
 // chmods the same object into builds/, which moves its ctime, and GNU tar
 // compares ctimes; content writes would move the mtime.
-func onlyCtimeMoved(err error, stderr, src string, before os.FileInfo) bool {
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+func onlyCtimeMoved(err error, src string, before os.FileInfo) bool {
+	var ee *hostcmd.Error
+	if !errors.As(err, &ee) || ee.ExitCode != 1 {
 		return false
 	}
-	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(ee.Stderr), "\n") {
 		if !strings.HasSuffix(line, ": file changed as we read it") {
 			return false
 		}
@@ -219,12 +214,11 @@ func (s *OVA) Run(ctx context.Context, e *Env) error {
 	}
 	diskName := s.Name + "-disk1.vmdk"
 	ovf := []byte(s.descriptor(diskName, st.Size(), qi.VirtualSize))
-	diskSum, err := sha256File(vmdk)
+	diskSum, _, err := fileutil.SHA256File(vmdk)
 	if err != nil {
 		return err
 	}
-	ovfSum := sha256.Sum256(ovf)
-	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s)= %s\n", s.Name, hex.EncodeToString(ovfSum[:]), diskName, diskSum)
+	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s)= %s\n", s.Name, fileutil.SHA256Hex(ovf), diskName, diskSum)
 
 	out, err := os.Create(filepath.Join(e.Tree, s.Filename))
 	if err != nil {
@@ -263,19 +257,6 @@ func (s *OVA) Run(ctx context.Context, e *Env) error {
 	}
 	fmt.Fprintf(e.Log, "wrote %s: %s.ovf, %s.mf, %s (%d bytes, capacity %d)\n", s.Filename, s.Name, s.Name, diskName, st.Size(), qi.VirtualSize)
 	return out.Close()
-}
-
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // descriptor is the OVF 1.0 envelope (DSP0243 1.0). Names are plain file

@@ -1,19 +1,19 @@
 package images
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
 
-	"github.com/cosa-build/cosa/pkg/fsattr"
+	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Store is the content-addressed object store: cache/objects/<stage id>.
@@ -39,7 +39,7 @@ func (s *Store) Has(id string) bool {
 }
 
 // Commit stores a copy of tree as object id.
-func (s *Store) Commit(tree, id string) error {
+func (s *Store) Commit(ctx context.Context, tree, id string) error {
 	if s.Has(id) {
 		return nil
 	}
@@ -47,7 +47,7 @@ func (s *Store) Commit(tree, id string) error {
 		return err
 	}
 	tmp := filepath.Join(s.Dir, ".tmp-"+id+"-"+randHex(4))
-	if err := copyTree(tree, tmp); err != nil {
+	if err := copyTree(ctx, tree, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -63,7 +63,7 @@ func (s *Store) Commit(tree, id string) error {
 
 // CommitMove stores tree as object id by renaming it (the caller is done
 // with it), falling back to a copy across filesystems.
-func (s *Store) CommitMove(tree, id string) error {
+func (s *Store) CommitMove(ctx context.Context, tree, id string) error {
 	if s.Has(id) {
 		return nil
 	}
@@ -73,7 +73,7 @@ func (s *Store) CommitMove(tree, id string) error {
 	if err := os.Rename(tree, s.Path(id)); err == nil {
 		return nil
 	}
-	return s.Commit(tree, id)
+	return s.Commit(ctx, tree, id)
 }
 
 // StoreLockFile is the lock every engine run holds shared on the store
@@ -147,10 +147,9 @@ func (s *Store) Evict(keep map[string]bool) ([]string, error) {
 		if keep[o.id] {
 			continue
 		}
-		if err := makeWritable(s.Path(o.id)); err != nil {
-			return evicted, err
-		}
-		if err := os.RemoveAll(s.Path(o.id)); err != nil {
+		// Objects stored by older versions may hold deployments that
+		// ostree made immutable (the deploy stage clears the flag since).
+		if err := fileutil.RemoveAll(s.Path(o.id)); err != nil {
 			return evicted, err
 		}
 		os.Remove(s.sumsPath(o.id))
@@ -183,32 +182,8 @@ func diskUsage(root string) int64 {
 
 // copyTree copies a tree keeping ownership, modes, xattrs, hardlinks and
 // holes, with reflinks where the filesystem has them.
-func copyTree(src, dst string) error {
-	cmd := exec.Command("cp", "-a", "--reflink=auto", "--sparse=always", src, dst)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("copying %s: %v: %s", src, err, out)
-	}
-	return nil
-}
-
-// makeWritable undoes `chattr +i`, which ostree sets on deployment dirs.
-// The deploy stage clears it since; objects stored by older versions
-// still have it.
-func makeWritable(dir string) error {
-	deploys, _ := filepath.Glob(filepath.Join(dir, "*", "ostree", "deploy", "*", "deploy", "*"))
-	deploys2, _ := filepath.Glob(filepath.Join(dir, "ostree", "deploy", "*", "deploy", "*"))
-	for _, d := range append(deploys, deploys2...) {
-		if _, err := fsattr.Clear(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
-// RemoveAll removes a tree that may hold immutable ostree deployments.
-func RemoveAll(dir string) error {
-	makeWritable(dir)
-	return os.RemoveAll(dir)
+func copyTree(ctx context.Context, src, dst string) error {
+	return hostcmd.Run(ctx, "cp", "-a", "--reflink=auto", "--sparse=always", src, dst)
 }
 
 func randHex(n int) string {

@@ -11,13 +11,8 @@ import (
 // ref, never as an option: `ostree rev-parse --help` would print help and
 // exit 0, so "--help" would pass for a commit checksum.
 func TestOptionLikeArgumentsAreNotOptions(t *testing.T) {
-	needOstree(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	repo, err := Open(ctx, filepath.Join(dir, "repo"), ModeBareUser)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, dir := testRepo(t)
 	tree := filepath.Join(dir, "tree")
 	os.MkdirAll(tree, 0o755)
 	os.WriteFile(filepath.Join(tree, "f"), []byte("x"), 0o644)

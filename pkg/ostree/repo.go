@@ -1,13 +1,12 @@
 package ostree
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // Mode is an OSTree repository mode (see ostree-init(1)).
@@ -28,39 +27,11 @@ type Repo struct {
 	Path string
 }
 
-// Error is a failed ostree invocation.
-type Error struct {
-	Args   []string
-	Stderr string
-	Err    error
-}
-
-func (e *Error) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if lines := strings.Split(msg, "\n"); len(lines) > 5 {
-		msg = strings.Join(lines[len(lines)-5:], "\n")
-	}
-	if msg == "" {
-		msg = e.Err.Error()
-	}
-	return fmt.Sprintf("ostree %s: %s", strings.Join(e.Args, " "), msg)
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// run executes ostree with args and returns its stdout.
+// run executes ostree with args and returns its stdout. A failure is a
+// *hostcmd.Error. The command dies with cosa (hostcmd's Pdeathsig): an
+// ostree left running would keep the repo locked and keep writing.
 func run(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "ostree", args...)
-	// An ostree left running after cosa is killed would keep the repo
-	// locked and keep writing; it dies with its parent instead.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), &Error{Args: args, Stderr: stderr.String(), Err: err}
-	}
-	return stdout.String(), nil
+	return hostcmd.Output(ctx, "ostree", args...)
 }
 
 // run runs ostree sub on r. Callers put "--" before positional commit and

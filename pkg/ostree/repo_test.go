@@ -2,11 +2,14 @@ package ostree
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 func needOstree(t *testing.T) {
@@ -16,17 +19,25 @@ func needOstree(t *testing.T) {
 	}
 }
 
+// testRepo skips the test without the ostree CLI, and opens a bare-user
+// repo in a new directory, which it returns too.
+func testRepo(t *testing.T) (*Repo, string) {
+	t.Helper()
+	needOstree(t)
+	dir := t.TempDir()
+	repo, err := Open(context.Background(), filepath.Join(dir, "repo"), ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, dir
+}
+
 // TestCommitShowRefs runs the real ostree CLI: commit a small tree twice and
 // check that identical content gives an identical content checksum while
 // metadata changes the commit checksum.
 func TestCommitShowRefs(t *testing.T) {
-	needOstree(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	repo, err := Open(ctx, filepath.Join(dir, "repo"), ModeBareUser)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, dir := testRepo(t)
 	tree := filepath.Join(dir, "tree")
 	if err := os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755); err != nil {
 		t.Fatal(err)
@@ -106,8 +117,8 @@ func TestCommitShowRefs(t *testing.T) {
 		t.Errorf("the branch head was pruned: %v", err)
 	}
 	_, err = repo.RevParse(ctx, "no/such/ref")
-	var oe *Error
-	if err == nil || !asError(err, &oe) {
+	var oe *hostcmd.Error
+	if !errors.As(err, &oe) {
 		t.Fatalf("want *Error, got %v", err)
 	}
 }
@@ -130,14 +141,6 @@ func TestSetConfig(t *testing.T) {
 	if err := repo.SetConfig(ctx, "nogroup", "1"); err == nil {
 		t.Error("a key without a group was accepted")
 	}
-}
-
-func asError(err error, target **Error) bool {
-	e, ok := err.(*Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 func TestVersion(t *testing.T) {

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // SSHKey is a throwaway key pair made for one VM.
@@ -25,8 +25,8 @@ func NewSSHKey(ctx context.Context, dir string) (*SSHKey, error) {
 	priv := filepath.Join(dir, "id_ed25519")
 	os.Remove(priv)
 	os.Remove(priv + ".pub")
-	if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cosa", "-f", priv).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ssh-keygen (openssh-client): %v: %s", err, out)
+	if err := hostcmd.Run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cosa", "-f", priv); err != nil {
+		return nil, fmt.Errorf("%w (ssh-keygen is in openssh-client)", err)
 	}
 	pub, err := os.ReadFile(priv + ".pub")
 	if err != nil {
@@ -52,17 +52,16 @@ func (s *SSH) Args() []string {
 // the remote exit code (-1 when ssh itself failed).
 func (s *SSH) Run(ctx context.Context, stdin io.Reader, cmd string) (string, int, error) {
 	args := s.Args()
-	c := exec.CommandContext(ctx, args[0], append(args[1:], cmd)...)
-	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	c := hostcmd.Command(args[0], append(args[1:], cmd)...)
 	var out bytes.Buffer
 	c.Stdin, c.Stdout, c.Stderr = stdin, &out, &out
-	err := c.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
+	err := c.Run(ctx)
+	if ee, ok := err.(*hostcmd.Error); ok && ee.ExitCode >= 0 {
 		// ssh exits 255 for its own errors.
-		if ee.ExitCode() == 255 {
+		if ee.ExitCode == 255 {
 			return out.String(), -1, fmt.Errorf("ssh: %s", strings.TrimSpace(out.String()))
 		}
-		return out.String(), ee.ExitCode(), nil
+		return out.String(), ee.ExitCode, nil
 	}
 	if err != nil {
 		return out.String(), -1, err

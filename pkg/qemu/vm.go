@@ -9,14 +9,14 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // Firmware selects how the VM boots.
@@ -67,7 +67,7 @@ type Options struct {
 
 // VM is a running QEMU.
 type VM struct {
-	cmd        *exec.Cmd
+	kill       context.CancelFunc
 	ConsoleLog string
 	Started    time.Time
 
@@ -107,10 +107,10 @@ func KVMUsable() bool {
 		f.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "max", "-m", "128",
+		cmd := hostcmd.Command("qemu-system-x86_64", "-machine", "q35,accel=kvm", "-cpu", "max", "-m", "128",
 			"-nodefaults", "-display", "none", "-S", "-qmp", "stdio")
 		cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
-		kvmOK = cmd.Run() == nil
+		kvmOK = cmd.Run(ctx) == nil
 	})
 	return kvmOK
 }
@@ -177,8 +177,8 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		}
 	} else {
 		os.Remove(overlay)
-		if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", img, "-F", imageFormat(img), overlay).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("qemu-img create overlay: %v: %s", err, out)
+		if err := hostcmd.Run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", img, "-F", imageFormat(img), overlay); err != nil {
+			return nil, fmt.Errorf("overlay: %w", err)
 		}
 	}
 	accel := "tcg"
@@ -230,40 +230,40 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
 	}
 	args = append(args, o.ExtraArgs...)
-	cmd := exec.Command("qemu-system-x86_64", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	v := &VM{cmd: cmd, ConsoleLog: logPath, changed: make(chan struct{}), exited: make(chan struct{})}
+	cmd := hostcmd.Command("qemu-system-x86_64", args...)
+	cmd.Display = "qemu-system-x86_64"
+	// The VM outlives Start's ctx: Kill ends it.
+	vmCtx, kill := context.WithCancel(context.Background())
+	v := &VM{kill: kill, ConsoleLog: logPath, changed: make(chan struct{}), exited: make(chan struct{})}
 	if o.Interactive {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Start(); err != nil {
+		if err := cmd.Start(vmCtx); err != nil {
+			kill()
 			return nil, err
 		}
 		v.Started = time.Now()
-		go func() {
-			err := cmd.Wait()
-			v.mu.Lock()
-			v.waitErr = err
-			v.mu.Unlock()
-			close(v.exited)
-		}()
+		go v.reap(cmd)
 		return v, nil
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		kill()
 		return nil, err
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
 	logFlags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	if o.Resume {
 		logFlags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
 	}
 	logf, err := os.OpenFile(logPath, logFlags, 0o644)
 	if err != nil {
+		stdout.Close()
+		kill()
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := cmd.Start(vmCtx); err != nil {
+		stdout.Close()
 		logf.Close()
+		kill()
 		return nil, err
 	}
 	v.Started = time.Now()
@@ -285,16 +285,20 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 			}
 		}
 		logf.Close()
-		err := cmd.Wait()
-		if err != nil && stderr.Len() > 0 {
-			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
-		}
-		v.mu.Lock()
-		v.waitErr = err
-		v.mu.Unlock()
-		close(v.exited)
+		stdout.Close()
+		v.reap(cmd)
 	}()
 	return v, nil
+}
+
+// reap waits for QEMU and records how it ended.
+func (v *VM) reap(cmd *hostcmd.Cmd) {
+	err := cmd.Wait()
+	v.kill()
+	v.mu.Lock()
+	v.waitErr = err
+	v.mu.Unlock()
+	close(v.exited)
 }
 
 // Console returns everything the guest printed so far.
@@ -354,7 +358,7 @@ func (v *VM) WaitFrom(ctx context.Context, from int, re, failRE *regexp.Regexp) 
 
 // Kill stops QEMU at once and waits for it.
 func (v *VM) Kill() {
-	v.cmd.Process.Kill()
+	v.kill()
 	<-v.exited
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // ErrNotFound is returned (wrapped) by Source.Open for a missing object.
@@ -361,7 +362,7 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		have := filepath.Join(archDir, filepath.FromSlash(rel))
 		dst := filepath.Join(st.new, filepath.FromSlash(rel))
 		if !o.Force {
-			if sum, size, err := fileSha256(have); err == nil && sum == a.Sha256 && size == a.Size {
+			if sum, size, err := fileutil.SHA256File(have); err == nil && sum == a.Sha256 && size == a.Size {
 				if !sameBuild {
 					if err := linkFile(have, dst); err != nil {
 						return nil, err
@@ -390,14 +391,14 @@ func fetchLocked(ctx context.Context, o FetchOptions) (_ *FetchResult, err error
 		if err != nil {
 			return nil, err
 		}
-		if err := build.WriteFileAtomic(filepath.Join(st.new, f), b, 0o644); err != nil {
+		if err := fileutil.WriteFileAtomic(filepath.Join(st.new, f), b, 0o644); err != nil {
 			return nil, err
 		}
 		res.Fetched++
 		res.Bytes += int64(len(b))
 		o.emit(transferEvent("fetched", src.URL(base+f), int64(len(b)), time.Since(t0)))
 	}
-	if err := build.WriteFileAtomic(filepath.Join(st.new, build.MetaFile), metaData, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(filepath.Join(st.new, build.MetaFile), metaData, 0o644); err != nil {
 		return nil, err
 	}
 	res.Fetched++
@@ -486,13 +487,13 @@ func (st *staging) swapIn(archDir string) (undo func(), err error) {
 		if newBuild {
 			os.Remove(buildDir)
 		}
-		syncDir(buildDir)
+		fileutil.SyncDir(buildDir)
 	}
 	if err := os.Rename(st.new, archDir); err != nil {
 		undo()
 		return nil, fmt.Errorf("moving the fetched build into place: %w", err)
 	}
-	return undo, syncDir(buildDir)
+	return undo, fileutil.SyncDir(buildDir)
 }
 
 // recoverStaging removes what interrupted fetches left under builds/ (we
@@ -591,7 +592,7 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 	}()
 	h := sha256.New()
 	// Stop reading past the expected size: a bigger object is wrong anyway.
-	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(build.ContextReader(ctx, rc), wantSize+1))
+	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(fileutil.ContextReader(ctx, rc), wantSize+1))
 	if err != nil {
 		return n, 0, fmt.Errorf("%s: downloading %s: %w", what, src.URL(rel), err)
 	}
@@ -613,7 +614,7 @@ func downloadVerified(ctx context.Context, src Source, rel, dst, wantSum string,
 	if err = os.Rename(tmp.Name(), dst); err != nil {
 		return n, 0, err
 	}
-	return n, time.Since(t0), syncDir(filepath.Dir(dst))
+	return n, time.Since(t0), fileutil.SyncDir(filepath.Dir(dst))
 }
 
 // idleSource makes every object it opens fail once nothing has arrived

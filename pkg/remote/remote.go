@@ -9,12 +9,8 @@
 package remote
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -51,19 +47,6 @@ func transferEvent(action, object string, n int64, d time.Duration) events.Event
 		rate = float64(n) / 1e6 / secs
 	}
 	return events.Event{Type: events.Object, Action: action, Object: object, Bytes: n, DurationS: secs, MBPerS: rate}
-}
-
-// HumanBytes formats n in decimal units, as MB/s rates are.
-func HumanBytes(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // contentTypes maps artifact suffixes to MIME types. A fixed table keeps
@@ -127,34 +110,4 @@ func cleanRel(p string) (string, error) {
 		return "", fmt.Errorf("invalid artifact path %q: must be a plain relative path", p)
 	}
 	return c, nil
-}
-
-// fileSha256 hashes a file.
-func fileSha256(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func bytesSha256(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-// syncDir makes renames inside dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -3,8 +3,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // CannedACLs are the values --acl accepts.
@@ -279,11 +278,11 @@ func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, 
 	// Never publish a file that does not match its meta.json. The open
 	// file is hashed, not the path, so that a file replaced meanwhile
 	// cannot go up unchecked.
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	got, _, err := fileutil.SHA256Reader(f)
+	if err != nil {
 		return fmt.Errorf("%s: reading %s: %w", what, p, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+	if got != sum {
 		return fmt.Errorf("%s: %s has sha256 %s, meta.json says %s; refusing to upload a corrupt file", what, p, got, sum)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -296,7 +295,7 @@ func (u *uploader) putFile(ctx context.Context, key, p, sum string, size int64, 
 // putBytes uploads data (a JSON file of the build) as key unless the
 // bucket already has it.
 func (u *uploader) putBytes(ctx context.Context, key, name string, data []byte) error {
-	sum, size := bytesSha256(data), int64(len(data))
+	sum, size := fileutil.SHA256Hex(data), int64(len(data))
 	if skip, err := u.skip(ctx, key, sum, size); err != nil || skip {
 		return err
 	}
@@ -433,7 +432,7 @@ func (u *uploader) updateIndex(ctx context.Context, add []build.BuildEntry, tags
 			Body:         bytes.NewReader(data),
 			ContentType:  aws.String("application/json"),
 			CacheControl: aws.String(CacheControlJSON),
-			Metadata:     map[string]string{ShaMetaKey: bytesSha256(data)},
+			Metadata:     map[string]string{ShaMetaKey: fileutil.SHA256Hex(data)},
 		}
 		if u.o.ACL != "" && u.o.ACL != "private" {
 			in.ACL = types.ObjectCannedACL(u.o.ACL)

@@ -31,6 +31,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cosa-build/cosa/internal/hostcmd"
 )
 
 // IDBase is the first host id of the range root-run sandboxes map to: in
@@ -187,6 +189,9 @@ func New(ctx context.Context, s Spec) (*Command, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	c.closers = append(c.closers, exe)
+	// Not a hostcmd.Cmd: the sandbox needs extra files, namespaces and id
+	// maps, which only exec.Cmd offers; Start still goes through
+	// hostcmd.StartExec (Pdeathsig from a thread that stays).
 	cmd := exec.CommandContext(ctx, "/proc/self/fd/4")
 	cmd.Args = []string{initArg0}
 	cmd.ExtraFiles = []*os.File{child, exe}
@@ -217,7 +222,7 @@ func New(ctx context.Context, s Spec) (*Command, error) {
 
 // Start starts the process and hands it its mounts.
 func (c *Command) Start() error {
-	if err := c.Cmd.Start(); err != nil {
+	if err := hostcmd.StartExec(c.Cmd); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	for _, cl := range c.closers {

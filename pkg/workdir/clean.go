@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/build"
-	"github.com/cosa-build/cosa/pkg/fsattr"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/images"
 )
 
@@ -164,26 +164,11 @@ func emptyDir(root, rel string, keep keepList) error {
 			}
 			continue
 		}
-		if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
+		if err := fileutil.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// removeTree is os.RemoveAll (which never follows symlinks) that, if
-// something could not be removed, clears the inode flags that block
-// removal on what is left and tries again. The first pass leaves only the
-// flagged entries and their parents, so the walk is short.
-func removeTree(p string) error {
-	err := os.RemoveAll(p)
-	if err == nil {
-		return nil
-	}
-	if _, cerr := fsattr.ClearTree(p); cerr != nil {
-		return fmt.Errorf("%w (and clearing immutable flags: %v)", err, cerr)
-	}
-	return os.RemoveAll(p)
 }
 
 // mountsUnder lists the mount points at or below dir.

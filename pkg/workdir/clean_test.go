@@ -1,6 +1,7 @@
 package workdir
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 // plus symlinks from cache/ and tmp/ to a canary directory outside it.
 func cleanFixture(t *testing.T) (w *Workdir, canary string) {
 	t.Helper()
-	w, err := Init(filepath.Join(t.TempDir(), "w"), InitOptions{})
+	w, err := Init(context.Background(), filepath.Join(t.TempDir(), "w"), InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

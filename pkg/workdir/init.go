@@ -2,15 +2,16 @@ package workdir
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 	defaultconfig "github.com/cosa-build/cosa/src/config"
 )
@@ -41,7 +42,7 @@ func IsGitURL(s string) bool {
 // there; only a config that loads is moved in (renamed into place), so a
 // bad or unreachable source leaves dir exactly as it was: not created, or
 // not touched. Config errors name the files in the source.
-func Init(dir string, o InitOptions) (w *Workdir, err error) {
+func Init(ctx context.Context, dir string, o InitOptions) (w *Workdir, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -74,9 +75,9 @@ func Init(dir string, o InitOptions) (w *Workdir, err error) {
 			args = append(args, "--branch", o.Branch)
 		}
 		args = append(args, "--", o.Source, target)
-		if out, cerr := exec.Command("git", args...).CombinedOutput(); cerr != nil {
-			err = fmt.Errorf("git clone %s: %v: %s", o.Source, cerr, strings.TrimSpace(string(out)))
-		}
+		c := hostcmd.Command("git", args...)
+		c.Display = "git clone " + o.Source
+		err = c.Run(ctx)
 	default:
 		display = o.Source
 		var st os.FileInfo

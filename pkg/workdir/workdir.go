@@ -3,12 +3,13 @@
 package workdir
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 )
 
@@ -85,15 +86,15 @@ type GitInfo struct {
 }
 
 // ConfigGit reads the config repo's HEAD and whether it has changes.
-func (w *Workdir) ConfigGit() GitInfo {
+func (w *Workdir) ConfigGit(ctx context.Context) GitInfo {
 	dir := w.ConfigDir()
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
 		return GitInfo{}
 	}
-	rev, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	rev, err := hostcmd.Output(ctx, "git", "-C", dir, "rev-parse", "HEAD")
 	if err != nil {
 		return GitInfo{}
 	}
-	st, err := exec.Command("git", "-C", dir, "status", "--porcelain").Output()
-	return GitInfo{Rev: strings.TrimSpace(string(rev)), Dirty: err != nil || len(strings.TrimSpace(string(st))) > 0}
+	st, err := hostcmd.Output(ctx, "git", "-C", dir, "status", "--porcelain")
+	return GitInfo{Rev: strings.TrimSpace(rev), Dirty: err != nil || len(strings.TrimSpace(st)) > 0}
 }

@@ -774,11 +774,7 @@ func (b *bench) cmdToFile(what, path, name string, args ...string) (time.Duratio
 	defer logf.Close()
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = out, logf
-	b.log("%s ...", what)
-	t0 := time.Now()
-	err = cmd.Run()
-	d := time.Since(t0)
-	b.log("%s: %.2fs (load %s)", what, d.Seconds(), loadavg())
+	d, err := b.timed(what, cmd)
 	if err != nil {
 		return d, fmt.Errorf("%s: %v", what, err)
 	}
@@ -804,9 +800,14 @@ func (b *bench) exec(what, dir string, env []string, buf *bytes.Buffer, name str
 	cmd.Env = append(baseEnv(), env...)
 	w := io.MultiWriter(logf, buf)
 	cmd.Stdout, cmd.Stderr = w, w
+	return b.timed(what, cmd)
+}
+
+// timed runs cmd, logging how long it took and the load average.
+func (b *bench) timed(what string, cmd *exec.Cmd) (time.Duration, error) {
 	b.log("%s ...", what)
 	t0 := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	d := time.Since(t0)
 	b.log("%s: %.2fs (load %s)", what, d.Seconds(), loadavg())
 	return d, err

@@ -1,4 +1,4 @@
-package build
+package fileutil
 
 import (
 	"bytes"
@@ -9,17 +9,6 @@ import (
 	"reflect"
 	"strings"
 )
-
-// decodeJSONFile unmarshals data read from path into v and, on failure,
-// names the file and turns encoding/json's byte offset into a line and
-// column, which is what a person editing the file needs.
-func decodeJSONFile(path string, data []byte, v any) error {
-	err := json.Unmarshal(data, v)
-	if err == nil {
-		return nil
-	}
-	return JSONFileError(path, data, err)
-}
 
 // JSONFileError describes err, an encoding/json error decoding data read
 // from path, on one line as "PATH:LINE:COL: what is wrong" (just "PATH:
