@@ -333,8 +333,10 @@ func TestCloseMidRun(t *testing.T) {
 	cancel()
 	q.Close(ctx)
 	recv(t, r.ended)
-
 	// Where it was: waiting, to run again.
+	if rec, err := q.readRecord(c.ID); err != nil || rec.State() != Waiting {
+		t.Fatalf("record after a hard close: %+v, %v", rec, err)
+	}
 	q2 := open(t, dir, newRunner(true))
 	got := waitState(t, q2, c.ID, Finished)
 	if len(got.Builds[0].Artifacts) != 1 {
@@ -424,6 +426,10 @@ func runAndKill(t *testing.T, dir, composeID string) string {
 func TestKilled(t *testing.T) {
 	dir := t.TempDir()
 	id := runAndKill(t, dir, "")
+	// What a kill leaves: the record says RUNNING.
+	if rec, err := (&Queue{stateDir: dir}).readRecord(id); err != nil || rec.State() != Running {
+		t.Fatalf("record after the kill: %+v, %v", rec, err)
+	}
 	q := open(t, dir, newRunner(true))
 	c := waitState(t, q, id, Finished)
 	lr, err := q.Log(context.Background(), c.Builds[0].ID)
