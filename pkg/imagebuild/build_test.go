@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/composer"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
@@ -224,5 +225,23 @@ func TestLockSerialisesOneBlueprint(t *testing.T) {
 	unlock()
 	if err := <-got; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRunnerRefusesLikeBuild(t *testing.T) {
+	root := t.TempDir()
+	r := &Runner{WorkRoot: filepath.Join(root, "workdirs")}
+	_, err := r.Run(context.Background(), composer.Job{Blueprint: parse(t, `name = "x"`), Type: "iso", OutputDir: root, Log: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), `"iso"`) {
+		t.Errorf("iso: %v", err)
+	}
+	types := ComposerTypes()
+	if len(types) != len(Types()) {
+		t.Fatalf("%d composer types for %d types", len(types), len(Types()))
+	}
+	for _, ty := range types {
+		if !ty.Enabled {
+			t.Errorf("%s is not enabled", ty.Name)
+		}
 	}
 }
