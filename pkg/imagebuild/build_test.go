@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/composer"
 	"github.com/cosa-build/cosa/pkg/fileutil"
+	"github.com/cosa-build/cosa/pkg/workdir"
 )
 
 func TestTypes(t *testing.T) {
@@ -243,5 +245,42 @@ func TestRunnerRefusesLikeBuild(t *testing.T) {
 		if !ty.Enabled {
 			t.Errorf("%s is not enabled", ty.Name)
 		}
+	}
+}
+
+func TestExportTar(t *testing.T) {
+	if _, err := exec.LookPath("ostree"); err != nil {
+		t.Skip("no ostree")
+	}
+	ctx := context.Background()
+	w := &workdir.Workdir{Root: t.TempDir()}
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.MkdirAll(filepath.Join(tree, "usr", "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "usr", "etc", "hostname"), []byte("h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		out, err := exec.Command("ostree", append([]string{"--repo=" + w.RepoDir()}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("ostree %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if err := os.MkdirAll(w.RepoDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run("init", "--mode=bare-user")
+	commit := run("commit", "-b", "x", "--owner-uid=0", "--owner-gid=0", tree)
+	dst := filepath.Join(t.TempDir(), "root.tar")
+	a, err := exportTar(ctx, w, commit, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkArtifact(t, filepath.Dir(dst), *a)
+	out, err := exec.Command("tar", "-tvf", dst).Output()
+	if err != nil || !regexp.MustCompile(`(?m)^-rw-r--r-- 0/0 .* usr/etc/hostname$`).Match(out) {
+		t.Errorf("tar listing (%v):\n%s", err, out)
 	}
 }
