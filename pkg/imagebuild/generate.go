@@ -320,6 +320,9 @@ func (g *gen) packages() error {
 			if strings.ContainsAny(p.Name, "*?[") {
 				return fmt.Errorf("%s[%d]: %q: name globs cannot be installed; name the packages", list.key, i, p.Name)
 			}
+			if slices.Contains(g.defaults.Manifest.ExcludePackages, p.Name) {
+				return fmt.Errorf("%s[%d]: %s cannot be installed: the default config excludes it (%v)", list.key, i, p.Name, g.defaults.Manifest.ExcludePackages)
+			}
 			g.addPackage(p.Name)
 		}
 	}

@@ -237,6 +237,7 @@ func TestGenerateRefuses(t *testing.T) {
 		{"mountpoint", "[[customizations.filesystem]]\nmountpoint = \"/var\"\nminsize = 1073741824", "only / can be given a size"},
 		{"distro", "distro = \"fedora-40\"", `"fedora-40" is not a distro`},
 		{"arch", "architecture = \"aarch64\"", "the blueprint is for aarch64"},
+		{"excluded", "[[packages]]\nname = \"initramfs-tools\"", "the default config excludes it"},
 		{"name glob", "[[packages]]\nname = \"nginx*\"", "name globs"},
 		{"unclosed quote", "[customizations.kernel]\nappend = \"foo=\\\"a b\"", "unclosed double quote"},
 		{"both", "[customizations.services]\nenabled = [\"a\"]\ndisabled = [\"a.service\"]", "both enabled and disabled"},
