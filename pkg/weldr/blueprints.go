@@ -30,6 +30,16 @@ func bpErr(w http.ResponseWriter, err error) {
 	fail(w, blueprint.ErrorID(err), "%v", err)
 }
 
+// bpFail answers an error from the blueprint store like bpErr, except an
+// unknown blueprint, which each endpoint reports under its own id and words.
+func bpFail(w http.ResponseWriter, err error, id, format string, args ...any) {
+	if errors.Is(err, blueprint.ErrUnknownBlueprint) {
+		fail(w, id, format, args...)
+		return
+	}
+	bpErr(w, err)
+}
+
 func (h *Handler) bpList(w http.ResponseWriter, r *http.Request) {
 	offset, limit, good := pageArgs(w, r)
 	if !good {
@@ -124,11 +134,7 @@ func (h *Handler) bpChange(w http.ResponseWriter, r *http.Request) {
 	}
 	b, _, err := h.opt.Blueprints.GetAt(r.Context(), name, commit)
 	if err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idUnknownCommit, "%s: %v", name, err)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idUnknownCommit, "%s: %v", name, err)
 		return
 	}
 	if fmtName == "toml" {
@@ -227,11 +233,7 @@ func (h *Handler) bpDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := h.opt.Blueprints.Delete(r.Context(), name); err != nil {
 		// The API answers an unknown blueprint here with BlueprintsError.
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idBlueprints, "Unknown blueprint: %s", name)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idBlueprints, "Unknown blueprint: %s", name)
 		return
 	}
 	ok(w)
@@ -277,11 +279,7 @@ func (h *Handler) bpUndo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.opt.Blueprints.Undo(r.Context(), name, commit); err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idUnknownCommit, "%s: %v", name, err)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idUnknownCommit, "%s: %v", name, err)
 		return
 	}
 	ok(w)
@@ -296,11 +294,7 @@ func (h *Handler) bpTag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.opt.Blueprints.Tag(r.Context(), name); err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idBlueprints, "Unknown blueprint: %s", name)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idBlueprints, "Unknown blueprint: %s", name)
 		return
 	}
 	ok(w)
