@@ -1,6 +1,7 @@
 package weldr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,10 +18,16 @@ func (h *Handler) blueprintRoutes() {
 	h.handle("POST", "/blueprints/new", h.bpPush(false), false)
 	h.handle("POST", "/blueprints/workspace", h.bpPush(true), false)
 	h.handle("DELETE", "/blueprints/workspace/{name}", h.bpDeleteWorkspace, false)
-	h.handle("DELETE", "/blueprints/delete/{name}", h.bpDelete, false)
+	h.handle("DELETE", "/blueprints/delete/{name}", h.bpNamed(false, func(ctx context.Context, name string) error {
+		_, err := h.opt.Blueprints.Delete(ctx, name)
+		return err
+	}), false)
 	h.handle("GET", "/blueprints/changes/{names}", h.bpChanges, false)
 	h.handle("POST", "/blueprints/undo/{name}/{commit}", h.bpUndo, false)
-	h.handle("POST", "/blueprints/tag/{name}", h.bpTag, false)
+	h.handle("POST", "/blueprints/tag/{name}", h.bpNamed(true, func(ctx context.Context, name string) error {
+		_, err := h.opt.Blueprints.Tag(ctx, name)
+		return err
+	}), false)
 	h.handle("GET", "/blueprints/freeze/{names}", h.bpFreeze, false)
 	h.handle("GET", "/blueprints/depsolve/{names}", h.bpDepsolve, false)
 }
@@ -226,17 +233,27 @@ func (h *Handler) bpDeleteWorkspace(w http.ResponseWriter, r *http.Request) {
 	ok(w)
 }
 
-func (h *Handler) bpDelete(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !checkName(w, "blueprint", name) {
-		return
+// bpNamed is the delete and tag routes: op on the blueprint the path names
+// (a POST's body read and not used), answered with {"status": true} or
+// op's error. The API answers an unknown blueprint here with
+// BlueprintsError.
+func (h *Handler) bpNamed(post bool, op func(ctx context.Context, name string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if !checkName(w, "blueprint", name) {
+			return
+		}
+		if post {
+			if _, good := readBody(w, r, idBlueprints); !good {
+				return
+			}
+		}
+		if err := op(r.Context(), name); err != nil {
+			bpFail(w, err, idBlueprints, "Unknown blueprint: %s", name)
+			return
+		}
+		ok(w)
 	}
-	if _, err := h.opt.Blueprints.Delete(r.Context(), name); err != nil {
-		// The API answers an unknown blueprint here with BlueprintsError.
-		bpFail(w, err, idBlueprints, "Unknown blueprint: %s", name)
-		return
-	}
-	ok(w)
 }
 
 type bpChangeList struct {
@@ -280,21 +297,6 @@ func (h *Handler) bpUndo(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := h.opt.Blueprints.Undo(r.Context(), name, commit); err != nil {
 		bpFail(w, err, idUnknownCommit, "%s: %v", name, err)
-		return
-	}
-	ok(w)
-}
-
-func (h *Handler) bpTag(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !checkName(w, "blueprint", name) {
-		return
-	}
-	if _, good := readBody(w, r, idBlueprints); !good {
-		return
-	}
-	if _, err := h.opt.Blueprints.Tag(r.Context(), name); err != nil {
-		bpFail(w, err, idBlueprints, "Unknown blueprint: %s", name)
 		return
 	}
 	ok(w)
