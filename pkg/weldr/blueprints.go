@@ -77,10 +77,38 @@ func format(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 // writeTOML answers a bare TOML document.
+// writeBlueprintTOML answers b as TOML; name is how the request named it.
+func writeBlueprintTOML(w http.ResponseWriter, name string, b *blueprint.Blueprint) {
+	data, err := b.TOML()
+	if err != nil {
+		fail(w, idBlueprints, "%s: %v", name, err)
+		return
+	}
+	writeTOML(w, data)
+}
+
 func writeTOML(w http.ResponseWriter, data []byte) {
 	w.Header().Set("Content-Type", "text/x-toml; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// eachBlueprint gets each named blueprint and calls fn with it, in order.
+// The routes that take several names answer the ones they cannot get (or
+// that fn refuses) in "errors" and go on with the rest.
+func (h *Handler) eachBlueprint(ctx context.Context, names []string, fn func(name string, b *blueprint.Blueprint, changed bool) *apiError) []apiError {
+	errs := []apiError{}
+	for _, n := range names {
+		b, changed, err := h.opt.Blueprints.Get(ctx, n)
+		if err != nil {
+			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
+			continue
+		}
+		if e := fn(n, b, changed); e != nil {
+			errs = append(errs, *e)
+		}
+	}
+	return errs
 }
 
 type bpChanged struct {
@@ -107,26 +135,16 @@ func (h *Handler) bpInfo(w http.ResponseWriter, r *http.Request) {
 			bpErr(w, err)
 			return
 		}
-		data, err := b.TOML()
-		if err != nil {
-			fail(w, idBlueprints, "%s: %v", names[0], err)
-			return
-		}
-		writeTOML(w, data)
+		writeBlueprintTOML(w, names[0], b)
 		return
 	}
 	bps := []*blueprint.Blueprint{}
 	changes := []bpChanged{}
-	errs := []apiError{}
-	for _, n := range names {
-		b, changed, err := h.opt.Blueprints.Get(r.Context(), n)
-		if err != nil {
-			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
-			continue
-		}
+	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, changed bool) *apiError {
 		bps = append(bps, b)
 		changes = append(changes, bpChanged{n, changed})
-	}
+		return nil
+	})
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": bps, "changes": changes, "errors": errs})
 }
 
@@ -145,12 +163,7 @@ func (h *Handler) bpChange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fmtName == "toml" {
-		data, err := b.TOML()
-		if err != nil {
-			fail(w, idBlueprints, "%s: %v", name, err)
-			return
-		}
-		writeTOML(w, data)
+		writeBlueprintTOML(w, name, b)
 		return
 	}
 	writeJSON(w, http.StatusOK, b)
@@ -322,20 +335,16 @@ func (h *Handler) bpDepsolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []bpDeps{}
-	errs := []apiError{}
-	for _, n := range names {
-		b, _, err := h.opt.Blueprints.Get(r.Context(), n)
-		if err != nil {
-			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
-			continue
-		}
+	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, _ bool) *apiError {
 		deps, err := h.depsolve(specs(b))
 		if err != nil {
-			errs = append(errs, apiError{idBlueprints, n + ": " + err.Error()})
-			deps = []Dep{}
+			// Listed all the same, with no dependencies.
+			out = append(out, bpDeps{b, []Dep{}})
+			return &apiError{idBlueprints, n + ": " + err.Error()}
 		}
 		out = append(out, bpDeps{b, deps})
-	}
+		return nil
+	})
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": out, "errors": errs})
 }
 
@@ -396,20 +405,14 @@ func (h *Handler) bpFreeze(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []bpFrozen{}
-	errs := []apiError{}
-	for _, n := range names {
-		b, _, err := h.opt.Blueprints.Get(r.Context(), n)
-		if err != nil {
-			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
-			continue
-		}
+	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, _ bool) *apiError {
 		f, err := h.freeze(b)
 		if err != nil {
-			errs = append(errs, apiError{idBlueprints, n + ": " + err.Error()})
-			continue
+			return &apiError{idBlueprints, n + ": " + err.Error()}
 		}
 		out = append(out, bpFrozen{f})
-	}
+		return nil
+	})
 	if fmtName == "toml" {
 		// The API answers a blueprint that cannot be frozen with an empty
 		// 200 here; composer-cli's freeze show relies on it.
@@ -417,12 +420,7 @@ func (h *Handler) bpFreeze(w http.ResponseWriter, r *http.Request) {
 			writeTOML(w, nil)
 			return
 		}
-		data, err := out[0].Blueprint.TOML()
-		if err != nil {
-			fail(w, idBlueprints, "%s: %v", names[0], err)
-			return
-		}
-		writeTOML(w, data)
+		writeBlueprintTOML(w, names[0], out[0].Blueprint)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": out, "errors": errs})
