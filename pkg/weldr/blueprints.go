@@ -111,25 +111,35 @@ func (h *Handler) eachBlueprint(ctx context.Context, names []string, fn func(nam
 	return errs
 }
 
+// formatAndNames reads ?format= and the {names} of the info and freeze
+// routes; TOML holds one blueprint, so it takes exactly one name.
+func formatAndNames(w http.ResponseWriter, r *http.Request) (string, []string, bool) {
+	fmtName, good := format(w, r)
+	if !good {
+		return "", nil, false
+	}
+	names, good := splitNames(w, "blueprint", r.PathValue("names"))
+	if !good {
+		return "", nil, false
+	}
+	if fmtName == "toml" && len(names) != 1 {
+		fail(w, idHTTP, "format=toml takes exactly one blueprint name")
+		return "", nil, false
+	}
+	return fmtName, names, true
+}
+
 type bpChanged struct {
 	Name    string `json:"name"`
 	Changed bool   `json:"changed"`
 }
 
 func (h *Handler) bpInfo(w http.ResponseWriter, r *http.Request) {
-	fmtName, good := format(w, r)
-	if !good {
-		return
-	}
-	names, good := splitNames(w, "blueprint", r.PathValue("names"))
+	fmtName, names, good := formatAndNames(w, r)
 	if !good {
 		return
 	}
 	if fmtName == "toml" {
-		if len(names) != 1 {
-			fail(w, idHTTP, "format=toml takes exactly one blueprint name")
-			return
-		}
 		b, _, err := h.opt.Blueprints.Get(r.Context(), names[0])
 		if err != nil {
 			bpErr(w, err)
@@ -392,16 +402,8 @@ type bpFrozen struct {
 }
 
 func (h *Handler) bpFreeze(w http.ResponseWriter, r *http.Request) {
-	fmtName, good := format(w, r)
+	fmtName, names, good := formatAndNames(w, r)
 	if !good {
-		return
-	}
-	names, good := splitNames(w, "blueprint", r.PathValue("names"))
-	if !good {
-		return
-	}
-	if fmtName == "toml" && len(names) != 1 {
-		fail(w, idHTTP, "format=toml takes exactly one blueprint name")
 		return
 	}
 	out := []bpFrozen{}
