@@ -259,19 +259,11 @@ func TestBuildWaitsForLock(t *testing.T) {
 func fakeRoot(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "rootfs")
-	for name, data := range map[string]string{
+	testutil.WriteTree(t, root, map[string]string{
 		"usr/lib/modules/6.1.0-test/vmlinuz":       "kernel",
 		"usr/lib/modules/6.1.0-test/initramfs.img": "initramfs",
 		"usr/etc/hostname":                         "test\n",
-	} {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	return root
 }
 
