@@ -103,6 +103,10 @@ type Compose struct {
 	BlueprintVersion string       `json:"blueprint_version"`
 	Created          time.Time    `json:"created"`
 	Builds           []ImageBuild `json:"builds"`
+	// Frozen is the blueprint as frozen when the compose started, in TOML:
+	// what every image build of the compose is made from.
+	Frozen string  `json:"frozen_blueprint,omitempty"`
+	OSTree *OSTree `json:"ostree,omitempty"`
 	// Broken is set when the compose's stored record could not be read:
 	// the compose is listed as FAILED with this reason, and nothing else
 	// about the service is affected.
