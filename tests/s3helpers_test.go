@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/remote"
 )
@@ -264,23 +265,7 @@ func s3FakeBuild(t *testing.T, workdir, id string, sizes map[string]int64) {
 	writeFile(t, filepath.Join(dir, "pkglist.json"), "[{\"name\": \"bash\", \"version\": \"5.2\"}]\n", 0o644)
 	m := &build.Meta{BuildID: id, Name: "fcos", OSTreeCommit: hex.EncodeToString(seed[:]), OSTreeTimestamp: "2026-11-22T00:00:00Z",
 		OSTreeVersion: id, BaseArch: s3TestArch, Images: images}
-	if err := d.WriteMeta(id, s3TestArch, m); err != nil {
-		t.Fatal(err)
-	}
-	err := d.WithLock(context.Background(), "test", func() error {
-		idx, err := d.ReadIndex()
-		if err != nil {
-			return err
-		}
-		idx.Insert(id, s3TestArch)
-		if err := d.WriteIndex(idx); err != nil {
-			return err
-		}
-		return d.SetLatest(id)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.PublishBuild(t, d, id, s3TestArch, m, true)
 }
 
 // s3SameFiles asserts that every file of build id in a is byte-identical

@@ -65,21 +65,17 @@ func newRunCmd(g *globals) *cobra.Command {
 			}
 			defer os.RemoveAll(sockDir)
 			ctx := context.Background()
-			key, err := qemu.NewSSHKey(ctx, dir)
-			if err != nil {
-				return err
-			}
-			port, err := qemu.FreePort()
+			ssh, err := qemu.NewSSH(ctx, dir)
 			if err != nil {
 				return err
 			}
 			sock := filepath.Join(sockDir, "qmp.sock")
 			vm, err := qemu.Start(ctx, qemu.Options{Image: img, Firmware: fw, WorkDir: dir, MemoryMiB: o.Memory, CPUs: o.CPUs,
-				Network: true, SSHPort: port, AuthorizedKey: key.Public, QMPSocket: sock, Interactive: o.Console})
+				Network: true, SSHPort: ssh.Port, AuthorizedKey: ssh.Key.Public, QMPSocket: sock, Interactive: o.Console})
 			if err != nil {
 				return err
 			}
-			sshCmd := strings.Join((&qemu.SSH{Port: port, Key: key}).Args(), " ")
+			sshCmd := strings.Join(ssh.Args(), " ")
 			if o.Console {
 				// The terminal belongs to the guest's serial console now;
 				// QEMU's own escape (Ctrl-A X) ends it.

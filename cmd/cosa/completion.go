@@ -41,13 +41,23 @@ func completeBuilds(g *globals, withTags bool) cobra.CompletionFunc {
 	}
 }
 
-func readIndexQuietly(g *globals) *build.BuildsIndex {
+// openBuildsQuietly opens the workdir's builds/, or nil: a completion has
+// nowhere to say why not.
+func openBuildsQuietly(g *globals) *build.Dir {
 	w, err := g.openWorkdir()
 	if err != nil {
 		return nil
 	}
 	d, err := build.Open(w.BuildsDir())
 	if err != nil {
+		return nil
+	}
+	return d
+}
+
+func readIndexQuietly(g *globals) *build.BuildsIndex {
+	d := openBuildsQuietly(g)
+	if d == nil {
 		return nil
 	}
 	idx, err := d.ReadIndex()
@@ -70,12 +80,8 @@ func completeArtifacts(g *globals) cobra.CompletionFunc {
 }
 
 func buildArtifacts(g *globals, c *cobra.Command) []cobra.Completion {
-	w, err := g.openWorkdir()
-	if err != nil {
-		return nil
-	}
-	d, err := build.Open(w.BuildsDir())
-	if err != nil {
+	d := openBuildsQuietly(g)
+	if d == nil {
 		return nil
 	}
 	id := "latest"
@@ -84,7 +90,7 @@ func buildArtifacts(g *globals, c *cobra.Command) []cobra.Completion {
 			id = v
 		}
 	}
-	id, err = resolveBuild(d, id)
+	id, err := resolveBuild(d, id)
 	if err != nil {
 		return nil
 	}

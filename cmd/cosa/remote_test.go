@@ -15,6 +15,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/remote"
@@ -66,17 +67,7 @@ func remoteWorkdir(t *testing.T, id string) string {
 	sum := fileutil.SHA256Hex(data)
 	m := &build.Meta{BuildID: id, Name: "fcos", OSTreeCommit: sum, OSTreeTimestamp: "2026-11-22T00:00:00Z", OSTreeVersion: id,
 		Images: map[string]build.Artifact{"ostree": {Path: "img.ociarchive", Sha256: sum, Size: int64(len(data))}}}
-	if err := d.WriteMeta(id, arch, m); err != nil {
-		t.Fatal(err)
-	}
-	idx := build.NewIndex()
-	idx.Insert(id, arch)
-	if err := d.WriteIndex(idx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.SetLatest(id); err != nil {
-		t.Fatal(err)
-	}
+	testutil.PublishBuild(t, d, id, arch, m, true)
 	return wd
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/events"
@@ -75,29 +76,14 @@ func addBuild(t *testing.T, o Options, id, inputHash string, pkgs []compose.Pack
 		t.Fatal(err)
 	}
 	d.LockWait = io.Discard
-	if err := d.WriteMeta(id, testArch, &build.Meta{
+	data, _ := json.Marshal(pkgs)
+	testutil.WriteTree(t, d.BuildDir(id, testArch), map[string]string{PkgListFile: string(data)})
+	testutil.PublishBuild(t, d, id, testArch, &build.Meta{
 		BuildID: id, Name: "debian-ostree", Ref: "debian/bookworm/" + testArch, OSTreeCommit: strings.Repeat("c", 64),
 		OSTreeTimestamp: "2026-11-21T10:00:00Z", OSTreeVersion: id, BaseArch: testArch, BuildTimestamp: "2026-11-21T10:05:00Z",
 		RpmOstreeInputHash: inputHash,
 		Images:             map[string]build.Artifact{"ostree": {Path: "x.tar", Sha256: strings.Repeat("d", 64), Size: 1}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := json.Marshal(pkgs)
-	if err := os.WriteFile(filepath.Join(d.BuildDir(id, testArch), PkgListFile), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	idx, err := d.ReadIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx.Insert(id, testArch)
-	if err := d.WriteIndex(idx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.SetLatest(id); err != nil {
-		t.Fatal(err)
-	}
+	}, true)
 }
 
 func openDir(t *testing.T, o Options) *build.Dir {
@@ -273,19 +259,11 @@ func TestBuildWaitsForLock(t *testing.T) {
 func fakeRoot(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "rootfs")
-	for name, data := range map[string]string{
+	testutil.WriteTree(t, root, map[string]string{
 		"usr/lib/modules/6.1.0-test/vmlinuz":       "kernel",
 		"usr/lib/modules/6.1.0-test/initramfs.img": "initramfs",
 		"usr/etc/hostname":                         "test\n",
-	} {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	return root
 }
 

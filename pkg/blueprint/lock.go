@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // flock takes a flock on path (shared or exclusive) and returns its release.
@@ -21,28 +23,12 @@ func flock(ctx context.Context, path string, exclusive bool) (func(), error) {
 	if exclusive {
 		how = syscall.LOCK_EX
 	}
-	delay := time.Millisecond
-	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if err == nil {
-			break
+	if err := fileutil.Flock(ctx, f, how, time.Millisecond, 50*time.Millisecond, nil); err != nil {
+		f.Close()
+		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+			return nil, fmt.Errorf("waiting for the blueprint store lock: %w", err)
 		}
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("waiting for the blueprint store lock: %w", ctx.Err())
-		case <-t.C:
-		}
-		delay = min(2*delay, 50*time.Millisecond)
+		return nil, err
 	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)

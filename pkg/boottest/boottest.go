@@ -103,21 +103,16 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if err := os.MkdirAll(vmDir, 0o755); err != nil {
 		return nil, err
 	}
-	key, err := qemu.NewSSHKey(ctx, vmDir)
-	if err != nil {
-		return nil, err
-	}
-	port, err := qemu.FreePort()
+	ssh, err := qemu.NewSSH(ctx, vmDir)
 	if err != nil {
 		return nil, err
 	}
 	vm, err := qemu.Start(ctx, qemu.Options{Image: o.Image, Firmware: o.Firmware, WorkDir: vmDir,
-		Network: true, SSHPort: port, AuthorizedKey: key.Public})
+		Network: true, SSHPort: ssh.Port, AuthorizedKey: ssh.Key.Public})
 	if err != nil {
 		return nil, err
 	}
 	defer vm.Kill()
-	ssh := &qemu.SSH{Port: port, Key: key}
 
 	boot := Boot(ctx, vm, ssh, fw, o.Commit)
 	results := []Result{boot}

@@ -50,11 +50,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 		return r, err
 	}
 
-	key, err := qemu.NewSSHKey(ctx, vmDir)
-	if err != nil {
-		return r, err
-	}
-	port, err := qemu.FreePort()
+	ssh, err := qemu.NewSSH(ctx, vmDir)
 	if err != nil {
 		return r, err
 	}
@@ -64,14 +60,13 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 	// "reboot: machine restart" for the whole boot timeout), and a reset
 	// proves nothing a power cycle does not.
 	vmOpts := qemu.Options{Image: o.FromImage, Firmware: o.Firmware, WorkDir: vmDir,
-		Network: true, SSHPort: port, AuthorizedKey: key.Public,
+		Network: true, SSHPort: ssh.Port, AuthorizedKey: ssh.Key.Public,
 		ExtraArgs: []string{"-drive", "if=virtio,format=raw,readonly=on,file=" + repoImg}}
 	vm, err := qemu.Start(ctx, vmOpts)
 	if err != nil {
 		return r, err
 	}
 	defer func() { vm.Kill() }()
-	ssh := &qemu.SSH{Port: port, Key: key}
 	defer func() {
 		r.Duration = time.Since(t0).Seconds()
 		writeResult(o.OutDir, vm.ConsoleLog, &r)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // cosaMetaSchemaPath finds coreos-assembler's published meta schema, which
@@ -30,9 +32,10 @@ func cosaMetaSchemaPath(t *testing.T) string {
 	}
 }
 
-// Tools written for coreos-assembler builds must be able to read ours, so
-// what we write has to pass coreos-assembler's own schema too.
-func TestMetaValidatesAgainstCoreOSAssemblerSchema(t *testing.T) {
+// cosaMetaSchema compiles coreos-assembler's meta schema; the test is
+// skipped where it is not installed.
+func cosaMetaSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
 	path := cosaMetaSchemaPath(t)
 	doc, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
@@ -49,7 +52,13 @@ func TestMetaValidatesAgainstCoreOSAssemblerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatalf("compiling %s: %v", path, err)
 	}
+	return s
+}
 
+// Tools written for coreos-assembler builds must be able to read ours, so
+// what we write has to pass coreos-assembler's own schema too.
+func TestMetaValidatesAgainstCoreOSAssemblerSchema(t *testing.T) {
+	s := cosaMetaSchema(t)
 	m := realisticMeta("12.20261122.dev.1")
 	m.Extra = map[string]json.RawMessage{"coreos-assembler.code-source": json.RawMessage(`"container"`)}
 	data, err := m.Dump()

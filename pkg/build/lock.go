@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // A waiting Lock retries the non-blocking flock, first quickly (meta.json
@@ -47,26 +49,14 @@ func (d *Dir) Lock(ctx context.Context, timeout time.Duration, purpose string, w
 	}
 	name := filepath.Base(d.Root) + "/"
 
-	var deadline <-chan time.Time
+	wctx := ctx
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		deadline = t.C
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
 	}
-	delay := lockPollMin
 	announced := waitMsg == nil
-	for polls := 0; ; polls++ {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
+	busy := func(polls int) {
 		// The holder writes its name just after it gets the lock, so an
 		// empty file most likely means "give it a moment"; announce once
 		// the name is there, or after a few polls regardless.
@@ -76,17 +66,17 @@ func (d *Dir) Lock(ctx context.Context, timeout time.Duration, purpose string, w
 				announced = true
 			}
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for lock on %s: %w", name, ctx.Err())
-		case <-deadline:
-			f.Close()
-			holder, _ := lockHolder(path)
-			return nil, &LockTimeoutError{Timeout: timeout, Name: name, Holder: holder}
-		case <-time.After(delay):
-			delay = min(2*delay, lockPollMax)
+	}
+	if err := fileutil.Flock(wctx, f, syscall.LOCK_EX, lockPollMin, lockPollMax, busy); err != nil {
+		f.Close()
+		if werr := wctx.Err(); werr == nil || !errors.Is(err, werr) {
+			return nil, err
 		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for lock on %s: %w", name, ctx.Err())
+		}
+		holder, _ := lockHolder(path)
+		return nil, &LockTimeoutError{Timeout: timeout, Name: name, Holder: holder}
 	}
 
 	purpose = strings.Join(strings.Fields(purpose), " ") // keep it one line

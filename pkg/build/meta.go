@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Meta is builds/<id>/<arch>/meta.json. Typed fields cover the keys cosa
@@ -134,7 +136,7 @@ func (m *Meta) UnmarshalJSON(data []byte) error {
 // MarshalJSON writes the typed fields and Extra as one object with sorted
 // keys. A typed field wins over an Extra entry of the same name.
 func (m Meta) MarshalJSON() ([]byte, error) {
-	typed, err := marshalNoEscape(metaNoMethods(m))
+	typed, err := fileutil.MarshalNoEscape(metaNoMethods(m))
 	if err != nil {
 		return nil, err
 	}
@@ -147,13 +149,13 @@ func (m Meta) MarshalJSON() ([]byte, error) {
 			all[k] = v
 		}
 	}
-	return marshalNoEscape(all) // maps marshal with sorted keys
+	return fileutil.MarshalNoEscape(all) // maps marshal with sorted keys
 }
 
 // Dump renders m the way meta.json is stored: keys sorted at every level,
 // 2-space indent, trailing newline.
 func (m *Meta) Dump() ([]byte, error) {
-	raw, err := marshalNoEscape(m)
+	raw, err := fileutil.MarshalNoEscape(m)
 	if err != nil {
 		return nil, err
 	}
@@ -185,16 +187,4 @@ func encodeIndented(v any) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// marshalNoEscape is json.Marshal without turning <, > and & into \u003c
-// and friends, so summaries and URLs stay readable in meta.json.
-func marshalNoEscape(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

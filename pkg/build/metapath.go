@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // ErrNoSuchKey is wrapped by Meta.Get when the path does not exist.
@@ -204,7 +206,7 @@ func splitKey(key string) ([]string, error) {
 
 // tree is m as generic JSON values, the form Get and Set walk.
 func (m *Meta) tree() (any, error) {
-	data, err := marshalNoEscape(m)
+	data, err := fileutil.MarshalNoEscape(m)
 	if err != nil {
 		return nil, err
 	}

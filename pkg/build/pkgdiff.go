@@ -3,6 +3,8 @@ package build
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // PkgDiffKind says how a package changed between two builds.
@@ -61,7 +63,7 @@ func (e PkgDiffEntry) MarshalJSON() ([]byte, error) {
 	if e.New != nil {
 		details["new"] = e.New
 	}
-	return marshalNoEscape([]any{e.Name, int(e.Kind), details})
+	return fileutil.MarshalNoEscape([]any{e.Name, int(e.Kind), details})
 }
 
 // UnmarshalJSON reads the array form; the details object may be absent.

@@ -24,6 +24,7 @@ import (
 	_ "modernc.org/sqlite" // the pure-Go SQLite behind River's queue
 
 	"github.com/cosa-build/cosa/pkg/blueprint"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // Runner makes one image build. The queue gives it everything it needs in
@@ -594,16 +595,7 @@ func (q *Queue) Artifact(ctx context.Context, imageBuildID, name string) (io.Rea
 	if !slices.ContainsFunc(b.Artifacts, func(a Artifact) bool { return a.Name == name }) {
 		return nil, 0, fmt.Errorf("image build %s has no artifact %q: %w", b.ID, name, os.ErrNotExist)
 	}
-	f, err := os.Open(filepath.Join(q.outputDir(r.ID, b.ID), name))
-	if err != nil {
-		return nil, 0, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, fi.Size(), nil
+	return fileutil.OpenSized(filepath.Join(q.outputDir(r.ID, b.ID), name))
 }
 
 func (q *Queue) imageBuild(id string) (*record, *ImageBuild, error) {

@@ -16,14 +16,14 @@
 package config
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // File names inside the config directory.
@@ -375,13 +375,7 @@ func (c *Config) Normalized() ([]byte, error) {
 		Manifest Manifest `json:"manifest"`
 		Image    Image    `json:"image"`
 	}{m, im}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return fileutil.MarshalNoEscape(doc)
 }
 
 // ForPlatform returns the effective size and extra kernel arguments for the

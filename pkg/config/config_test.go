@@ -523,12 +523,6 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			root := t.TempDir()
-			real, err := filepath.EvalSymlinks(root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := filepath.Join(root, "src", "config")
 			files := map[string]string{}
 			for k, v := range base {
 				files[k] = v
@@ -536,23 +530,7 @@ func TestLoadErrors(t *testing.T) {
 			for k, v := range tt.files {
 				files[k] = v
 			}
-			testutil.WriteTree(t, dir, files)
-			testutil.WriteTree(t, root, tt.out)
-
-			c, err := Load(dir)
-			if err == nil {
-				t.Fatalf("Load succeeded: %+v", c)
-			}
-			want := strings.NewReplacer("DIR", dir, "REAL", real).Replace(tt.want)
-			if got := err.Error(); got != want {
-				t.Errorf("wrong error\n got: %s\nwant: %s", got, want)
-			}
-			if !IsConfigError(err) {
-				t.Errorf("IsConfigError(%v) = false", err)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error spans several lines: %q", err.Error())
-			}
+			wantLoadError(t, "src", files, tt.out, tt.want)
 		})
 	}
 }

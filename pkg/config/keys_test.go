@@ -254,26 +254,11 @@ func TestNewKeysErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			root := t.TempDir()
-			real, err := filepath.EvalSymlinks(root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := filepath.Join(root, "a", "config")
 			files := map[string]string{"manifest.yaml": tt.manifest, "keys/extra.gpg": "k"}
 			for k, v := range tt.files {
 				files[k] = v
 			}
-			testutil.WriteTree(t, dir, files)
-			testutil.WriteTree(t, root, tt.out)
-			_, err = Load(dir)
-			if err == nil {
-				t.Fatal("Load succeeded")
-			}
-			want := strings.NewReplacer("DIR", dir, "REAL", real).Replace(tt.want)
-			if err.Error() != want || !IsConfigError(err) {
-				t.Errorf("wrong error\n got: %s\nwant: %s", err, want)
-			}
+			wantLoadError(t, "a", files, tt.out, tt.want)
 		})
 	}
 }

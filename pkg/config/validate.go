@@ -293,18 +293,26 @@ func (v *validator) image(im *Image) {
 	v.enum("aws.boot-mode", im.AWS.BootMode, bootModeValues)
 }
 
+// listName checks the required name of a list entry at path against re
+// and against the names of the entries before it; seen maps each name to
+// where it first stood, so a duplicate points back at the first.
+func (v *validator) listName(path, what, name string, re *regexp.Regexp, seen map[string]string, dupWhat string) {
+	if !v.require(path) {
+		return
+	}
+	v.match(path, what, name, re)
+	if first, dup := seen[name]; dup {
+		v.fail(path, fmt.Sprintf("duplicate %s %q (first defined at %s)", dupWhat, clip(name), first))
+	}
+	seen[name] = v.where(path)
+}
+
 func (v *validator) repos(repos []Repo) {
 	seen := map[string]string{}
 	for i := range repos {
 		r := &repos[i]
 		p := fmt.Sprintf("repos[%d]", i)
-		if v.require(p + ".name") {
-			v.match(p+".name", "repo name", r.Name, nameRE)
-			if first, dup := seen[r.Name]; dup {
-				v.fail(p+".name", fmt.Sprintf("duplicate repo name %q (first defined at %s)", clip(r.Name), first))
-			}
-			seen[r.Name] = v.where(p + ".name")
-		}
+		v.listName(p+".name", "repo name", r.Name, nameRE, seen, "repo name")
 		if v.require(p + ".uri") {
 			if msg := checkMirror(r.URI); msg != "" {
 				v.fail(p+".uri", strings.Replace(msg, "mirror URL", "repo URI", 1))
@@ -355,13 +363,7 @@ func (v *validator) users(users []User) {
 	for i := range users {
 		u := &users[i]
 		p := fmt.Sprintf("users[%d]", i)
-		if v.require(p + ".name") {
-			v.match(p+".name", "user name", u.Name, userRE)
-			if first, dup := seen[u.Name]; dup {
-				v.fail(p+".name", fmt.Sprintf("duplicate user %q (first defined at %s)", clip(u.Name), first))
-			}
-			seen[u.Name] = v.where(p + ".name")
-		}
+		v.listName(p+".name", "user name", u.Name, userRE, seen, "user")
 		if v.present(p + ".uid") {
 			switch {
 			case u.UID == 0:

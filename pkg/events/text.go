@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/termsafe"
 )
 
@@ -120,13 +121,13 @@ func (e Event) artifactLine() string {
 	if e.Resumed {
 		resumed = ", finishing an interrupted run"
 	}
-	sizes := fmt.Sprintf("%s -> %s", BinaryBytes(e.CompressedSize), BinaryBytes(e.Size))
+	sizes := fmt.Sprintf("%s -> %s", fileutil.HumanBytes(e.CompressedSize), fileutil.HumanBytes(e.Size))
 	if e.Action == "compressed" {
 		pct := 0.0
 		if e.Size > 0 {
 			pct = float64(e.CompressedSize) / float64(e.Size) * 100
 		}
-		sizes = fmt.Sprintf("%s -> %s, %.1f%%", BinaryBytes(e.Size), BinaryBytes(e.CompressedSize), pct)
+		sizes = fmt.Sprintf("%s -> %s, %.1f%%", fileutil.HumanBytes(e.Size), fileutil.HumanBytes(e.CompressedSize), pct)
 	}
 	return fmt.Sprintf("%s: %s %s -> %s (%s) in %s, %.1f MB/s%s", e.Artifact, e.Action, e.From, e.To, sizes,
 		seconds(e.DurationS).Round(10*time.Millisecond), e.MBPerS, resumed)
@@ -152,19 +153,6 @@ func DecimalBytes(n int64) string {
 		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 	case n >= 1e3:
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// BinaryBytes formats n in binary units, as file sizes are.
-func BinaryBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
 }

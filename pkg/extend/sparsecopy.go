@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // lseek(2) whence values for walking a sparse file (Linux).
@@ -70,7 +72,7 @@ func copySparseHash(src, dst string) (string, int64, error) {
 // copySparse copies src to dst keeping holes; with hashing off the data
 // moves in the kernel (copy_file_range), never through user space.
 func copySparse(src, dst string, hashing bool) (string, int64, error) {
-	in, size, err := openSized(src)
+	in, size, err := fileutil.OpenSized(src)
 	if err != nil {
 		return "", 0, err
 	}
@@ -116,23 +118,9 @@ func copySparse(src, dst string, hashing bool) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), size, nil
 }
 
-// openSized opens path for reading and returns its size.
-func openSized(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, st.Size(), nil
-}
-
 // hashSparse returns the sha256 and size of path, reading only its data.
 func hashSparse(path string) (string, int64, error) {
-	in, size, err := openSized(path)
+	in, size, err := fileutil.OpenSized(path)
 	if err != nil {
 		return "", 0, err
 	}

@@ -157,3 +157,18 @@ func RemoveAll(p string) error {
 	}
 	return os.RemoveAll(p)
 }
+
+// OpenSized opens path for reading and returns its size, taken from the
+// open file so the two always agree.
+func OpenSized(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}

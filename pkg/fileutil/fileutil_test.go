@@ -153,3 +153,13 @@ func TestJSONFileError(t *testing.T) {
 		t.Errorf("type error = %v", err)
 	}
 }
+
+func TestMarshalNoEscape(t *testing.T) {
+	got, err := MarshalNoEscape(map[string]string{"url": "https://x/?a=1&b=<2>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"url":"https://x/?a=1&b=<2>"}`; string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
@@ -51,20 +52,12 @@ func TestOSTreeDeployLeavesNothingImmutable(t *testing.T) {
 	t.Cleanup(func() { fsattr.ClearTree(base) })
 
 	src := filepath.Join(base, "src")
-	for name, content := range map[string]string{
+	testutil.WriteTree(t, src, map[string]string{
 		"usr/lib/modules/6.1.0/vmlinuz":       "kernel",
 		"usr/lib/modules/6.1.0/initramfs.img": "initramfs",
 		"usr/etc/hostname":                    "test\n",
 		"usr/etc/os-release":                  "ID=test\n",
-	} {
-		p := filepath.Join(src, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	repo := filepath.Join(base, "repo")
 	mustRun(t, "ostree", "init", "--repo="+repo, "--mode=bare")
 	commit := strings.TrimSpace(mustRun(t, "ostree", "commit", "--repo="+repo, "--branch=test/x", "--tree=dir="+src))

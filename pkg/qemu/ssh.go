@@ -41,6 +41,21 @@ type SSH struct {
 	Key  *SSHKey
 }
 
+// NewSSH makes a key pair in dir and picks a free loopback port: what a
+// VM needs (Options.SSHPort, Options.AuthorizedKey) for the host to reach
+// it over ssh.
+func NewSSH(ctx context.Context, dir string) (*SSH, error) {
+	key, err := NewSSHKey(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	return &SSH{Port: port, Key: key}, nil
+}
+
 // Args is the ssh command line (without the remote command).
 func (s *SSH) Args() []string {
 	return []string{"ssh", "-i", s.Key.Private, "-p", strconv.Itoa(s.Port),

@@ -23,6 +23,7 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 )
 
@@ -151,20 +152,7 @@ func makeBuild(t *testing.T, d *build.Dir, id string, qemuSize int) {
 		BuildID: id, Name: "fcos", OSTreeCommit: hex.EncodeToString(sum[:]),
 		OSTreeTimestamp: "2026-11-22T00:00:00Z", OSTreeVersion: id, BaseArch: testArch, Images: images,
 	}
-	if err := d.WriteMeta(id, testArch, m); err != nil {
-		t.Fatal(err)
-	}
-	err := d.WithLock(context.Background(), "test", func() error {
-		idx, err := d.ReadIndex()
-		if err != nil {
-			return err
-		}
-		idx.Insert(id, testArch)
-		return d.WriteIndex(idx)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.PublishBuild(t, d, id, testArch, m, false)
 }
 
 func newDir(t *testing.T) *build.Dir {

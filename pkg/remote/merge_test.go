@@ -105,15 +105,15 @@ func cloneIndex(x *build.BuildsIndex) *build.BuildsIndex {
 	return &c
 }
 
-// dedupe keeps the first entry of each id: a dst read from builds.json
-// has passed Validate, which refuses duplicates.
-func dedupe(es []build.BuildEntry) []build.BuildEntry {
+// dedupe keeps the first element of each key: a dst read from builds.json
+// has passed Validate, which refuses duplicate build ids and tag names.
+func dedupe[T any](xs []T, key func(T) string) []T {
 	seen := map[string]bool{}
-	return slices.DeleteFunc(es, func(e build.BuildEntry) bool {
-		if seen[e.ID] {
+	return slices.DeleteFunc(xs, func(x T) bool {
+		if seen[key(x)] {
 			return true
 		}
-		seen[e.ID] = true
+		seen[key(x)] = true
 		return false
 	})
 }
@@ -126,12 +126,12 @@ func TestMergeIndexMatchesReference(t *testing.T) {
 		if iter%100 == 0 {
 			size = 300
 		}
-		dst := &build.BuildsIndex{Builds: dedupe(randomEntries(r, r.IntN(size)))}
+		dst := &build.BuildsIndex{Builds: dedupe(randomEntries(r, r.IntN(size)), func(e build.BuildEntry) string { return e.ID })}
 		if r.IntN(2) == 0 {
 			// Mostly newest first, as builds.json normally is.
 			slices.SortStableFunc(dst.Builds, func(a, b build.BuildEntry) int { return build.CompareBuildIDs(b.ID, a.ID) })
 		}
-		dst.Tags = dedupeTags(randomTags(r, dst.IDs(), r.IntN(3)))
+		dst.Tags = dedupe(randomTags(r, dst.IDs(), r.IntN(3)), func(t build.Tag) string { return t.Name })
 		in := randomEntries(r, r.IntN(size))
 		var inIDs []string
 		for _, e := range in {
@@ -150,17 +150,6 @@ func TestMergeIndexMatchesReference(t *testing.T) {
 				gotChanged, got.Builds, got.Tags, wantChanged, want.Builds, want.Tags)
 		}
 	}
-}
-
-func dedupeTags(ts []build.Tag) []build.Tag {
-	seen := map[string]bool{}
-	return slices.DeleteFunc(ts, func(t build.Tag) bool {
-		if seen[t.Name] {
-			return true
-		}
-		seen[t.Name] = true
-		return false
-	})
 }
 
 // benchIndex is n builds, newest first, as a remote builds.json lists

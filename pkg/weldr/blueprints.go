@@ -1,6 +1,7 @@
 package weldr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,10 +18,16 @@ func (h *Handler) blueprintRoutes() {
 	h.handle("POST", "/blueprints/new", h.bpPush(false), false)
 	h.handle("POST", "/blueprints/workspace", h.bpPush(true), false)
 	h.handle("DELETE", "/blueprints/workspace/{name}", h.bpDeleteWorkspace, false)
-	h.handle("DELETE", "/blueprints/delete/{name}", h.bpDelete, false)
+	h.handle("DELETE", "/blueprints/delete/{name}", h.bpNamed(false, func(ctx context.Context, name string) error {
+		_, err := h.opt.Blueprints.Delete(ctx, name)
+		return err
+	}), false)
 	h.handle("GET", "/blueprints/changes/{names}", h.bpChanges, false)
 	h.handle("POST", "/blueprints/undo/{name}/{commit}", h.bpUndo, false)
-	h.handle("POST", "/blueprints/tag/{name}", h.bpTag, false)
+	h.handle("POST", "/blueprints/tag/{name}", h.bpNamed(true, func(ctx context.Context, name string) error {
+		_, err := h.opt.Blueprints.Tag(ctx, name)
+		return err
+	}), false)
 	h.handle("GET", "/blueprints/freeze/{names}", h.bpFreeze, false)
 	h.handle("GET", "/blueprints/depsolve/{names}", h.bpDepsolve, false)
 }
@@ -28,6 +35,16 @@ func (h *Handler) blueprintRoutes() {
 // bpErr answers an error of the blueprint store with its Weldr id.
 func bpErr(w http.ResponseWriter, err error) {
 	fail(w, blueprint.ErrorID(err), "%v", err)
+}
+
+// bpFail answers an error from the blueprint store like bpErr, except an
+// unknown blueprint, which each endpoint reports under its own id and words.
+func bpFail(w http.ResponseWriter, err error, id, format string, args ...any) {
+	if errors.Is(err, blueprint.ErrUnknownBlueprint) {
+		fail(w, id, format, args...)
+		return
+	}
+	bpErr(w, err)
 }
 
 func (h *Handler) bpList(w http.ResponseWriter, r *http.Request) {
@@ -60,10 +77,56 @@ func format(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 // writeTOML answers a bare TOML document.
+// writeBlueprintTOML answers b as TOML; name is how the request named it.
+func writeBlueprintTOML(w http.ResponseWriter, name string, b *blueprint.Blueprint) {
+	data, err := b.TOML()
+	if err != nil {
+		fail(w, idBlueprints, "%s: %v", name, err)
+		return
+	}
+	writeTOML(w, data)
+}
+
 func writeTOML(w http.ResponseWriter, data []byte) {
 	w.Header().Set("Content-Type", "text/x-toml; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// eachBlueprint gets each named blueprint and calls fn with it, in order.
+// The routes that take several names answer the ones they cannot get (or
+// that fn refuses) in "errors" and go on with the rest.
+func (h *Handler) eachBlueprint(ctx context.Context, names []string, fn func(name string, b *blueprint.Blueprint, changed bool) *apiError) []apiError {
+	errs := []apiError{}
+	for _, n := range names {
+		b, changed, err := h.opt.Blueprints.Get(ctx, n)
+		if err != nil {
+			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
+			continue
+		}
+		if e := fn(n, b, changed); e != nil {
+			errs = append(errs, *e)
+		}
+	}
+	return errs
+}
+
+// formatAndNames reads ?format= and the {names} of the info and freeze
+// routes; TOML holds one blueprint, so it takes exactly one name.
+func formatAndNames(w http.ResponseWriter, r *http.Request) (string, []string, bool) {
+	fmtName, good := format(w, r)
+	if !good {
+		return "", nil, false
+	}
+	names, good := splitNames(w, "blueprint", r.PathValue("names"))
+	if !good {
+		return "", nil, false
+	}
+	if fmtName == "toml" && len(names) != 1 {
+		fail(w, idHTTP, "format=toml takes exactly one blueprint name")
+		return "", nil, false
+	}
+	return fmtName, names, true
 }
 
 type bpChanged struct {
@@ -72,44 +135,26 @@ type bpChanged struct {
 }
 
 func (h *Handler) bpInfo(w http.ResponseWriter, r *http.Request) {
-	fmtName, good := format(w, r)
-	if !good {
-		return
-	}
-	names, good := splitNames(w, "blueprint", r.PathValue("names"))
+	fmtName, names, good := formatAndNames(w, r)
 	if !good {
 		return
 	}
 	if fmtName == "toml" {
-		if len(names) != 1 {
-			fail(w, idHTTP, "format=toml takes exactly one blueprint name")
-			return
-		}
 		b, _, err := h.opt.Blueprints.Get(r.Context(), names[0])
 		if err != nil {
 			bpErr(w, err)
 			return
 		}
-		data, err := b.TOML()
-		if err != nil {
-			fail(w, idBlueprints, "%s: %v", names[0], err)
-			return
-		}
-		writeTOML(w, data)
+		writeBlueprintTOML(w, names[0], b)
 		return
 	}
 	bps := []*blueprint.Blueprint{}
 	changes := []bpChanged{}
-	errs := []apiError{}
-	for _, n := range names {
-		b, changed, err := h.opt.Blueprints.Get(r.Context(), n)
-		if err != nil {
-			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
-			continue
-		}
+	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, changed bool) *apiError {
 		bps = append(bps, b)
 		changes = append(changes, bpChanged{n, changed})
-	}
+		return nil
+	})
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": bps, "changes": changes, "errors": errs})
 }
 
@@ -124,20 +169,11 @@ func (h *Handler) bpChange(w http.ResponseWriter, r *http.Request) {
 	}
 	b, _, err := h.opt.Blueprints.GetAt(r.Context(), name, commit)
 	if err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idUnknownCommit, "%s: %v", name, err)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idUnknownCommit, "%s: %v", name, err)
 		return
 	}
 	if fmtName == "toml" {
-		data, err := b.TOML()
-		if err != nil {
-			fail(w, idBlueprints, "%s: %v", name, err)
-			return
-		}
-		writeTOML(w, data)
+		writeBlueprintTOML(w, name, b)
 		return
 	}
 	writeJSON(w, http.StatusOK, b)
@@ -220,21 +256,27 @@ func (h *Handler) bpDeleteWorkspace(w http.ResponseWriter, r *http.Request) {
 	ok(w)
 }
 
-func (h *Handler) bpDelete(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !checkName(w, "blueprint", name) {
-		return
-	}
-	if _, err := h.opt.Blueprints.Delete(r.Context(), name); err != nil {
-		// The API answers an unknown blueprint here with BlueprintsError.
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idBlueprints, "Unknown blueprint: %s", name)
+// bpNamed is the delete and tag routes: op on the blueprint the path names
+// (a POST's body read and not used), answered with {"status": true} or
+// op's error. The API answers an unknown blueprint here with
+// BlueprintsError.
+func (h *Handler) bpNamed(post bool, op func(ctx context.Context, name string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if !checkName(w, "blueprint", name) {
 			return
 		}
-		bpErr(w, err)
-		return
+		if post {
+			if _, good := readBody(w, r, idBlueprints); !good {
+				return
+			}
+		}
+		if err := op(r.Context(), name); err != nil {
+			bpFail(w, err, idBlueprints, "Unknown blueprint: %s", name)
+			return
+		}
+		ok(w)
 	}
-	ok(w)
 }
 
 type bpChangeList struct {
@@ -277,30 +319,7 @@ func (h *Handler) bpUndo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.opt.Blueprints.Undo(r.Context(), name, commit); err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idUnknownCommit, "%s: %v", name, err)
-			return
-		}
-		bpErr(w, err)
-		return
-	}
-	ok(w)
-}
-
-func (h *Handler) bpTag(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if !checkName(w, "blueprint", name) {
-		return
-	}
-	if _, good := readBody(w, r, idBlueprints); !good {
-		return
-	}
-	if _, err := h.opt.Blueprints.Tag(r.Context(), name); err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idBlueprints, "Unknown blueprint: %s", name)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idUnknownCommit, "%s: %v", name, err)
 		return
 	}
 	ok(w)
@@ -326,20 +345,16 @@ func (h *Handler) bpDepsolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []bpDeps{}
-	errs := []apiError{}
-	for _, n := range names {
-		b, _, err := h.opt.Blueprints.Get(r.Context(), n)
-		if err != nil {
-			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
-			continue
-		}
+	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, _ bool) *apiError {
 		deps, err := h.depsolve(specs(b))
 		if err != nil {
-			errs = append(errs, apiError{idBlueprints, n + ": " + err.Error()})
-			deps = []Dep{}
+			// Listed all the same, with no dependencies.
+			out = append(out, bpDeps{b, []Dep{}})
+			return &apiError{idBlueprints, n + ": " + err.Error()}
 		}
 		out = append(out, bpDeps{b, deps})
-	}
+		return nil
+	})
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": out, "errors": errs})
 }
 
@@ -387,33 +402,19 @@ type bpFrozen struct {
 }
 
 func (h *Handler) bpFreeze(w http.ResponseWriter, r *http.Request) {
-	fmtName, good := format(w, r)
+	fmtName, names, good := formatAndNames(w, r)
 	if !good {
-		return
-	}
-	names, good := splitNames(w, "blueprint", r.PathValue("names"))
-	if !good {
-		return
-	}
-	if fmtName == "toml" && len(names) != 1 {
-		fail(w, idHTTP, "format=toml takes exactly one blueprint name")
 		return
 	}
 	out := []bpFrozen{}
-	errs := []apiError{}
-	for _, n := range names {
-		b, _, err := h.opt.Blueprints.Get(r.Context(), n)
-		if err != nil {
-			errs = append(errs, apiError{blueprint.ErrorID(err), err.Error()})
-			continue
-		}
+	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, _ bool) *apiError {
 		f, err := h.freeze(b)
 		if err != nil {
-			errs = append(errs, apiError{idBlueprints, n + ": " + err.Error()})
-			continue
+			return &apiError{idBlueprints, n + ": " + err.Error()}
 		}
 		out = append(out, bpFrozen{f})
-	}
+		return nil
+	})
 	if fmtName == "toml" {
 		// The API answers a blueprint that cannot be frozen with an empty
 		// 200 here; composer-cli's freeze show relies on it.
@@ -421,12 +422,7 @@ func (h *Handler) bpFreeze(w http.ResponseWriter, r *http.Request) {
 			writeTOML(w, nil)
 			return
 		}
-		data, err := out[0].Blueprint.TOML()
-		if err != nil {
-			fail(w, idBlueprints, "%s: %v", names[0], err)
-			return
-		}
-		writeTOML(w, data)
+		writeBlueprintTOML(w, names[0], out[0].Blueprint)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": out, "errors": errs})

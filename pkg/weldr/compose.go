@@ -98,11 +98,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := h.opt.Blueprints.GetCommitted(r.Context(), req.BlueprintName)
 	if err != nil {
-		if errors.Is(err, blueprint.ErrUnknownBlueprint) {
-			fail(w, idUnknownBlueprint, "Unknown blueprint name: %s", req.BlueprintName)
-			return
-		}
-		bpErr(w, err)
+		bpFail(w, err, idUnknownBlueprint, "Unknown blueprint name: %s", req.BlueprintName)
 		return
 	}
 	if u := b.Unsupported(Supported); len(u) > 0 {

@@ -62,20 +62,31 @@ func (h *Handler) projectsList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) projectsInfo(w http.ResponseWriter, r *http.Request) {
-	names, good := packageNames(w, idUnknownProject, r.PathValue("names"))
-	if !good || !h.packages(w, r, idProjects) {
-		return
-	}
-	list, err := h.opt.Packages.Info(names)
-	if err != nil {
-		fail(w, idProjects, "reading the package index: %v", err)
-		return
-	}
-	if len(list) == 0 {
-		fail(w, idUnknownProject, "No packages have been found: %s", strings.Join(names, ", "))
+	list, good := h.info(w, r, idProjects, idUnknownProject, "packages")
+	if !good {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"projects": list})
+}
+
+// info is the records of the packages the path names, for the projects
+// and modules info routes; each answers its errors under its own ids, and
+// none found as "No <what> have been found".
+func (h *Handler) info(w http.ResponseWriter, r *http.Request, id, idUnknown, what string) ([]Project, bool) {
+	names, good := packageNames(w, idUnknown, r.PathValue("names"))
+	if !good || !h.packages(w, r, id) {
+		return nil, false
+	}
+	list, err := h.opt.Packages.Info(names)
+	if err != nil {
+		fail(w, id, "reading the package index: %v", err)
+		return nil, false
+	}
+	if len(list) == 0 {
+		fail(w, idUnknown, "No %s have been found: %s", what, strings.Join(names, ", "))
+		return nil, false
+	}
+	return list, true
 }
 
 func toSpecs(names []string) []Spec {
@@ -150,17 +161,8 @@ type moduleInfo struct {
 }
 
 func (h *Handler) modulesInfo(w http.ResponseWriter, r *http.Request) {
-	names, good := packageNames(w, idUnknownModule, r.PathValue("names"))
-	if !good || !h.packages(w, r, idModules) {
-		return
-	}
-	list, err := h.opt.Packages.Info(names)
-	if err != nil {
-		fail(w, idModules, "reading the package index: %v", err)
-		return
-	}
-	if len(list) == 0 {
-		fail(w, idUnknownModule, "No modules have been found: %s", strings.Join(names, ", "))
+	list, good := h.info(w, r, idModules, idUnknownModule, "modules")
+	if !good {
 		return
 	}
 	out := []moduleInfo{}

@@ -177,42 +177,30 @@ func (q *Queue) List(ctx context.Context) ([]composer.Compose, error) {
 
 // Cancel implements composer.Service.
 func (q *Queue) Cancel(ctx context.Context, id string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.record("Cancel %s", id)
-	c, err := q.find(id)
-	if err != nil {
-		return err
-	}
-	if st := c.State(); st != composer.Waiting && st != composer.Running {
-		return composer.ErrBadState
-	}
-	for i := range c.Builds {
-		if b := &c.Builds[i]; b.State == composer.Waiting || b.State == composer.Running {
-			b.State, b.Error, b.Finished = composer.Failed, "cancelled", time.Now()
+	return q.withCompose(id, "Cancel "+id, func(c *composer.Compose) error {
+		if st := c.State(); st != composer.Waiting && st != composer.Running {
+			return composer.ErrBadState
 		}
-	}
-	return nil
+		eachUnfinished(c, func(b *composer.ImageBuild) {
+			b.State, b.Error, b.Finished = composer.Failed, "cancelled", time.Now()
+		})
+		return nil
+	})
 }
 
 // Delete implements composer.Service.
 func (q *Queue) Delete(ctx context.Context, id string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.record("Delete %s", id)
-	c, err := q.find(id)
-	if err != nil {
-		return err
-	}
-	if st := c.State(); st != composer.Finished && st != composer.Failed {
-		return composer.ErrBadState
-	}
-	for _, b := range c.Builds {
-		delete(q.files, b.ID)
-		delete(q.logs, b.ID)
-	}
-	delete(q.composes, c.ID)
-	return nil
+	return q.withCompose(id, "Delete "+id, func(c *composer.Compose) error {
+		if st := c.State(); st != composer.Finished && st != composer.Failed {
+			return composer.ErrBadState
+		}
+		for _, b := range c.Builds {
+			delete(q.files, b.ID)
+			delete(q.logs, b.ID)
+		}
+		delete(q.composes, c.ID)
+		return nil
+	})
 }
 
 // Log implements composer.Service.
@@ -242,18 +230,14 @@ func (q *Queue) Artifact(ctx context.Context, imageBuildID, name string) (io.Rea
 // Run moves every waiting image build of a compose to RUNNING and writes a
 // first log line.
 func (q *Queue) Run(id string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	c, err := q.find(id)
-	if err != nil {
-		return err
-	}
-	for i := range c.Builds {
-		if c.Builds[i].State == composer.Waiting {
-			q.setRunning(&c.Builds[i])
-		}
-	}
-	return nil
+	return q.withCompose(id, "", func(c *composer.Compose) error {
+		eachUnfinished(c, func(b *composer.ImageBuild) {
+			if b.State == composer.Waiting {
+				q.setRunning(b)
+			}
+		})
+		return nil
+	})
 }
 
 func (q *Queue) setRunning(b *composer.ImageBuild) {
@@ -263,21 +247,15 @@ func (q *Queue) setRunning(b *composer.ImageBuild) {
 
 // Finish completes every unfinished image build of a compose with files.
 func (q *Queue) Finish(id string, files map[string][]byte) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	c, err := q.find(id)
-	if err != nil {
-		return err
-	}
-	for i := range c.Builds {
-		if b := &c.Builds[i]; b.State == composer.Waiting || b.State == composer.Running {
+	return q.withCompose(id, "", func(c *composer.Compose) error {
+		eachUnfinished(c, func(b *composer.ImageBuild) {
 			if b.State == composer.Waiting {
 				q.setRunning(b)
 			}
 			q.finish(b, files)
-		}
-	}
-	return nil
+		})
+		return nil
+	})
 }
 
 func (q *Queue) finish(b *composer.ImageBuild, files map[string][]byte) {
@@ -305,30 +283,45 @@ func isJSON(n string) bool { return len(n) > 5 && n[len(n)-5:] == ".json" }
 
 // Fail fails every unfinished image build of a compose with reason.
 func (q *Queue) Fail(id, reason string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	c, err := q.find(id)
-	if err != nil {
-		return err
-	}
-	for i := range c.Builds {
-		if b := &c.Builds[i]; b.State == composer.Waiting || b.State == composer.Running {
+	return q.withCompose(id, "", func(c *composer.Compose) error {
+		eachUnfinished(c, func(b *composer.ImageBuild) {
 			b.State, b.Error, b.Finished = composer.Failed, reason, time.Now()
 			fmt.Fprintf(q.logs[b.ID], "failed: %s\n", reason)
-		}
-	}
-	return nil
+		})
+		return nil
+	})
 }
 
 // Break marks a compose's record as damaged, as the real queue reports a
 // record it cannot read.
 func (q *Queue) Break(id, reason string) error {
+	return q.withCompose(id, "", func(c *composer.Compose) error {
+		c.Broken = reason
+		return nil
+	})
+}
+
+// withCompose runs fn, under q.mu, on the compose that id names (its own id
+// or one of its image builds'); call, if not empty, is recorded first, as a
+// Service method's call is even when the id is unknown.
+func (q *Queue) withCompose(id, call string, fn func(c *composer.Compose) error) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if call != "" {
+		q.record("%s", call)
+	}
 	c, err := q.find(id)
 	if err != nil {
 		return err
 	}
-	c.Broken = reason
-	return nil
+	return fn(c)
+}
+
+// eachUnfinished calls fn on every waiting or running image build of c.
+func eachUnfinished(c *composer.Compose, fn func(b *composer.ImageBuild)) {
+	for i := range c.Builds {
+		if b := &c.Builds[i]; b.State == composer.Waiting || b.State == composer.Running {
+			fn(b)
+		}
+	}
 }
