@@ -445,25 +445,14 @@ func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	said := false
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		if !said {
+	err = fileutil.Flock(ctx, f, syscall.LOCK_EX, 10*time.Millisecond, time.Second, func(polls int) {
+		if polls == 0 {
 			fmt.Fprintf(log, "Waiting for another compose of this blueprint (%s)\n", path)
-			said = true
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
+	})
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
