@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,14 +17,9 @@ import (
 	"github.com/cosa-build/cosa/pkg/blueprint"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/composer"
+	"github.com/cosa-build/cosa/pkg/imagebuild"
 	"github.com/cosa-build/cosa/pkg/weldr"
 )
-
-// newComposeService makes the compose queue behind `cosa serve` from its
-// state dir. It is set by the queue's package when that is linked in; while
-// it is nil, the service answers blueprints, packages and sources, and the
-// compose routes say that there is no queue.
-var newComposeService func(ctx context.Context, stateDir string) (composer.Service, error)
 
 func newServeCmd(g *globals) *cobra.Command {
 	var socket, group, state string
@@ -79,15 +75,27 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 	if d := hostDistro(); d != "" {
 		opt.Distros = []string{d}
 	}
-	if newComposeService != nil {
-		svc, err := newComposeService(ctx, state)
-		if err != nil {
-			return err
-		}
-		opt.Composer = svc
-	} else {
-		opt.Log.Printf("no compose queue in this build: compose routes answer an error")
+	// The queue runs each image build as a real cosa build of a config
+	// generated from the blueprint (pkg/imagebuild), in a workdir per
+	// blueprint under STATE/workdirs.
+	runner := &imagebuild.Runner{
+		WorkRoot: filepath.Join(state, "workdirs"),
+		Repos:    func() ([]imagebuild.Repo, error) { return userRepos(opt.Sources) },
 	}
+	q, err := composer.New(ctx, composer.Options{StateDir: state, Runner: runner, Workers: 1,
+		Types: imagebuild.ComposerTypes(), Logger: slog.New(slog.NewTextHandler(g.Stderr, nil))})
+	if err != nil {
+		return fmt.Errorf("starting the compose queue in %s: %w", state, err)
+	}
+	defer func() {
+		// A build still running when the service stops goes back to
+		// WAITING and starts again at the next start.
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q.Close(cctx)
+	}()
+	opt.Composer = q
+	opt.Supported = imagebuild.Supported
 	uid := 0
 	if os.Geteuid() != 0 {
 		// Unprivileged (a developer's trial run): the socket is the
@@ -129,4 +137,33 @@ func hostDistro() string {
 		return ""
 	}
 	return kv["ID"] + "-" + kv["VERSION_ID"]
+}
+
+// userRepos turns the user's apt sources into the extra repositories of a
+// generated config; a source's key is its armored gpgkeys entries.
+// pkg/imagebuild refuses a source with no key.
+func userRepos(src *weldr.Sources) ([]imagebuild.Repo, error) {
+	all, err := src.All()
+	if err != nil {
+		return nil, err
+	}
+	var out []imagebuild.Repo
+	for _, s := range all {
+		if s.System {
+			continue
+		}
+		r := imagebuild.Repo{Name: s.ID, URI: s.URL, Components: s.Components}
+		if len(s.Suites) > 0 {
+			r.Suite = s.Suites[0]
+		}
+		var key []string
+		for _, k := range s.GPGKeys {
+			if strings.Contains(k, "BEGIN PGP PUBLIC KEY BLOCK") {
+				key = append(key, k)
+			}
+		}
+		r.Key = []byte(strings.Join(key, "\n"))
+		out = append(out, r)
+	}
+	return out, nil
 }

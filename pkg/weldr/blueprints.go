@@ -223,7 +223,7 @@ func (h *Handler) bpPush(workspace bool) http.HandlerFunc {
 		// Accepted as stored (a blueprint is data), but what cosa cannot
 		// build is said now, and refused when a compose starts.
 		reply := map[string]any{"status": true}
-		if u := b.Unsupported(Supported); len(u) > 0 {
+		if u := b.Unsupported(h.opt.Supported); len(u) > 0 {
 			reply["warnings"] = []string{"cosa cannot apply " + joinQuoted(u) + "; a compose of this blueprint will be refused"}
 		}
 		writeJSON(w, http.StatusOK, reply)

@@ -101,7 +101,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		bpFail(w, err, idUnknownBlueprint, "Unknown blueprint name: %s", req.BlueprintName)
 		return
 	}
-	if u := b.Unsupported(Supported); len(u) > 0 {
+	if u := b.Unsupported(h.opt.Supported); len(u) > 0 {
 		fail(w, idCompose, "blueprint %s asks for what cosa cannot apply: %s", b.Name, joinQuoted(u))
 		return
 	}

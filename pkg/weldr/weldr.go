@@ -58,6 +58,9 @@ type Options struct {
 	Build string
 	// Log receives routine problems (a client hanging up mid-download).
 	Log *log.Logger
+	// Supported are the blueprint features the composer applies (default:
+	// the package's Supported); a compose asking for more is refused.
+	Supported []string
 }
 
 // Handler serves the Weldr API.
@@ -70,6 +73,9 @@ type Handler struct {
 func New(opt Options) *Handler {
 	if opt.Log == nil {
 		opt.Log = log.New(io.Discard, "", 0)
+	}
+	if opt.Supported == nil {
+		opt.Supported = Supported
 	}
 	h := &Handler{opt: opt, mux: http.NewServeMux()}
 	h.routes()
