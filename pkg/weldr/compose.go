@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,12 +49,16 @@ func (h *Handler) service(w http.ResponseWriter) bool {
 
 // startRequest is POST /compose's body as composer-cli sends it.
 type startRequest struct {
-	BlueprintName string           `json:"blueprint_name"`
-	ComposeType   string           `json:"compose_type"`
-	Branch        string           `json:"branch"`
-	Size          uint64           `json:"size"`
-	OSTree        *composer.OSTree `json:"ostree,omitempty"`
-	Upload        *composer.Upload `json:"upload,omitempty"`
+	BlueprintName string `json:"blueprint_name"`
+	ComposeType   string `json:"compose_type"`
+	// ComposeTypes is cosa's extension: several image types in one
+	// compose, one image build each (compose_type, if also given, must be
+	// the first of them).
+	ComposeTypes []string         `json:"compose_types,omitempty"`
+	Branch       string           `json:"branch"`
+	Size         uint64           `json:"size"`
+	OSTree       *composer.OSTree `json:"ostree,omitempty"`
+	Upload       *composer.Upload `json:"upload,omitempty"`
 }
 
 // uploadProviders are the providers a compose can upload to.
@@ -89,12 +94,15 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 	if !checkName(w, "blueprint", req.BlueprintName) {
 		return
 	}
-	if req.ComposeType == "" {
-		fail(w, idCompose, "compose request without compose_type")
+	types, err := requestTypes(req)
+	if err != nil {
+		fail(w, idCompose, "%v", err)
 		return
 	}
-	if !h.typeEnabled(w, req.ComposeType) {
-		return
+	for _, t := range types {
+		if !h.typeEnabled(w, t) {
+			return
+		}
 	}
 	b, err := h.opt.Blueprints.GetCommitted(r.Context(), req.BlueprintName)
 	if err != nil {
@@ -143,13 +151,37 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := h.opt.Composer.Start(r.Context(), composer.Request{
-		Blueprint: text, Types: []string{req.ComposeType}, Size: int64(size), OSTree: req.OSTree, Upload: req.Upload,
+		Blueprint: text, Types: types, Size: int64(size), OSTree: req.OSTree, Upload: req.Upload,
 	})
 	if err != nil {
 		h.composeErr(w, "", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"build_id": c.ID, "status": true, "warnings": warnings})
+}
+
+// requestTypes is the image types a start request asks for, in order.
+func requestTypes(req startRequest) ([]string, error) {
+	if len(req.ComposeTypes) == 0 {
+		if req.ComposeType == "" {
+			return nil, errors.New("compose request without compose_type")
+		}
+		return []string{req.ComposeType}, nil
+	}
+	if req.ComposeType != "" && req.ComposeType != req.ComposeTypes[0] {
+		return nil, fmt.Errorf("compose_type %s is not the first of compose_types %s", req.ComposeType, strings.Join(req.ComposeTypes, ","))
+	}
+	seen := map[string]bool{}
+	for _, t := range req.ComposeTypes {
+		if t == "" {
+			return nil, errors.New("compose_types has an empty type")
+		}
+		if seen[t] {
+			return nil, fmt.Errorf("compose_types names %s twice", t)
+		}
+		seen[t] = true
+	}
+	return req.ComposeTypes, nil
 }
 
 // typeEnabled refuses a type the service does not list, or lists as not
@@ -213,6 +245,34 @@ type entry struct {
 	// Error says why a compose failed (cosa's addition; the client
 	// ignores it).
 	Error string `json:"error,omitempty"`
+	// ImageBuilds are the compose's image builds (cosa's addition): a
+	// compose of several types is listed under its first build's type and
+	// size, and each build is here.
+	ImageBuilds []buildEntry `json:"image_builds"`
+}
+
+// buildEntry is one image build of a compose as the compose routes list it.
+type buildEntry struct {
+	ID          string         `json:"id"`
+	ComposeType string         `json:"compose_type"`
+	QueueStatus composer.State `json:"queue_status"`
+	ImageSize   int64          `json:"image_size"`
+	JobStarted  float64        `json:"job_started,omitempty"`
+	JobFinished float64        `json:"job_finished,omitempty"`
+	Image       string         `json:"image,omitempty"` // the file compose/image sends
+	Error       string         `json:"error,omitempty"`
+}
+
+// buildSize is what an image build reports as its size: its image's once
+// built, else the size asked for.
+func buildSize(b composer.ImageBuild) int64 {
+	if b.State == composer.Finished {
+		if a, ok := imageArtifact(b); ok {
+			return a.Size
+		}
+		return 0
+	}
+	return b.Size
 }
 
 type upload struct {
@@ -256,22 +316,23 @@ func isLog(name string) bool {
 func toEntry(c *composer.Compose, v1 bool) entry {
 	e := entry{ID: c.ID, Blueprint: c.Blueprint, Version: c.BlueprintVersion, QueueStatus: c.State(),
 		JobCreated: seconds(c.Created), Error: c.Broken}
-	var types []string
 	var started, finished time.Time
-	for _, b := range c.Builds {
-		types = append(types, b.Type)
+	e.ImageBuilds = []buildEntry{}
+	for i, b := range c.Builds {
+		be := buildEntry{ID: b.ID, ComposeType: b.Type, QueueStatus: b.State, ImageSize: buildSize(b),
+			JobStarted: seconds(b.Started), JobFinished: seconds(b.Finished), Error: b.Error}
+		if a, ok := imageArtifact(b); ok && b.State == composer.Finished {
+			be.Image = a.Name
+		}
+		e.ImageBuilds = append(e.ImageBuilds, be)
+		if i == 0 {
+			e.ComposeType, e.ImageSize = b.Type, be.ImageSize
+		}
 		if !b.Started.IsZero() && (started.IsZero() || b.Started.Before(started)) {
 			started = b.Started
 		}
 		if b.Finished.After(finished) {
 			finished = b.Finished
-		}
-		if b.State == composer.Finished {
-			if a, ok := imageArtifact(b); ok {
-				e.ImageSize += a.Size
-			}
-		} else if b.Size > 0 && e.QueueStatus != composer.Finished {
-			e.ImageSize += b.Size
 		}
 		if b.Error != "" && e.Error == "" {
 			e.Error = b.Error
@@ -281,7 +342,6 @@ func toEntry(c *composer.Compose, v1 bool) entry {
 				ImageName: b.Upload.ImageName, CreationTime: seconds(b.Upload.Created), Settings: map[string]string{}})
 		}
 	}
-	e.ComposeType = strings.Join(types, ",")
 	if e.QueueStatus != composer.Waiting {
 		e.JobStarted = seconds(started)
 	}
@@ -374,7 +434,7 @@ func (h *Handler) composeStatus(w http.ResponseWriter, r *http.Request) {
 		if st := q.Get("status"); st != "" && st != string(e.QueueStatus) {
 			continue
 		}
-		if t := q.Get("type"); t != "" && t != e.ComposeType {
+		if t := q.Get("type"); t != "" && !slices.ContainsFunc(e.ImageBuilds, func(b buildEntry) bool { return b.ComposeType == t }) {
 			continue
 		}
 		out = append(out, e)
@@ -440,6 +500,7 @@ func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 		"compose_type": e.ComposeType,
 		"queue_status": e.QueueStatus,
 		"image_size":   e.ImageSize,
+		"image_builds": e.ImageBuilds,
 	}
 	if e.Error != "" {
 		reply["error"] = e.Error
@@ -605,15 +666,26 @@ func (h *Handler) composeImage(w http.ResponseWriter, r *http.Request) {
 		fail(w, idWrongState, "Build %s is in the wrong state: %s, not FINISHED", c.ID, c.State())
 		return
 	}
-	var b composer.ImageBuild
-	var a composer.Artifact
-	found := false
-	for _, x := range c.Builds {
-		if a, found = imageArtifact(x); found {
-			b = x
-			break
-		}
+	// Which image build: the one the path names by its own id, else the
+	// one of ?type= (cosa's extension), else the first.
+	if len(c.Builds) == 0 {
+		fail(w, idBuildMissingFile, "Build %s has no image build", c.ID)
+		return
 	}
+	b := c.Builds[0]
+	want := r.URL.Query().Get("type")
+	byID := r.PathValue("uuid") != c.ID
+	if byID || want != "" {
+		i := slices.IndexFunc(c.Builds, func(x composer.ImageBuild) bool {
+			return (!byID || x.ID == r.PathValue("uuid")) && (want == "" || x.Type == want)
+		})
+		if i < 0 {
+			fail(w, idBuildMissingFile, "Build %s has no %s image build", r.PathValue("uuid"), want)
+			return
+		}
+		b = c.Builds[i]
+	}
+	a, found := imageArtifact(b)
 	if !found {
 		fail(w, idBuildMissingFile, "Build %s has no image file", c.ID)
 		return

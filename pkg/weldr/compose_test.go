@@ -320,3 +320,82 @@ func TestComposeStartWithoutIndexWarns(t *testing.T) {
 	}
 	s.get("/api/v1/projects/list?limit=0").wantError(t, 400, "ProjectsError", "apt-get update")
 }
+
+// TestComposeSeveralTypes: cosa's compose_types extension makes one compose
+// of several image builds, and each route shows it per image build.
+func TestComposeSeveralTypes(t *testing.T) {
+	s := newServer(t)
+	s.pushTOML("/api/v1/blueprints/new", kioskTOML).wantOK(t)
+	s.queue.AutoFinish = true
+	start := func(body string) reply {
+		return s.do("POST", "/api/v1/compose", "application/json", []byte(body))
+	}
+
+	for _, c := range []struct{ body, want string }{
+		{`{"blueprint_name":"kiosk","compose_type":"ami","compose_types":["qcow2","ami"]}`, "not the first of compose_types"},
+		{`{"blueprint_name":"kiosk","compose_types":["qcow2","qcow2"]}`, "names qcow2 twice"},
+		{`{"blueprint_name":"kiosk","compose_types":["qcow2",""]}`, "empty type"},
+		{`{"blueprint_name":"kiosk","compose_types":["qcow2","vmdk"]}`, "vmdk cannot be built"},
+		{`{"blueprint_name":"kiosk","compose_types":["qcow2","nosuch"]}`, "unknown compose type nosuch"},
+		{`{"blueprint_name":"kiosk","compose_types":[]}`, "without compose_type"},
+	} {
+		start(c.body).wantError(t, 400, "ComposeError", c.want)
+	}
+	if n := len(s.queue.Requests()); n != 0 {
+		t.Fatalf("refused requests reached the queue: %d", n)
+	}
+
+	m := start(`{"blueprint_name":"kiosk","compose_type":"qcow2","compose_types":["qcow2","ami"],"branch":"master","size":0}`).wantOK(t).json(t)
+	id, _ := m["build_id"].(string)
+	if req := s.queue.Requests(); len(req) != 1 || strings.Join(req[0].Types, ",") != "qcow2,ami" {
+		t.Fatalf("requests: %+v", req)
+	}
+
+	// Listed under its first build's type and size; each build in
+	// image_builds.
+	e := s.entries(t)[id]
+	builds := list(t, e, "image_builds")
+	if e["compose_type"] != "qcow2" || e["queue_status"] != "FINISHED" || len(builds) != 2 {
+		t.Fatalf("entry: %v", e)
+	}
+	qcow, ami := builds[0].(map[string]any), builds[1].(map[string]any)
+	if qcow["compose_type"] != "qcow2" || ami["compose_type"] != "ami" || qcow["queue_status"] != "FINISHED" ||
+		qcow["image"] != "disk.qcow2" || ami["image"] != "disk.ami" || qcow["id"] == ami["id"] || qcow["id"] == id {
+		t.Errorf("image_builds: %v", builds)
+	}
+	if num(t, e, "image_size") != num(t, qcow, "image_size") || num(t, ami, "image_size") != float64(len("fake ami image\n")) {
+		t.Errorf("sizes: %v", e)
+	}
+	info := s.get("/api/v1/compose/info/" + id).wantOK(t).json(t)
+	if info["compose_type"] != "qcow2" || len(list(t, info, "image_builds")) != 2 {
+		t.Errorf("info: %v", info)
+	}
+	for typ, want := range map[string]int{"ami": 1, "qcow2": 1, "edge-commit": 0} {
+		st := s.get("/api/v1/compose/status/" + id + "?type=" + typ).wantOK(t).json(t)
+		if got := len(list(t, st, "uuids")); got != want {
+			t.Errorf("status ?type=%s: %d composes, want %d", typ, got, want)
+		}
+	}
+
+	// compose/image: the first build, the one ?type= names, or the one
+	// the path names by its image build id.
+	for route, want := range map[string]string{
+		id:                                  "fake qcow2 image\n",
+		id + "?type=ami":                    "fake ami image\n",
+		id + "?type=qcow2":                  "fake qcow2 image\n",
+		ami["id"].(string):                  "fake ami image\n",
+		qcow["id"].(string) + "?type=qcow2": "fake qcow2 image\n",
+	} {
+		if r := s.get("/api/v1/compose/image/" + route).wantOK(t); string(r.Body) != want {
+			t.Errorf("image/%s: %q, want %q", route, r.Body, want)
+		}
+	}
+	s.get("/api/v1/compose/image/"+id+"?type=edge-commit").wantError(t, 400, "BuildMissingFile", "no edge-commit image build")
+	s.get("/api/v1/compose/image/"+qcow["id"].(string)+"?type=ami").wantError(t, 400, "BuildMissingFile", "")
+
+	// results: one directory per type.
+	mem := tarMembers(t, s.get("/api/v1/compose/results/"+id).wantOK(t).Body)
+	if mem["qcow2/disk.qcow2"] != "fake qcow2 image\n" || mem["ami/disk.ami"] != "fake ami image\n" {
+		t.Errorf("results tar: %v", mem)
+	}
+}
