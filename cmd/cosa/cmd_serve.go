@@ -57,6 +57,14 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		return err
 	}
 	aptRoot := filepath.Join(state, "apt")
+	logger := log.New(g.Stderr, "cosa serve: ", log.LstdFlags)
+	// The package index: an apt root with the default config's sources,
+	// written now (the system sources below are read from it) and updated
+	// in the background, so the socket does not wait for the network.
+	apt, err := prepareAptRoot(aptRoot)
+	if err != nil {
+		logger.Printf("package index: %v (projects and depsolve answer without one)", err)
+	}
 	system, err := weldr.SystemSources(filepath.Join(aptRoot, "etc", "apt"))
 	if err != nil {
 		return fmt.Errorf("reading the system apt sources: %w", err)
@@ -70,7 +78,7 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		Packages:   weldr.NewAptIndex(filepath.Join(aptRoot, "var", "lib", "apt", "lists"), arch),
 		Sources:    &weldr.Sources{Dir: filepath.Join(state, "sources"), System: system},
 		Build:      version.Get().Version,
-		Log:        log.New(g.Stderr, "cosa serve: ", log.LstdFlags),
+		Log:        logger,
 	}
 	if d := hostDistro(); d != "" {
 		opt.Distros = []string{d}
@@ -96,6 +104,9 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		q.Close(cctx)
 	}()
 	opt.Composer = q
+	if apt != nil {
+		go updateAptRoot(ctx, apt, aptRoot, logger)
+	}
 	opt.Supported = imagebuild.Supported
 	uid := 0
 	if os.Geteuid() != 0 {
@@ -116,6 +127,45 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		opt.Log.Printf("Weldr API on %s (group %s), state in %s", socket, group, state)
 	}
 	return weldr.Serve(ctx, l, weldr.New(opt), 30*time.Second)
+}
+
+// prepareAptRoot makes the service's apt root from the default config's
+// distro and repos, as fetch makes its own.
+func prepareAptRoot(root string) (*compose.AptRoot, error) {
+	cfg, err := imagebuild.DefaultConfig()
+	if err != nil {
+		return nil, err
+	}
+	return compose.PrepareAptRoot(cfg, compose.BaseArch(), root)
+}
+
+// aptRetry is how long a failed update of the package index waits before
+// it tries again, doubling up to an hour.
+var aptRetry = time.Minute
+
+// updateAptRoot runs apt-get update in the service's apt root until it
+// succeeds or the service stops; compose start warns that packages were not
+// checked until then.
+func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logger *log.Logger) {
+	wait := aptRetry
+	for {
+		start := time.Now()
+		err := apt.Update(ctx)
+		if err == nil {
+			logger.Printf("package index updated in %s (%s)", root, time.Since(start).Round(time.Second))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Printf("package index: apt-get update in %s: %v (again in %s)", root, err, wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Hour)
+	}
 }
 
 // hostDistro is ID-VERSION_ID from os-release, the distro name composer-cli

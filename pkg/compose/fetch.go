@@ -42,33 +42,17 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	if err != nil {
 		return nil, err
 	}
-	sources, err := ResolveSources(m.Distro)
-	if err != nil {
-		return nil, err
-	}
 	debs := DebsDir(o.CacheDir)
 	aptRoot, err := filepath.Abs(filepath.Join(o.CacheDir, "apt"))
 	if err != nil {
 		return nil, err
 	}
-	// The config's repos are verified with copies of their keyrings in the
-	// private apt root, never with the host's keys alone.
-	repoSources, err := installKeyrings(o.Config, m.Repos, filepath.Join(aptRoot, "etc/apt/keyrings"))
-	if err != nil {
-		return nil, err
-	}
-	apt, err := newAptState(aptRoot, debs, debArch, append(append([]Source(nil), sources...), repoSources...))
+	apt, sources, err := preparedApt(o.Config, m, aptRoot, debs, debArch)
 	if err != nil {
 		return nil, err
 	}
 	step := o.Progress.Start("fetch: update package indexes")
-	out, err := apt.run(ctx, "apt-get", "update", "-q")
-	// apt-get update can exit 0 when a source fails to verify (a
-	// warning); a repo that cannot be trusted must stop fetch all the same.
-	if terr := repoTrustError(apt.lastStderr+"\n"+out, m.Repos); terr != nil {
-		err = terr
-	}
-	if err := step.Done(err); err != nil {
+	if err := step.Done(apt.update(ctx, m.Repos)); err != nil {
 		return nil, err
 	}
 
@@ -143,6 +127,69 @@ func Fetch(ctx context.Context, o FetchOptions) (*Lockfile, error) {
 	}
 	return lock, nil
 }
+
+// preparedApt makes aptRoot a private apt root with the sources of m's
+// distro and m's repos (their keyrings copied in: the config's repos are
+// verified with those, never with the host's keys alone). It returns the
+// distro's sources too, which the lock file records.
+func preparedApt(cfg *config.Config, m *config.Manifest, aptRoot, debs, debArch string) (*aptState, []Source, error) {
+	sources, err := ResolveSources(m.Distro)
+	if err != nil {
+		return nil, nil, err
+	}
+	repoSources, err := installKeyrings(cfg, m.Repos, filepath.Join(aptRoot, "etc/apt/keyrings"))
+	if err != nil {
+		return nil, nil, err
+	}
+	apt, err := newAptState(aptRoot, debs, debArch, append(append([]Source(nil), sources...), repoSources...))
+	if err != nil {
+		return nil, nil, err
+	}
+	return apt, sources, nil
+}
+
+// update runs apt-get update. It can exit 0 when a source fails to verify
+// (a warning); a repo that cannot be trusted is an error all the same.
+func (a *aptState) update(ctx context.Context, repos []config.Repo) error {
+	out, err := a.run(ctx, "apt-get", "update", "-q")
+	if terr := repoTrustError(a.lastStderr+"\n"+out, repos); terr != nil {
+		return terr
+	}
+	return err
+}
+
+// AptRoot is a private apt root with the sources and repos Fetch would use
+// for a config: what a service that reads package indexes (cosa serve's
+// projects and depsolve routes) keeps under its state directory.
+type AptRoot struct {
+	apt   *aptState
+	repos []config.Repo
+}
+
+// PrepareAptRoot makes root such an apt root for cfg on arch (basearch):
+// sources.list, keyrings, apt.conf, an empty dpkg status. It does not touch
+// the network; Update does. Downloads, if any, go to
+// root/var/cache/apt/archives.
+func PrepareAptRoot(cfg *config.Config, arch, root string) (*AptRoot, error) {
+	m := cfg.Manifest.ForArch(arch)
+	debArch, err := DebianArch(arch)
+	if err != nil {
+		return nil, err
+	}
+	root, err = filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	apt, _, err := preparedApt(cfg, &m, root, filepath.Join(root, "var/cache/apt/archives"), debArch)
+	if err != nil {
+		return nil, err
+	}
+	return &AptRoot{apt: apt, repos: m.Repos}, nil
+}
+
+// Update runs apt-get update in the root: its lists directory
+// (var/lib/apt/lists) then holds the package indexes.
+func (r *AptRoot) Update(ctx context.Context) error { return r.apt.update(ctx, r.repos) }
 
 type resolvedPkg struct{ Name, Version, Arch string }
 

@@ -267,3 +267,47 @@ func TestInputHashFollowsNewKeys(t *testing.T) {
 		seen[h] = name
 	}
 }
+
+// TestAptRoot: the service's apt root gets the same sources and repo
+// keyrings as fetch's, and Update fills its lists (or refuses an untrusted
+// repo as fetch does).
+func TestAptRoot(t *testing.T) {
+	w := newFetchWorld(t)
+	w.writeExtra(t, w.extraKey)
+	c := w.config(t, w.extraKey.Keyring)
+	root := t.TempDir()
+	r, err := PrepareAptRoot(c, "x86_64", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := os.ReadFile(filepath.Join(root, "etc", "apt", "sources.list"))
+	if !strings.Contains(string(list), "copy://"+w.base.Dir+" bookworm") || !strings.Contains(string(list), "cosa-extra.gpg] copy://"+w.extra.Dir) {
+		t.Errorf("sources.list:\n%s", list)
+	}
+	lists, _ := filepath.Glob(filepath.Join(root, "var", "lib", "apt", "lists", "*_Packages"))
+	if len(lists) != 0 {
+		t.Fatalf("lists before Update: %v", lists)
+	}
+	if err := r.Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lists, _ = filepath.Glob(filepath.Join(root, "var", "lib", "apt", "lists", "*_Packages"))
+	var all strings.Builder
+	for _, f := range lists {
+		data, _ := os.ReadFile(f)
+		all.Write(data)
+	}
+	if !strings.Contains(all.String(), "Package: hello-base") || !strings.Contains(all.String(), "Package: cosa-extra") {
+		t.Errorf("lists %v lack the base and extra packages", lists)
+	}
+
+	// Re-signed by a key the config does not name: Update fails as fetch.
+	w.writeExtra(t, w.other)
+	r, err = PrepareAptRoot(c, "x86_64", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Update(context.Background()); err == nil || !strings.Contains(err.Error(), "repo extra") {
+		t.Errorf("untrusted repo: %v", err)
+	}
+}
