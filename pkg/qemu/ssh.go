@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -35,10 +36,13 @@ func NewSSHKey(ctx context.Context, dir string) (*SSHKey, error) {
 	return &SSHKey{Private: priv, Public: strings.TrimSpace(string(pub))}, nil
 }
 
-// SSH runs commands as root in a guest reachable on a loopback port.
+// SSH runs commands as root (or User) in a guest reachable on a loopback
+// port.
 type SSH struct {
 	Port int
 	Key  *SSHKey
+	// User logs in; "" is root.
+	User string
 }
 
 // NewSSH makes a key pair in dir and picks a free loopback port: what a
@@ -60,7 +64,7 @@ func NewSSH(ctx context.Context, dir string) (*SSH, error) {
 func (s *SSH) Args() []string {
 	return []string{"ssh", "-i", s.Key.Private, "-p", strconv.Itoa(s.Port),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1"}
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", cmp.Or(s.User, "root") + "@127.0.0.1"}
 }
 
 // Run runs cmd in the guest with stdin, returning combined output and
