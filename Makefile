@@ -53,9 +53,10 @@ fuzz:
 	done
 
 # End-to-end: runs the real binary through init, fetch, build, list, meta,
-# tag and prune with the real tools (several full builds; ~15 min on 2 cores).
+# tag and prune with the real tools (several full builds; ~15 min on 2 cores),
+# and `cosa serve` through a compose, a boot and a restart (TestServe, ~10 min).
 test-e2e: build
-	$(GO) test -count=1 -timeout 80m -v ./tests/
+	$(GO) test -count=1 -timeout 95m -v ./tests/
 
 # The S3 end-to-end tests need a real S3 server (versitygw, built with go install).
 # busybox-static: the sandbox's unit tests chroot into a one-binary tree.
