@@ -73,6 +73,8 @@ type UploadStatus struct {
 	ImageName string    `json:"image_name"`
 	State     State     `json:"status"`
 	Created   time.Time `json:"creation_time"`
+	// Settings are the profile's settings without SecretSettings.
+	Settings map[string]string `json:"settings,omitempty"`
 	// Result names what the upload made (e.g. the AMI id per region).
 	Result map[string]string `json:"result,omitempty"`
 	Error  string            `json:"error,omitempty"`

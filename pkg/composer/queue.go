@@ -383,7 +383,7 @@ func (q *Queue) Start(ctx context.Context, r Request) (*Compose, error) {
 		b := ImageBuild{ID: uuid.NewString(), Type: t, State: Waiting, Created: now, Size: r.Size}
 		if r.Upload != nil {
 			b.Upload = &UploadStatus{ID: uuid.NewString(), Provider: r.Upload.Provider,
-				ImageName: r.Upload.ImageName, State: Waiting, Created: now}
+				ImageName: r.Upload.ImageName, Settings: PublicSettings(r.Upload.Settings), State: Waiting, Created: now}
 		}
 		rec.Builds = append(rec.Builds, b)
 		rec.Jobs[b.ID] = &jobInfo{}

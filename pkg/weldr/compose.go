@@ -215,6 +215,8 @@ type entry struct {
 	Error string `json:"error,omitempty"`
 }
 
+// upload is an upload as compose info and upload info show it. Settings
+// never carry the secret ones (the queue never gives them out).
 type upload struct {
 	UUID         string            `json:"uuid"`
 	Status       composer.State    `json:"status"`
@@ -222,6 +224,21 @@ type upload struct {
 	ImageName    string            `json:"image_name"`
 	CreationTime float64           `json:"creation_time"`
 	Settings     map[string]string `json:"settings"`
+	// cosa's additions: what the upload made (the AMI id per region), or
+	// why it failed.
+	Result map[string]string `json:"result,omitempty"`
+	Error  string            `json:"error,omitempty"`
+}
+
+func toUpload(u *composer.UploadStatus) upload {
+	settings := map[string]string{}
+	for k, v := range u.Settings {
+		if !contains(composer.SecretSettings, k) {
+			settings[k] = v
+		}
+	}
+	return upload{UUID: u.ID, Status: u.State, ProviderName: u.Provider, ImageName: u.ImageName,
+		CreationTime: seconds(u.Created), Settings: settings, Result: u.Result, Error: u.Error}
 }
 
 // seconds is a time as the API sends it: float seconds, always with a
@@ -276,9 +293,11 @@ func toEntry(c *composer.Compose, v1 bool) entry {
 		if b.Error != "" && e.Error == "" {
 			e.Error = b.Error
 		}
+		if b.Upload != nil && b.Upload.Error != "" && e.Error == "" && b.Upload.State == composer.Failed && b.State == composer.Finished {
+			e.Error = "upload " + b.Upload.ID + " failed: " + b.Upload.Error
+		}
 		if b.Upload != nil && v1 {
-			e.Uploads = append(e.Uploads, upload{UUID: b.Upload.ID, Status: b.Upload.State, ProviderName: b.Upload.Provider,
-				ImageName: b.Upload.ImageName, CreationTime: seconds(b.Upload.Created), Settings: map[string]string{}})
+			e.Uploads = append(e.Uploads, toUpload(b.Upload))
 		}
 	}
 	e.ComposeType = strings.Join(types, ",")
@@ -448,8 +467,7 @@ func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 		ups := []upload{}
 		for _, b := range c.Builds {
 			if b.Upload != nil {
-				ups = append(ups, upload{UUID: b.Upload.ID, Status: b.Upload.State, ProviderName: b.Upload.Provider,
-					ImageName: b.Upload.ImageName, CreationTime: seconds(b.Upload.Created), Settings: map[string]string{}})
+				ups = append(ups, toUpload(b.Upload))
 			}
 		}
 		if len(ups) > 0 {
