@@ -170,3 +170,28 @@ func TestUploadRefused(t *testing.T) {
 		t.Error("a queue without an uploader took an upload")
 	}
 }
+
+func TestKilledMidUpload(t *testing.T) {
+	t.Setenv("COSA_COMPOSER_TEST_UPLOAD", "1")
+	dir := t.TempDir()
+	id := runAndKill(t, dir, "")
+	// What a kill leaves: the build FINISHED, its upload RUNNING.
+	rec, err := (&Queue{stateDir: dir}).readRecord(id)
+	if err != nil || rec.Builds[0].State != Finished || rec.Builds[0].Upload.State != Running {
+		t.Fatalf("record after the kill: %+v, %v", rec, err)
+	}
+	r, u := newRunner(true), newUploader(true)
+	q := openWithUploader(t, dir, r, u)
+	c := waitState(t, q, id, Finished)
+	if up := c.Builds[0].Upload; up.State != Finished || len(up.Result) != 1 {
+		t.Errorf("upload after the restart: %+v", up)
+	}
+	select {
+	case b := <-r.started:
+		t.Errorf("the image build %s ran again; only its upload should have", b)
+	default:
+	}
+	if secretsInRecord(t, q, id) {
+		t.Error("the credentials stay in the record after the upload")
+	}
+}
