@@ -195,3 +195,10 @@ func TestKilledMidUpload(t *testing.T) {
 		t.Error("the credentials stay in the record after the upload")
 	}
 }
+
+func TestRedact(t *testing.T) {
+	got := redact("403: key AKIDQUEUE, secret queue-secret, region eu-west-1", testUpload.Settings)
+	if strings.Contains(got, "AKIDQUEUE") || strings.Contains(got, "queue-secret") || !strings.Contains(got, "region eu-west-1") {
+		t.Errorf("redact: %q", got)
+	}
+}

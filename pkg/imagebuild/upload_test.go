@@ -334,6 +334,10 @@ func TestComposeUploadAWSImportFails(t *testing.T) {
 	if b := c.Builds[0]; b.State != composer.Finished || len(b.Artifacts) != 2 {
 		t.Errorf("image build %s %v, want FINISHED with its artifacts", b.State, b.Artifacts)
 	}
+	// The image is there to download all the same.
+	if img := f.do(t, "GET", "/api/v1/compose/image/"+id, "", "", 200); len(img) != len(streamOptimizedVMDK(false)) {
+		t.Errorf("image is %d bytes", len(img))
+	}
 	if ims := f.ec2.RegionImages("eu-west-1"); len(ims) != 0 {
 		t.Errorf("images registered: %+v", ims)
 	}
@@ -360,5 +364,17 @@ func TestComposeUploadRefused(t *testing.T) {
 	all, err := f.q.List(context.Background())
 	if err != nil || len(all) != 0 {
 		t.Errorf("composes queued: %v %v", all, err)
+	}
+}
+
+func TestRedactor(t *testing.T) {
+	var out bytes.Buffer
+	w := &redactor{w: &out, secrets: secrets(map[string]string{"accessKeyID": testKeyID, "secretAccessKey": testSecret, "region": "eu-west-1"})}
+	line := "InvalidAccessKeyId: " + testKeyID + " signed with " + testSecret + " in eu-west-1\n"
+	if n, err := w.Write([]byte(line)); err != nil || n != len(line) {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	if got := out.String(); strings.Contains(got, testKeyID) || strings.Contains(got, testSecret) || !strings.Contains(got, "[redacted] signed with [redacted] in eu-west-1") {
+		t.Errorf("redacted line %q", got)
 	}
 }

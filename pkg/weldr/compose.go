@@ -619,7 +619,7 @@ func (h *Handler) composeImage(w http.ResponseWriter, r *http.Request) {
 	if !good {
 		return
 	}
-	if c.State() != composer.Finished {
+	if !imagesFinished(c) {
 		fail(w, idWrongState, "Build %s is in the wrong state: %s, not FINISHED", c.ID, c.State())
 		return
 	}
@@ -654,6 +654,21 @@ func (h *Handler) composeImage(w http.ResponseWriter, r *http.Request) {
 		// Routine: composer-cli hangs up when it will not overwrite a file.
 		h.opt.Log.Printf("compose %s image: %v", c.ID, err)
 	}
+}
+
+// imagesFinished says whether every image build of the compose is
+// FINISHED: its images can be downloaded even while an upload runs or
+// after one failed.
+func imagesFinished(c *composer.Compose) bool {
+	if c.Broken != "" || len(c.Builds) == 0 {
+		return false
+	}
+	for _, b := range c.Builds {
+		if b.State != composer.Finished {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handler) composeCancel(w http.ResponseWriter, r *http.Request) {
