@@ -99,7 +99,9 @@ func (u *AWSUploader) options(up composer.Upload, defaultKey string) (extend.AWS
 		return extend.AWSOptions{}, "", fmt.Errorf("aws setting key %q: want an object name without /; put a prefix in bucket (BUCKET/PREFIX)", key)
 	}
 	if err := o.Validate(); err != nil {
-		return extend.AWSOptions{}, "", err
+		// extend's messages name the command's flags.
+		msg := strings.NewReplacer("--region", "aws setting region", "--bucket", "aws setting bucket", "--name", "image name").Replace(err.Error())
+		return extend.AWSOptions{}, "", errors.New(msg)
 	}
 	return o, key, nil
 }

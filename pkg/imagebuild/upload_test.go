@@ -350,6 +350,7 @@ func TestComposeUploadRefused(t *testing.T) {
 		{"ami", `{"provider":"aws","image_name":"x-ami","settings":{"region":"eu-west-1","bucket":"b","accessKeyID":"` + testKeyID + `"}}`, "accessKeyID and secretAccessKey go together"},
 		{"ami", `{"provider":"aws","image_name":"x-ami","settings":{"region":"eu-west-1","bucket":"b","password":"` + testSecret + `"}}`, "unknown aws setting(s) password"},
 		{"ami", `{"provider":"aws","image_name":"x-ami","settings":{"bucket":"b"}}`, "region is missing"},
+		{"ami", `{"provider":"aws","image_name":"x-ami","settings":{"region":"Europe","bucket":"b"}}`, `aws setting region \"Europe\" is not a region name`},
 		{"qcow2", `{"provider":"aws","image_name":"x-ami","settings":{"region":"eu-west-1","bucket":"b"}}`, "not qcow2"},
 	} {
 		body := f.do(t, "POST", "/api/v1/compose", "application/json",
