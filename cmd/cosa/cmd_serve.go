@@ -91,7 +91,7 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		Repos:    func() ([]imagebuild.Repo, error) { return userRepos(opt.Sources) },
 	}
 	q, err := composer.New(ctx, composer.Options{StateDir: state, Runner: runner, Workers: 1,
-		Types: imagebuild.ComposerTypes(), Logger: slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Types: imagebuild.ComposerTypes(), Uploader: &imagebuild.AWSUploader{}, Logger: slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return fmt.Errorf("starting the compose queue in %s: %w", state, err)

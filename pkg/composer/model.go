@@ -61,6 +61,11 @@ type Upload struct {
 	Settings  map[string]string `json:"settings"`
 }
 
+// SecretSettings are the upload settings that are credentials: kept in the
+// compose record (mode 0600) only until the upload ends, never shown by a
+// front end, never written to a log.
+var SecretSettings = []string{"accessKeyID", "secretAccessKey", "sessionToken"}
+
 // UploadStatus is the state of one upload.
 type UploadStatus struct {
 	ID        string    `json:"uuid"`
@@ -68,6 +73,8 @@ type UploadStatus struct {
 	ImageName string    `json:"image_name"`
 	State     State     `json:"status"`
 	Created   time.Time `json:"creation_time"`
+	// Settings are the profile's settings without SecretSettings.
+	Settings map[string]string `json:"settings,omitempty"`
 	// Result names what the upload made (e.g. the AMI id per region).
 	Result map[string]string `json:"result,omitempty"`
 	Error  string            `json:"error,omitempty"`
@@ -113,8 +120,10 @@ type Compose struct {
 	Broken string `json:"broken,omitempty"`
 }
 
-// State is the compose's state: FAILED if any build failed, else RUNNING if
-// any runs, else WAITING if any waits, else FINISHED.
+// State is the compose's state: FAILED if any build or upload failed, else
+// RUNNING if any runs (an upload of a finished build counts: the compose
+// is done when its image is where it was asked to go), else WAITING if any
+// waits, else FINISHED.
 func (c *Compose) State() State {
 	if c.Broken != "" {
 		return Failed
@@ -128,6 +137,15 @@ func (c *Compose) State() State {
 			running = true
 		case Waiting:
 			waiting = true
+		case Finished:
+			if b.Upload != nil {
+				switch b.Upload.State {
+				case Failed:
+					return Failed
+				case Waiting, Running:
+					running = true
+				}
+			}
 		}
 	}
 	switch {
@@ -137,6 +155,38 @@ func (c *Compose) State() State {
 		return Waiting
 	}
 	return Finished
+}
+
+// UploadPending says whether the image build is finished and its upload
+// has yet to end.
+func (b *ImageBuild) UploadPending() bool {
+	return b.State == Finished && b.Upload != nil && (b.Upload.State == Waiting || b.Upload.State == Running)
+}
+
+// Uploader sends a finished image build's image where the compose's upload
+// profile says.
+type Uploader interface {
+	// Check refuses, before the compose is queued, an upload it cannot
+	// make (provider, settings, image type), naming what is wrong.
+	Check(u Upload, imageType string) error
+	// Upload sends the image and returns what it made (e.g. the AMI id
+	// per region). It must return promptly once ctx is done; it must
+	// never write the secret settings to log.
+	Upload(ctx context.Context, job UploadJob) (map[string]string, error)
+}
+
+// UploadJob is one upload to make.
+type UploadJob struct {
+	ComposeID    string
+	ImageBuildID string
+	Type         string
+	BuildID      string // the cosa build id the image build made
+	Blueprint    string
+	Upload       Upload
+	// OutputDir holds Artifacts (outputs/<compose>/<image-build>/).
+	OutputDir string
+	Artifacts []Artifact
+	Log       io.Writer
 }
 
 // ImageType is a type `compose types` lists.

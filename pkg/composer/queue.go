@@ -78,6 +78,9 @@ type Options struct {
 	Enabled func(name string) bool
 	// Freeze, when set, pins a blueprint's packages when a compose starts.
 	Freeze func(ctx context.Context, bp *blueprint.Blueprint) (*blueprint.Blueprint, error)
+	// Uploader makes the uploads of composes started with an upload
+	// profile; nil: such composes are refused.
+	Uploader Uploader
 	// Logger gets River's and the queue's messages (default: discarded).
 	Logger *slog.Logger
 	// PollInterval is how often idle workers look for jobs (default 1s;
@@ -335,6 +338,16 @@ func (q *Queue) Start(ctx context.Context, r Request) (*Compose, error) {
 			return nil, fmt.Errorf("%w: %q does not build on this host", ErrUnknownType, t)
 		}
 	}
+	if r.Upload != nil {
+		if q.opts.Uploader == nil {
+			return nil, errors.New("this service makes no uploads")
+		}
+		for _, t := range r.Types {
+			if err := q.opts.Uploader.Check(*r.Upload, t); err != nil {
+				return nil, fmt.Errorf("upload: %w", err)
+			}
+		}
+	}
 	if r.Size < 0 {
 		return nil, fmt.Errorf("image size %d is negative", r.Size)
 	}
@@ -370,7 +383,7 @@ func (q *Queue) Start(ctx context.Context, r Request) (*Compose, error) {
 		b := ImageBuild{ID: uuid.NewString(), Type: t, State: Waiting, Created: now, Size: r.Size}
 		if r.Upload != nil {
 			b.Upload = &UploadStatus{ID: uuid.NewString(), Provider: r.Upload.Provider,
-				ImageName: r.Upload.ImageName, State: Waiting, Created: now}
+				ImageName: r.Upload.ImageName, Settings: PublicSettings(r.Upload.Settings), State: Waiting, Created: now}
 		}
 		rec.Builds = append(rec.Builds, b)
 		rec.Jobs[b.ID] = &jobInfo{}
@@ -492,6 +505,17 @@ func (q *Queue) Cancel(ctx context.Context, id string) error {
 		switch b.State {
 		case Waiting:
 			b.fail(ReasonCancelled, now)
+		case Finished:
+			if !b.UploadPending() {
+				continue
+			}
+			ji.CancelRequested = true
+			if rb := q.running[b.ID]; rb != nil {
+				rb.cancel(errCancelled)
+				wait = append(wait, rb.done)
+			} else {
+				r.endUpload(b, Failed, nil, ReasonCancelled)
+			}
 		case Running:
 			ji.CancelRequested = true
 			if rb := q.running[b.ID]; rb != nil {

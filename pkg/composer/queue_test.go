@@ -356,22 +356,33 @@ func TestMain(m *testing.M) {
 // child starts a blocking compose (or, given one, waits for it to run
 // again), says so on stdout and waits to be killed.
 func child(dir string) {
-	r := newRunner(false)
-	q, err := New(context.Background(), Options{StateDir: dir, Runner: r, Types: testTypes, PollInterval: 50 * time.Millisecond})
+	// With COSA_COMPOSER_TEST_UPLOAD set, the build finishes and its
+	// upload is what runs when the child is killed.
+	upload := os.Getenv("COSA_COMPOSER_TEST_UPLOAD") != ""
+	r, u := newRunner(upload), newUploader(false)
+	q, err := New(context.Background(), Options{StateDir: dir, Runner: r, Uploader: u, Types: testTypes, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
 	id := os.Getenv("COSA_COMPOSER_TEST_COMPOSE")
 	if id == "" {
-		c, err := q.Start(context.Background(), Request{Blueprint: []byte(testBlueprint), Types: []string{"block"}})
+		req := Request{Blueprint: []byte(testBlueprint), Types: []string{"block"}}
+		if upload {
+			req.Upload = testUpload
+		}
+		c, err := q.Start(context.Background(), req)
 		if err != nil {
 			fmt.Println("ERROR", err)
 			os.Exit(1)
 		}
 		id = c.ID
 	}
-	<-r.started
+	if upload {
+		<-u.started
+	} else {
+		<-r.started
+	}
 	for {
 		ch := q.Changed()
 		if got, err := q.Get(context.Background(), id); err == nil && got.State() == Running {

@@ -74,9 +74,9 @@ func (q *Queue) reconcile(ctx context.Context) error {
 		if r != nil && r.Broken == "" {
 			b, ji = r.build(a.ImageBuildID), r.Jobs[a.ImageBuildID]
 		}
-		wanted := b != nil && (b.State == Waiting || b.State == Running) && !ji.CancelRequested
-		if b != nil && ji.CancelRequested && (b.State == Waiting || b.State == Running) {
-			b.fail(ReasonCancelled, now)
+		wanted := b != nil && live(b) && !ji.CancelRequested
+		if b != nil && ji.CancelRequested && live(b) {
+			failBuild(r, b, ReasonCancelled, now)
 			dirty[r.ID] = true
 		}
 		if job.State != rivertype.JobStateRunning {
@@ -88,8 +88,7 @@ func (q *Queue) reconcile(ctx context.Context) error {
 			}
 			if wanted {
 				seen[b.ID] = true
-				if b.State == Running {
-					b.State, b.Started = Waiting, time.Time{}
+				if requeue(b) {
 					dirty[r.ID] = true
 				}
 			}
@@ -107,7 +106,7 @@ func (q *Queue) reconcile(ctx context.Context) error {
 			if err := addRescue(job, rivertype.JobStateDiscarded, reason); err != nil {
 				return err
 			}
-			b.fail(reason, now)
+			failBuild(r, b, reason, now)
 			q.appendLog(r.ID, b.ID, "cosa serve: image build %s is FAILED: %s\n", b.ID, reason)
 			dirty[r.ID] = true
 		default:
@@ -115,7 +114,7 @@ func (q *Queue) reconcile(ctx context.Context) error {
 			if err := addRescue(job, rivertype.JobStateAvailable, errInterrupted.Error()); err != nil {
 				return err
 			}
-			b.State, b.Started = Waiting, time.Time{}
+			requeue(b)
 			q.appendLog(r.ID, b.ID, "cosa serve: %v; queued again\n", errInterrupted)
 			seen[b.ID] = true
 			dirty[r.ID] = true
@@ -144,11 +143,11 @@ func (q *Queue) reconcile(ctx context.Context) error {
 		var missing []ImageBuild
 		for i := range r.Builds {
 			b := &r.Builds[i]
-			if (b.State != Waiting && b.State != Running) || seen[b.ID] {
+			if !live(b) || seen[b.ID] {
 				continue
 			}
 			ji := r.Jobs[b.ID]
-			if ji.JobID == 0 {
+			if ji.JobID == 0 && !b.UploadPending() {
 				b.State, b.Started = Waiting, time.Time{}
 				missing = append(missing, *b)
 				dirty[r.ID] = true
@@ -163,7 +162,7 @@ func (q *Queue) reconcile(ctx context.Context) error {
 			} else if !errors.Is(err, river.ErrNotFound) {
 				return err
 			}
-			b.fail(reason, now)
+			failBuild(r, b, reason, now)
 			dirty[r.ID] = true
 		}
 		if len(missing) > 0 {
@@ -211,4 +210,34 @@ func (q *Queue) liveJobs(ctx context.Context) ([]*rivertype.JobRow, error) {
 		}
 		params = params.After(res.LastCursor)
 	}
+}
+
+// live says whether an image build still needs its job: to be built, or
+// built with its upload still to make.
+func live(b *ImageBuild) bool {
+	return b.State == Waiting || b.State == Running || b.UploadPending()
+}
+
+// requeue puts a live build back to waiting for its job: the build, or
+// only its upload when the build is FINISHED. It says whether it changed.
+func requeue(b *ImageBuild) bool {
+	switch {
+	case b.State == Running:
+		b.State, b.Started = Waiting, time.Time{}
+		return true
+	case b.UploadPending() && b.Upload.State == Running:
+		b.Upload.State = Waiting
+		return true
+	}
+	return false
+}
+
+// failBuild fails a live build, or only its upload when the build is
+// FINISHED (the image stays).
+func failBuild(r *record, b *ImageBuild, reason string, now time.Time) {
+	if b.UploadPending() {
+		r.endUpload(b, Failed, nil, reason)
+		return
+	}
+	b.fail(reason, now)
 }

@@ -116,6 +116,9 @@ func (q *Queue) readRecord(id string) (*record, error) {
 // new record, never a mix.
 func (q *Queue) writeRecord(r *record) error {
 	r.Version = recordVersion
+	if r.Broken == "" {
+		r.settle()
+	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -23,9 +26,11 @@ type buildWorker struct {
 }
 
 // Work claims the image build in its record, runs the Runner and records the
-// outcome. A build failure ends the job for good (river.JobCancel keeps the
+// outcome, then makes the build's upload if the compose asked for one. A
+// build or upload failure ends the job for good (river.JobCancel keeps the
 // error and skips River's retries); only a service stop leaves it to be run
-// again.
+// again, and a job whose build is already FINISHED then only makes the
+// upload.
 func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error {
 	q := w.q
 	a := job.Args
@@ -47,14 +52,19 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 	}
 	ji := r.Jobs[b.ID]
 	now := time.Now().UTC()
+	uploadOnly := b.UploadPending()
 	switch {
-	case b.State == Finished || b.State == Failed:
+	case (b.State == Finished && !uploadOnly) || b.State == Failed:
 		// A stale job (its build was cancelled or finished before River
 		// heard of it): nothing to do.
 		q.mu.Unlock()
 		return river.JobCancel(fmt.Errorf("image build %s is already %s", b.ID, b.State))
 	case ji.CancelRequested:
-		b.fail(ReasonCancelled, now)
+		if uploadOnly {
+			r.endUpload(b, Failed, nil, ReasonCancelled)
+		} else {
+			b.fail(ReasonCancelled, now)
+		}
 		err := q.writeRecord(r)
 		q.mu.Unlock()
 		return river.JobCancel(errors.Join(errCancelled, err))
@@ -62,7 +72,11 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rb := &runningBuild{cancel: cancel, done: make(chan struct{})}
-	b.State, b.Started, b.Finished, b.Error = Running, now, time.Time{}, ""
+	if uploadOnly {
+		b.Upload.State, b.Upload.Error = Running, ""
+	} else {
+		b.State, b.Started, b.Finished, b.Error = Running, now, time.Time{}, ""
+	}
 	if ji.JobID == 0 {
 		ji.JobID = job.ID
 	}
@@ -79,7 +93,30 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 		close(rb.done)
 	}()
 
-	res, runErr := q.run(bctx, r, b, job.Attempt)
+	if !uploadOnly {
+		again, ret := q.finishBuild(bctx, job)
+		if !again {
+			return ret
+		}
+	}
+	return q.upload(bctx, job)
+}
+
+// finishBuild runs the Runner and records the outcome; again says the
+// build finished and its upload is to be made now (already RUNNING in the
+// record).
+func (q *Queue) finishBuild(bctx context.Context, job *river.Job[buildArgs]) (again bool, ret error) {
+	a := job.Args
+	q.mu.Lock()
+	r, err := q.readRecord(a.ComposeID)
+	q.mu.Unlock()
+	if err == nil && r.Broken != "" {
+		err = errors.New(r.Broken)
+	}
+	if err != nil {
+		return false, river.JobCancel(fmt.Errorf("compose %s: %w", a.ComposeID, err))
+	}
+	res, runErr := q.run(bctx, r, r.build(a.ImageBuildID), job.Attempt)
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -88,11 +125,10 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 		err = errors.New(r.Broken)
 	}
 	if err != nil {
-		return river.JobCancel(fmt.Errorf("recording image build %s: %w", a.ImageBuildID, err))
+		return false, river.JobCancel(fmt.Errorf("recording image build %s: %w", a.ImageBuildID, err))
 	}
-	b, ji = r.build(a.ImageBuildID), r.Jobs[a.ImageBuildID]
-	now = time.Now().UTC()
-	var ret error
+	b, ji := r.build(a.ImageBuildID), r.Jobs[a.ImageBuildID]
+	now := time.Now().UTC()
 	switch {
 	case ji.CancelRequested || errors.Is(context.Cause(bctx), errCancelled):
 		b.fail(ReasonCancelled, now)
@@ -114,12 +150,155 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 	default:
 		b.State, b.Finished = Finished, now
 		b.Artifacts, b.BuildID = res.Artifacts, res.BuildID
+		if b.UploadPending() {
+			// The build is FINISHED (its image can be downloaded) before
+			// the upload starts, in the same write: a crash from here on
+			// makes only the upload again.
+			b.Upload.State = Running
+			again = true
+		}
 	}
 	q.appendLog(r.ID, b.ID, "cosa serve: image build %s is %s%s\n", b.ID, b.State, suffix(b.Error))
 	if err := q.writeRecord(r); err != nil {
-		return river.JobCancel(fmt.Errorf("recording image build %s: %w", b.ID, err))
+		return false, river.JobCancel(fmt.Errorf("recording image build %s: %w", b.ID, err))
+	}
+	return again, ret
+}
+
+// upload makes a finished build's upload (RUNNING in the record) and
+// records its outcome; the image build stays FINISHED whatever happens.
+func (q *Queue) upload(bctx context.Context, job *river.Job[buildArgs]) error {
+	a := job.Args
+	q.mu.Lock()
+	r, err := q.readRecord(a.ComposeID)
+	q.mu.Unlock()
+	if err == nil && r.Broken != "" {
+		err = errors.New(r.Broken)
+	}
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("compose %s: %w", a.ComposeID, err))
+	}
+	b := r.build(a.ImageBuildID)
+	result, upErr := q.runUpload(bctx, r, b)
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r, err = q.readRecord(a.ComposeID)
+	if err == nil && r.Broken != "" {
+		err = errors.New(r.Broken)
+	}
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("recording the upload of image build %s: %w", a.ImageBuildID, err))
+	}
+	b, ji := r.build(a.ImageBuildID), r.Jobs[a.ImageBuildID]
+	var ret error
+	switch {
+	case ji.CancelRequested || errors.Is(context.Cause(bctx), errCancelled):
+		r.endUpload(b, Failed, nil, ReasonCancelled)
+		ret = river.JobCancel(errCancelled)
+	case bctx.Err() != nil && q.closing.Load():
+		ji.Interrupts++
+		if job.Attempt >= maxAttempts {
+			reason := fmt.Sprintf("%v (%d times); not started again", errInterrupted, ji.Interrupts)
+			r.endUpload(b, Failed, nil, reason)
+			ret = river.JobCancel(errors.New(reason))
+		} else {
+			b.Upload.State = Waiting
+			ret = errInterrupted
+		}
+	case upErr != nil:
+		r.endUpload(b, Failed, nil, upErr.Error())
+		ret = river.JobCancel(upErr)
+	default:
+		r.endUpload(b, Finished, result, "")
+	}
+	q.appendLog(r.ID, b.ID, "cosa serve: upload %s is %s%s\n", b.Upload.ID, b.Upload.State, suffix(b.Upload.Error))
+	if err := q.writeRecord(r); err != nil {
+		return river.JobCancel(fmt.Errorf("recording the upload of image build %s: %w", b.ID, err))
 	}
 	return ret
+}
+
+// runUpload calls the Uploader with the build's log.
+func (q *Queue) runUpload(ctx context.Context, r *record, b *ImageBuild) (res map[string]string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, fmt.Errorf("uploader panicked: %v", p)
+		}
+	}()
+	if q.opts.Uploader == nil {
+		return nil, errors.New("this service makes no uploads")
+	}
+	if r.Upload == nil {
+		return nil, errors.New("the compose's upload settings are gone")
+	}
+	dir := q.outputDir(r.ID, b.ID)
+	logf, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "cosa serve: upload %s of image build %s to %s as %q\n", b.Upload.ID, b.ID, b.Upload.Provider, b.Upload.ImageName)
+	u := *r.Upload
+	u.Settings = maps.Clone(r.Upload.Settings)
+	res, err = q.opts.Uploader.Upload(ctx, UploadJob{
+		ComposeID: r.ID, ImageBuildID: b.ID, Type: b.Type, BuildID: b.BuildID, Blueprint: r.Blueprint,
+		Upload: u, OutputDir: dir, Artifacts: append([]Artifact(nil), b.Artifacts...), Log: logf,
+	})
+	if err != nil {
+		return nil, errors.New(redact(err.Error(), r.Upload.Settings))
+	}
+	return res, nil
+}
+
+// endUpload sets an upload's outcome.
+func (r *record) endUpload(b *ImageBuild, st State, result map[string]string, reason string) {
+	if b.Upload != nil {
+		b.Upload.State, b.Upload.Result, b.Upload.Error = st, result, reason
+	}
+}
+
+// settle runs before every record write: the upload of a failed build is
+// FAILED too, and once no upload is left to make, the credentials leave
+// the record.
+func (r *record) settle() {
+	pending := false
+	for i := range r.Builds {
+		b := &r.Builds[i]
+		if b.Upload == nil {
+			continue
+		}
+		if b.State == Failed && (b.Upload.State == Waiting || b.Upload.State == Running) {
+			b.Upload.State, b.Upload.Error = Failed, "not made: the image build failed"
+		}
+		if b.State == Waiting || b.State == Running || b.UploadPending() {
+			pending = true
+		}
+	}
+	if r.Upload != nil && !pending {
+		r.Upload.Settings = PublicSettings(r.Upload.Settings)
+	}
+}
+
+// PublicSettings is settings without SecretSettings.
+func PublicSettings(settings map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range settings {
+		if !slices.Contains(SecretSettings, k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// redact replaces the values of the secret settings in s.
+func redact(s string, settings map[string]string) string {
+	for _, k := range SecretSettings {
+		if v := settings[k]; len(v) >= 4 {
+			s = strings.ReplaceAll(s, v, "[redacted "+k+"]")
+		}
+	}
+	return s
 }
 
 func suffix(reason string) string {
@@ -127,6 +306,17 @@ func suffix(reason string) string {
 		return ""
 	}
 	return ": " + reason
+}
+
+// publicUpload is the upload request without its credentials: what the
+// Runner is told.
+func publicUpload(u *Upload) *Upload {
+	if u == nil {
+		return nil
+	}
+	c := *u
+	c.Settings = PublicSettings(u.Settings)
+	return &c
 }
 
 // run prepares the output dir and log and calls the Runner; a result's
@@ -162,7 +352,7 @@ func (q *Queue) run(ctx context.Context, r *record, b *ImageBuild, attempt int) 
 		Type:          b.Type,
 		Size:          b.Size,
 		OSTree:        r.OSTree,
-		Upload:        r.Upload,
+		Upload:        publicUpload(r.Upload),
 		OutputDir:     dir,
 		Log:           logf,
 	})

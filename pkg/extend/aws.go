@@ -46,6 +46,9 @@ type AWSOptions struct {
 
 	S3Endpoint  string // custom S3 endpoint (path-style addressing)
 	EC2Endpoint string // custom EC2 endpoint, for every region
+	// Credentials, when set, replace the SDK's default chain (cosa serve
+	// passes the ones of a compose's upload profile).
+	Credentials aws.CredentialsProvider
 
 	// WaitTimeout bounds the wait for the snapshot import and for each
 	// copy (default 1 h); PollInterval is how often their state is asked
@@ -128,28 +131,70 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkVMDK(path); err != nil {
+	return o.upload(ctx, AWSImage{Path: path, Key: art.Path, Size: art.Size, Sha256: art.Sha256, OSName: meta.Name}, o.record)
+}
+
+// AWSImage is a streamOptimized vmdk UploadAWSImage sends, wherever it is.
+type AWSImage struct {
+	Path   string // the file
+	Key    string // object name under the bucket's prefix
+	Size   int64
+	Sha256 string
+	OSName string // for the default AMI name and the descriptions
+}
+
+// UploadAWSImage is UploadAWS for a vmdk outside a builds dir (cosa serve's
+// compose outputs): the same S3, ImportSnapshot and AMI steps; o.Dir is not
+// used and no meta.json is updated.
+func UploadAWSImage(ctx context.Context, o AWSOptions, img AWSImage) ([]build.AMI, error) {
+	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = time.Hour
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 10 * time.Second
+	}
+	if img.Key == "" || img.Key != filepath.Base(img.Key) {
+		return nil, fmt.Errorf("object name %q is not a file name", img.Key)
+	}
+	return o.upload(ctx, img, nil)
+}
+
+// upload runs the steps after the checks: record, when set, is called with
+// each region's AMI as soon as it exists.
+func (o *AWSOptions) upload(ctx context.Context, img AWSImage, record func(context.Context, build.AMI) error) ([]build.AMI, error) {
+	if err := checkVMDK(img.Path); err != nil {
+		return nil, err
+	}
+	if record == nil {
+		record = func(context.Context, build.AMI) error { return nil }
 	}
 	name := o.Name
 	if name == "" {
-		name = fmt.Sprintf("%s-%s-%s", meta.Name, o.BuildID, o.Arch)
+		name = fmt.Sprintf("%s-%s-%s", img.OSName, o.BuildID, o.Arch)
 	}
 	if !amiNameRE.MatchString(name) {
 		return nil, fmt.Errorf("AMI name %q is not valid; pass --name", name)
 	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(o.Region))
+	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(o.Region)}
+	if o.Credentials != nil {
+		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(o.Credentials))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
 	loc, _ := remote.ParseS3Location(o.Bucket)
-	bucket, key := loc.Bucket, loc.Key(art.Path)
-	if err := o.uploadS3(ctx, cfg, path, bucket, key, art); err != nil {
+	bucket, key := loc.Bucket, loc.Key(img.Key)
+	art := build.Artifact{Path: img.Key, Size: img.Size, Sha256: img.Sha256}
+	if err := o.uploadS3(ctx, cfg, img.Path, bucket, key, art); err != nil {
 		return nil, err
 	}
 
 	primary := o.ec2Client(cfg, o.Region)
-	snap, err := o.importSnapshot(ctx, primary, bucket, key, meta.Name)
+	snap, err := o.importSnapshot(ctx, primary, bucket, key, img.OSName)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +206,7 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 		return nil, err
 	}
 	made := []build.AMI{{Name: o.Region, HVM: ami, Snapshot: snap}}
-	if err := o.record(ctx, made[0]); err != nil {
+	if err := record(ctx, made[0]); err != nil {
 		return made, err
 	}
 	o.infof("Registered %s (%s) in %s", ami, snap, o.Region)
@@ -176,7 +221,7 @@ func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
 			return made, fmt.Errorf("replicating %s to %s: %w", ami, r, err)
 		}
 		made = append(made, a)
-		if err := o.record(ctx, a); err != nil {
+		if err := record(ctx, a); err != nil {
 			return made, err
 		}
 		o.infof("Copied %s to %s as %s (%s)", ami, r, a.HVM, a.Snapshot)

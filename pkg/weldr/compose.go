@@ -275,6 +275,8 @@ func buildSize(b composer.ImageBuild) int64 {
 	return b.Size
 }
 
+// upload is an upload as compose info and upload info show it. Settings
+// never carry the secret ones (the queue never gives them out).
 type upload struct {
 	UUID         string            `json:"uuid"`
 	Status       composer.State    `json:"status"`
@@ -282,6 +284,21 @@ type upload struct {
 	ImageName    string            `json:"image_name"`
 	CreationTime float64           `json:"creation_time"`
 	Settings     map[string]string `json:"settings"`
+	// cosa's additions: what the upload made (the AMI id per region), or
+	// why it failed.
+	Result map[string]string `json:"result,omitempty"`
+	Error  string            `json:"error,omitempty"`
+}
+
+func toUpload(u *composer.UploadStatus) upload {
+	settings := map[string]string{}
+	for k, v := range u.Settings {
+		if !contains(composer.SecretSettings, k) {
+			settings[k] = v
+		}
+	}
+	return upload{UUID: u.ID, Status: u.State, ProviderName: u.Provider, ImageName: u.ImageName,
+		CreationTime: seconds(u.Created), Settings: settings, Result: u.Result, Error: u.Error}
 }
 
 // seconds is a time as the API sends it: float seconds, always with a
@@ -337,9 +354,11 @@ func toEntry(c *composer.Compose, v1 bool) entry {
 		if b.Error != "" && e.Error == "" {
 			e.Error = b.Error
 		}
+		if b.Upload != nil && b.Upload.Error != "" && e.Error == "" && b.Upload.State == composer.Failed && b.State == composer.Finished {
+			e.Error = "upload " + b.Upload.ID + " failed: " + b.Upload.Error
+		}
 		if b.Upload != nil && v1 {
-			e.Uploads = append(e.Uploads, upload{UUID: b.Upload.ID, Status: b.Upload.State, ProviderName: b.Upload.Provider,
-				ImageName: b.Upload.ImageName, CreationTime: seconds(b.Upload.Created), Settings: map[string]string{}})
+			e.Uploads = append(e.Uploads, toUpload(b.Upload))
 		}
 	}
 	if e.QueueStatus != composer.Waiting {
@@ -509,8 +528,7 @@ func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 		ups := []upload{}
 		for _, b := range c.Builds {
 			if b.Upload != nil {
-				ups = append(ups, upload{UUID: b.Upload.ID, Status: b.Upload.State, ProviderName: b.Upload.Provider,
-					ImageName: b.Upload.ImageName, CreationTime: seconds(b.Upload.Created), Settings: map[string]string{}})
+				ups = append(ups, toUpload(b.Upload))
 			}
 		}
 		if len(ups) > 0 {
@@ -662,7 +680,7 @@ func (h *Handler) composeImage(w http.ResponseWriter, r *http.Request) {
 	if !good {
 		return
 	}
-	if c.State() != composer.Finished {
+	if !imagesFinished(c) {
 		fail(w, idWrongState, "Build %s is in the wrong state: %s, not FINISHED", c.ID, c.State())
 		return
 	}
@@ -708,6 +726,21 @@ func (h *Handler) composeImage(w http.ResponseWriter, r *http.Request) {
 		// Routine: composer-cli hangs up when it will not overwrite a file.
 		h.opt.Log.Printf("compose %s image: %v", c.ID, err)
 	}
+}
+
+// imagesFinished says whether every image build of the compose is
+// FINISHED: its images can be downloaded even while an upload runs or
+// after one failed.
+func imagesFinished(c *composer.Compose) bool {
+	if c.Broken != "" || len(c.Builds) == 0 {
+		return false
+	}
+	for _, b := range c.Builds {
+		if b.State != composer.Finished {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handler) composeCancel(w http.ResponseWriter, r *http.Request) {

@@ -115,6 +115,7 @@ const (
 	idDistro           = "DistroError"
 	idBuildMissingFile = "BuildMissingFile"
 	idInternal         = "InternalServerError"
+	idUpload           = "UploadError"
 )
 
 // writeJSON writes v with the status; the client ignores Content-Type but
@@ -279,6 +280,7 @@ func (h *Handler) routes() {
 	h.projectRoutes()
 	h.sourceRoutes()
 	h.composeRoutes()
+	h.uploadRoutes()
 	h.handle("GET", "/distros/list", h.distros, true)
 }
 
