@@ -145,7 +145,7 @@ func newUploadFixture(t *testing.T, vmdk []byte) *uploadFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.h = weldr.New(weldr.Options{Blueprints: store, Composer: q, Log: log.New(logw, "", 0)})
+	f.h = weldr.New(weldr.Options{Blueprints: store, Composer: q, Log: log.New(logw, "", 0), Supported: Supported})
 	f.do(t, "POST", "/api/v1/blueprints/new", "text/x-toml", "name = \"kiosk\"\ndescription = \"Kiosk\"\nversion = \"0.0.1\"\n", 200)
 	return f
 }
