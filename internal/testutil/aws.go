@@ -1,8 +1,13 @@
 package testutil
 
 import (
+	"context"
+	"io"
 	"path/filepath"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // IsolateAWS points the AWS SDK's default configuration (in this process
@@ -25,4 +30,14 @@ func IsolateAWS(t testing.TB, keyID, secret, region string) {
 	} {
 		t.Setenv(k, v)
 	}
+}
+
+// S3Get reads a whole S3 object.
+func S3Get(ctx context.Context, c *s3.Client, bucket, key string) ([]byte, error) {
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, err
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
 }
