@@ -198,19 +198,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // s3Env points the AWS SDK (in this process and in the cosa it runs) at
 // the throwaway credentials and away from any real AWS configuration.
 func s3Env(t *testing.T) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           s3TestAccessKey,
-		"AWS_SECRET_ACCESS_KEY":       s3TestSecretKey,
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_PROFILE":                 "",
-		"AWS_REGION":                  "us-east-1",
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	testutil.IsolateAWS(t, s3TestAccessKey, s3TestSecretKey, "us-east-1")
 }
 
 func s3Client(t *testing.T, endpoint string) *s3.Client {
@@ -225,12 +213,7 @@ func s3Client(t *testing.T, endpoint string) *s3.Client {
 
 func s3Get(t *testing.T, c *s3.Client, bucket, key string) ([]byte, error) {
 	t.Helper()
-	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	if err != nil {
-		return nil, err
-	}
-	defer out.Body.Close()
-	return io.ReadAll(out.Body)
+	return testutil.S3Get(context.Background(), c, bucket, key)
 }
 
 // s3FakeBuild writes a finished-looking build (no OS build needed) into

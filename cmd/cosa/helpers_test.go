@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 )
@@ -180,14 +181,8 @@ func dirEntries(t *testing.T, dir string) []string {
 }
 
 // minimalManifest is a small valid manifest.yaml; its line numbers are
-// relied upon by the config error tests.
-const minimalManifest = `name: demo
-ref: demo/x86_64/dev
-distro:
-  suite: bookworm
-packages:
-  - systemd
-postprocess:
+// relied upon by the config error tests (postprocess is line 7).
+const minimalManifest = testutil.MinimalManifest + `postprocess:
   - postprocess/10-hostname.sh
 `
 

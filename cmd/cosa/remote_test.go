@@ -31,12 +31,7 @@ func cosaRemote(t *testing.T, args ...string) result {
 // default credential chain at throwaway keys.
 func fakeS3(t *testing.T) string {
 	t.Helper()
-	t.Setenv("AWS_ACCESS_KEY_ID", "TESTKEY")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "TESTSECRET")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testutil.IsolateAWS(t, "TESTKEY", "TESTSECRET", "us-east-1")
 	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
 	t.Cleanup(srv.Close)
 	c, err := remote.NewS3Client(context.Background(), remote.S3Config{EndpointURL: srv.URL,

@@ -45,6 +45,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -94,6 +96,20 @@ type Double struct {
 // ObjectGetter returns the start (at least the first 64 KiB, or all of a
 // shorter object) of an S3 object, as EC2 reads the disk it imports.
 type ObjectGetter func(bucket, key string) ([]byte, error)
+
+// FromS3mem reads imported disks from a gofakes3 in-memory backend.
+func FromS3mem(b *s3mem.Backend) ObjectGetter {
+	return func(bucket, key string) ([]byte, error) {
+		obj, err := b.GetObject(bucket, key, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer obj.Contents.Close()
+		head := make([]byte, 64<<10)
+		n, _ := io.ReadFull(obj.Contents, head)
+		return head[:n], nil
+	}
+}
 
 // New makes a double that reads imported disks with get.
 func New(get ObjectGetter) *Double {

@@ -28,3 +28,20 @@ func TestWriteTree(t *testing.T) {
 		}
 	}
 }
+
+func TestIsolateAWS(t *testing.T) {
+	t.Setenv("AWS_PROFILE", "prod")
+	IsolateAWS(t, "AKID", "", "eu-west-1")
+	want := map[string]string{"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+		"AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"}
+	for k, v := range want {
+		if got := os.Getenv(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	for _, k := range []string{"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"} {
+		if _, err := os.Stat(os.Getenv(k)); !os.IsNotExist(err) {
+			t.Errorf("%s = %q exists (err %v): the host's files could leak in", k, os.Getenv(k), err)
+		}
+	}
+}

@@ -61,9 +61,16 @@ const testBlueprint = "name = \"web\"\ndescription = \"a test\"\nversion = \"1.2
 
 func open(t *testing.T, dir string, r Runner) *Queue {
 	t.Helper()
+	return openWith(t, Options{StateDir: dir, Runner: r})
+}
+
+// openWith opens a queue of the test types, polling often, closed when the
+// test ends.
+func openWith(t *testing.T, o Options) *Queue {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	o := Options{StateDir: dir, Runner: r, Types: testTypes, PollInterval: 50 * time.Millisecond}
+	o.Types, o.PollInterval = testTypes, 50*time.Millisecond
 	if os.Getenv("COSA_COMPOSER_TEST_LOG") != "" {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 )
 
 // testUploader blocks each upload until its context ends, unless finish
@@ -45,16 +44,7 @@ var testUpload = &Upload{Provider: "aws", ImageName: "img",
 
 func openWithUploader(t *testing.T, dir string, r Runner, u Uploader) *Queue {
 	t.Helper()
-	q, err := New(context.Background(), Options{StateDir: dir, Runner: r, Uploader: u, Types: testTypes, PollInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		q.Close(ctx)
-	})
-	return q
+	return openWith(t, Options{StateDir: dir, Runner: r, Uploader: u})
 }
 
 func startUpload(t *testing.T, q *Queue, typ string) *Compose {

@@ -102,17 +102,24 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 	return q.upload(bctx, job)
 }
 
+// readUsable reads a compose record for a job, a broken record being an
+// error. The caller holds q.mu.
+func (q *Queue) readUsable(id string) (*record, error) {
+	r, err := q.readRecord(id)
+	if err == nil && r.Broken != "" {
+		err = errors.New(r.Broken)
+	}
+	return r, err
+}
+
 // finishBuild runs the Runner and records the outcome; again says the
 // build finished and its upload is to be made now (already RUNNING in the
 // record).
 func (q *Queue) finishBuild(bctx context.Context, job *river.Job[buildArgs]) (again bool, ret error) {
 	a := job.Args
 	q.mu.Lock()
-	r, err := q.readRecord(a.ComposeID)
+	r, err := q.readUsable(a.ComposeID)
 	q.mu.Unlock()
-	if err == nil && r.Broken != "" {
-		err = errors.New(r.Broken)
-	}
 	if err != nil {
 		return false, river.JobCancel(fmt.Errorf("compose %s: %w", a.ComposeID, err))
 	}
@@ -120,10 +127,7 @@ func (q *Queue) finishBuild(bctx context.Context, job *river.Job[buildArgs]) (ag
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	r, err = q.readRecord(a.ComposeID)
-	if err == nil && r.Broken != "" {
-		err = errors.New(r.Broken)
-	}
+	r, err = q.readUsable(a.ComposeID)
 	if err != nil {
 		return false, river.JobCancel(fmt.Errorf("recording image build %s: %w", a.ImageBuildID, err))
 	}
@@ -170,11 +174,8 @@ func (q *Queue) finishBuild(bctx context.Context, job *river.Job[buildArgs]) (ag
 func (q *Queue) upload(bctx context.Context, job *river.Job[buildArgs]) error {
 	a := job.Args
 	q.mu.Lock()
-	r, err := q.readRecord(a.ComposeID)
+	r, err := q.readUsable(a.ComposeID)
 	q.mu.Unlock()
-	if err == nil && r.Broken != "" {
-		err = errors.New(r.Broken)
-	}
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("compose %s: %w", a.ComposeID, err))
 	}
@@ -183,10 +184,7 @@ func (q *Queue) upload(bctx context.Context, job *river.Job[buildArgs]) error {
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	r, err = q.readRecord(a.ComposeID)
-	if err == nil && r.Broken != "" {
-		err = errors.New(r.Broken)
-	}
+	r, err = q.readUsable(a.ComposeID)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("recording the upload of image build %s: %w", a.ImageBuildID, err))
 	}

@@ -8,15 +8,8 @@ import (
 	"github.com/cosa-build/cosa/internal/testutil"
 )
 
-// minimalManifest is the smallest valid manifest.yaml.
-const minimalManifest = `name: demo
-ref: demo/x86_64/dev
-distro:
-  suite: bookworm
-packages:
-  - systemd
-  - linux-image-amd64
-`
+// minimalManifest is a small valid manifest.yaml with a kernel package.
+const minimalManifest = testutil.MinimalManifest + "  - linux-image-amd64\n"
 
 // lines joins its arguments with newlines (and a trailing newline) so that
 // tests can count lines easily.

@@ -104,19 +104,27 @@ func (o *AWSOptions) Validate() error {
 	return nil
 }
 
-// UploadAWS uploads the build's aws image and registers it as an AMI in
-// the region and each replicate region, recording every region in
-// meta.json's amis as soon as its AMI exists (merged under the lock, so
-// other regions' entries stay). It returns the AMIs made.
-func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
+// prepare validates o and fills in the waits' defaults.
+func (o *AWSOptions) prepare() error {
 	if err := o.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = time.Hour
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 10 * time.Second
+	}
+	return nil
+}
+
+// UploadAWS uploads the build's aws image and registers it as an AMI in
+// the region and each replicate region, recording every region in
+// meta.json's amis as soon as its AMI exists (merged under the lock, so
+// other regions' entries stay). It returns the AMIs made.
+func UploadAWS(ctx context.Context, o AWSOptions) ([]build.AMI, error) {
+	if err := o.prepare(); err != nil {
+		return nil, err
 	}
 	meta, err := o.Dir.ReadMeta(o.BuildID, o.Arch)
 	if err != nil {
@@ -147,14 +155,8 @@ type AWSImage struct {
 // compose outputs): the same S3, ImportSnapshot and AMI steps; o.Dir is not
 // used and no meta.json is updated.
 func UploadAWSImage(ctx context.Context, o AWSOptions, img AWSImage) ([]build.AMI, error) {
-	if err := o.Validate(); err != nil {
+	if err := o.prepare(); err != nil {
 		return nil, err
-	}
-	if o.WaitTimeout <= 0 {
-		o.WaitTimeout = time.Hour
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 10 * time.Second
 	}
 	if img.Key == "" || img.Key != filepath.Base(img.Key) {
 		return nil, fmt.Errorf("object name %q is not a file name", img.Key)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/cosa-build/cosa/internal/ec2double"
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
@@ -51,15 +51,7 @@ func fakeVMDK() []byte {
 
 func newAWSFixture(t *testing.T, vmdk []byte) *awsFixture {
 	t.Helper()
-	home := t.TempDir()
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDCOSATEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "cosa-test-secret-not-real")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_REGION", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(home, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testutil.IsolateAWS(t, "AKIDCOSATEST", "cosa-test-secret-not-real", "")
 
 	backend := s3mem.New()
 	if err := backend.CreateBucket(testBucket); err != nil {
@@ -89,21 +81,7 @@ func newAWSFixture(t *testing.T, vmdk []byte) *awsFixture {
 	if err := d.WriteMeta(testBuild, "x86_64", m); err != nil {
 		t.Fatal(err)
 	}
-	return &awsFixture{dir: d, s3: backend, s3URL: s3srv.URL, ec2: ec2double.Start(t, s3memGetter(backend))}
-}
-
-// s3memGetter lets the EC2 double read imported disks from gofakes3.
-func s3memGetter(b *s3mem.Backend) ec2double.ObjectGetter {
-	return func(bucket, key string) ([]byte, error) {
-		obj, err := b.GetObject(bucket, key, nil)
-		if err != nil {
-			return nil, err
-		}
-		defer obj.Contents.Close()
-		head := make([]byte, 64<<10)
-		n, _ := io.ReadFull(obj.Contents, head)
-		return head[:n], nil
-	}
+	return &awsFixture{dir: d, s3: backend, s3URL: s3srv.URL, ec2: ec2double.Start(t, ec2double.FromS3mem(backend))}
 }
 
 func (f *awsFixture) opts() AWSOptions {

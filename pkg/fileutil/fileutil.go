@@ -161,14 +161,24 @@ func RemoveAll(p string) error {
 // OpenSized opens path for reading and returns its size, taken from the
 // open file so the two always agree.
 func OpenSized(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
+	f, st, err := OpenStat(path)
 	if err != nil {
 		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
+// OpenStat opens path for reading and returns the open file's FileInfo,
+// so what the caller checks is what it reads.
+func OpenStat(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, nil, err
 	}
-	return f, st.Size(), nil
+	return f, st, nil
 }

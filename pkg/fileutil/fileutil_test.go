@@ -163,3 +163,28 @@ func TestMarshalNoEscape(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+func TestOpenStatAndOpenSized(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, st, err := OpenStat(p)
+	if err != nil || st.Size() != 5 || st.IsDir() {
+		t.Fatalf("OpenStat(file) = %v, %v", st, err)
+	}
+	f.Close()
+	f, n, err := OpenSized(p)
+	if err != nil || n != 5 {
+		t.Fatalf("OpenSized(file) = %d, %v", n, err)
+	}
+	f.Close()
+	if f, st, err = OpenStat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("OpenStat(dir) = %v, %v", st, err)
+	}
+	f.Close()
+	if _, _, err := OpenStat(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenStat(missing) = %v, want not-exist", err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log"
 	"log/slog"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/cosa-build/cosa/internal/ec2double"
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/blueprint"
 	"github.com/cosa-build/cosa/pkg/composer"
 	"github.com/cosa-build/cosa/pkg/weldr"
@@ -83,15 +83,7 @@ var credentialRE = regexp.MustCompile(`Credential=([^/,]+)/`)
 func newUploadFixture(t *testing.T, vmdk []byte) *uploadFixture {
 	t.Helper()
 	// No credentials from the environment or files: only the profile's.
-	home := t.TempDir()
-	t.Setenv("AWS_ACCESS_KEY_ID", "")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_REGION", "")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(home, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testutil.IsolateAWS(t, "", "", "")
 
 	f := &uploadFixture{keyIDs: map[string]bool{}}
 	f.s3 = s3mem.New()
@@ -100,16 +92,7 @@ func newUploadFixture(t *testing.T, vmdk []byte) *uploadFixture {
 	}
 	s3srv := httptest.NewServer(gofakes3.New(f.s3).Server())
 	t.Cleanup(s3srv.Close)
-	f.ec2 = ec2double.New(func(bucket, key string) ([]byte, error) {
-		obj, err := f.s3.GetObject(bucket, key, nil)
-		if err != nil {
-			return nil, err
-		}
-		defer obj.Contents.Close()
-		head := make([]byte, 64<<10)
-		n, _ := io.ReadFull(obj.Contents, head)
-		return head[:n], nil
-	})
+	f.ec2 = ec2double.New(ec2double.FromS3mem(f.s3))
 	ec2srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m := credentialRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
 			f.mu.Lock()
@@ -145,7 +128,7 @@ func newUploadFixture(t *testing.T, vmdk []byte) *uploadFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.h = weldr.New(weldr.Options{Blueprints: store, Composer: q, Log: log.New(logw, "", 0)})
+	f.h = weldr.New(weldr.Options{Blueprints: store, Composer: q, Log: log.New(logw, "", 0), Supported: Supported})
 	f.do(t, "POST", "/api/v1/blueprints/new", "text/x-toml", "name = \"kiosk\"\ndescription = \"Kiosk\"\nversion = \"0.0.1\"\n", 200)
 	return f
 }

@@ -159,16 +159,11 @@ type FileSource struct{ Root string }
 func (s *FileSource) URL(rel string) string { return filepath.Join(s.Root, filepath.FromSlash(rel)) }
 
 func (s *FileSource) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
-	f, err := os.Open(s.URL(rel))
+	f, fi, err := fileutil.OpenStat(s.URL(rel))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, fmt.Errorf("%s: %w", s.URL(rel), ErrNotFound)
 	}
 	if err != nil {
-		return nil, 0, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
 		return nil, 0, err
 	}
 	if fi.IsDir() {

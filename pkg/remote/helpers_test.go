@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -95,9 +94,7 @@ func testCreds() aws.CredentialsProvider {
 // newFakeS3 starts gofakes3 on loopback with bucket "bkt".
 func newFakeS3(t *testing.T) *fakeServer {
 	t.Helper()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testutil.IsolateAWS(t, "", "", "")
 	f := &fakeServer{status: map[int]int{}}
 	faker := gofakes3.New(s3mem.New()).Server()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.ServeHTTP(w, r, faker) }))
@@ -167,14 +164,9 @@ func newDir(t *testing.T) *build.Dir {
 
 func getObject(t *testing.T, c *s3.Client, key string) []byte {
 	t.Helper()
-	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("bkt"), Key: aws.String(key)})
+	b, err := testutil.S3Get(context.Background(), c, "bkt", key)
 	if err != nil {
 		t.Fatalf("get %s: %v", key, err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/pkg/blueprint"
+	"github.com/cosa-build/cosa/pkg/imagebuild"
 	"github.com/cosa-build/cosa/pkg/weldr/weldrtest"
 )
 
@@ -139,6 +140,8 @@ func newServer(t *testing.T) *server {
 		Composer: q,
 		Distros:  []string{"debian-12"},
 		Build:    "test",
+		// The runner's own list, so the tests check what cosa serve refuses.
+		Supported: imagebuild.Supported,
 	})
 	sock := filepath.Join(dir, "run", "api.socket")
 	l, err := Listen(SocketOptions{Path: sock, Group: currentGroup(t), UID: os.Getuid()})

@@ -25,25 +25,6 @@ import (
 // far smaller in practice.
 const MaxBody = 1 << 20
 
-// Supported are the blueprint features (see blueprint.Features) cosa
-// applies; a compose of a blueprint asking for anything else is refused,
-// naming it.
-var Supported = []string{
-	"packages",
-	"modules",
-	"distro",
-	"customizations.hostname",
-	"customizations.kernel.append",
-	"customizations.user",
-	"customizations.group",
-	"customizations.sshkey",
-	"customizations.services.enabled",
-	"customizations.services.disabled",
-	"customizations.timezone",
-	"customizations.locale",
-	"customizations.filesystem",
-}
-
 // Options configure a Handler. Blueprints is required; the others may be
 // nil, and their routes then answer with an API error saying so.
 type Options struct {
@@ -58,8 +39,9 @@ type Options struct {
 	Build string
 	// Log receives routine problems (a client hanging up mid-download).
 	Log *log.Logger
-	// Supported are the blueprint features the composer applies (default:
-	// the package's Supported); a compose asking for more is refused.
+	// Supported are the blueprint features the composer applies (cosa
+	// serve passes imagebuild.Supported, the one list of them); a compose
+	// asking for more is refused. Nil supports none.
 	Supported []string
 }
 
@@ -73,9 +55,6 @@ type Handler struct {
 func New(opt Options) *Handler {
 	if opt.Log == nil {
 		opt.Log = log.New(io.Discard, "", 0)
-	}
-	if opt.Supported == nil {
-		opt.Supported = Supported
 	}
 	h := &Handler{opt: opt, mux: http.NewServeMux()}
 	h.routes()

@@ -30,6 +30,17 @@ func (r *report) bad(format string, a ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, a...))
 }
 func (r *report) note(format string, a ...any) { r.notes = append(r.notes, fmt.Sprintf(format, a...)) }
+
+// leftover reports a hidden file left at path: a failure once the next run
+// has settled the tree, a note while a killed run may still explain it.
+func (r *report) leftover(settled bool, path string) {
+	if settled {
+		r.bad("leftover %s after the next run", path)
+	} else {
+		r.note("hidden leftover %s", path)
+	}
+}
+
 func (r *report) merge(o report) {
 	r.problems = append(r.problems, o.problems...)
 	r.notes = append(r.notes, o.notes...)
@@ -97,11 +108,7 @@ func (s *stress) checkWorkdir(settled bool) report {
 		switch {
 		case name == build.IndexFile || name == build.LatestLink || isDocumentedDotfile(name):
 		case strings.HasPrefix(name, "."):
-			if settled {
-				r.bad("leftover builds/%s after the next run", name)
-			} else {
-				r.note("hidden leftover builds/%s", name)
-			}
+			r.leftover(settled, "builds/"+name)
 		case listed[name]:
 		case build.ValidBuildID(name) == nil && de.IsDir():
 			// A complete build renamed into place but not yet in
@@ -174,11 +181,7 @@ func (s *stress) checkBuild(d *build.Dir, id, arch string, settled bool) report 
 		switch {
 		case named[name] || isSidecar(name):
 		case strings.HasPrefix(name, "."):
-			if settled {
-				r.bad("leftover %s/%s/%s after the next run", id, arch, name)
-			} else {
-				r.note("hidden leftover %s/%s/%s", id, arch, name)
-			}
+			r.leftover(settled, id+"/"+arch+"/"+name)
 		case strings.Contains(name, ".tmp") || strings.HasSuffix(name, ".partial"):
 			r.bad("visible temporary file %s/%s/%s", id, arch, name)
 		default:
