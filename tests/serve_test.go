@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/boottest"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/qemu"
@@ -86,7 +86,7 @@ func TestServe(t *testing.T) {
 	for name, data := range c.tarMembers(t, "/api/v1/compose/metadata/"+id) {
 		if strings.HasSuffix(name, "/meta.json") {
 			var meta build.Meta
-			if err := json.Unmarshal(data, &meta); err != nil {
+			if err := json.Unmarshal([]byte(data), &meta); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 			metas[strings.TrimSuffix(name, "/meta.json")] = meta
@@ -489,28 +489,13 @@ func (c *weldrClient) log(t *testing.T, id string) string {
 	return string(data)
 }
 
-func (c *weldrClient) tarMembers(t *testing.T, route string) map[string][]byte {
+func (c *weldrClient) tarMembers(t *testing.T, route string) map[string]string {
 	t.Helper()
 	code, data, _, err := c.do("GET", route, "", nil)
 	if err != nil || code != 200 {
 		t.Fatalf("GET %s: %d %v %.300s", route, code, err, data)
 	}
-	out := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("GET %s: %v", route, err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[h.Name] = b
-	}
+	return testutil.TarMembers(t, data)
 }
 
 // download streams an image, into dst if set, and returns its sha256 and

@@ -1,37 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestUpdateAptRootRetries: a failing apt-get update in the service's apt
 // root is logged and tried again, and the loop ends with the service.
@@ -56,7 +38,7 @@ func TestUpdateAptRootRetries(t *testing.T) {
 	old := aptRetry
 	aptRetry = time.Millisecond
 	t.Cleanup(func() { aptRetry = old })
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})

@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/events"
 )
 
@@ -50,7 +50,7 @@ func TestPlainHasNoCarriageReturns(t *testing.T) {
 
 // A live terminal gets a status line rewritten in place, refreshed often.
 func TestLiveRewritesRunningLine(t *testing.T) {
-	var mu lockedBuffer
+	var mu testutil.SyncBuffer
 	r := New(&events.Text{W: &mu, Live: true})
 	if r.Interval != LiveInterval {
 		t.Fatalf("live interval %s, want %s", r.Interval, LiveInterval)
@@ -65,21 +65,4 @@ func TestLiveRewritesRunningLine(t *testing.T) {
 	if !strings.Contains(out, "\r\033[K    y: running for") || !strings.Contains(out, "\r\033[K    y: done in ") || !strings.HasSuffix(out, "\n") {
 		t.Errorf("live output %q", out)
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -1,16 +1,16 @@
 package weldr
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/cosa-build/cosa/internal/testutil"
 )
 
 // startBody is POST /compose's body exactly as composer-cli builds it.
@@ -49,23 +49,6 @@ func (s *server) entries(t *testing.T) map[string]map[string]any {
 		}
 	}
 	return out
-}
-
-func tarMembers(t *testing.T, data []byte) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("tar: %v", err)
-		}
-		b, _ := io.ReadAll(tr)
-		out[h.Name] = string(b)
-	}
 }
 
 func TestComposeLifecycle(t *testing.T) {
@@ -168,18 +151,18 @@ func TestComposeLifecycle(t *testing.T) {
 	if r.Header.Get("Content-Disposition") != "attachment; filename="+id+"-logs.tar" || r.Header.Get("Content-Type") != "application/x-tar" {
 		t.Errorf("logs headers: %v", r.Header)
 	}
-	if mem := tarMembers(t, r.Body); !strings.Contains(mem["logs/build.log"], "finished qcow2") {
+	if mem := testutil.TarMembers(t, r.Body); !strings.Contains(mem["logs/build.log"], "finished qcow2") {
 		t.Errorf("logs tar: %v", mem)
 	}
 	r = s.get("/api/v1/compose/metadata/" + id).wantOK(t)
-	if mem := tarMembers(t, r.Body); len(mem) != 1 || mem["meta.json"] == "" {
+	if mem := testutil.TarMembers(t, r.Body); len(mem) != 1 || mem["meta.json"] == "" {
 		t.Errorf("metadata tar: %v", mem)
 	}
 	r = s.get("/api/v1/compose/results/" + id).wantOK(t)
 	if r.Header.Get("Content-Disposition") != "attachment; filename="+id+".tar" {
 		t.Errorf("results name: %v", r.Header)
 	}
-	mem := tarMembers(t, r.Body)
+	mem := testutil.TarMembers(t, r.Body)
 	var names []string
 	for n := range mem {
 		names = append(names, n)
@@ -394,7 +377,7 @@ func TestComposeSeveralTypes(t *testing.T) {
 	s.get("/api/v1/compose/image/"+qcow["id"].(string)+"?type=ami").wantError(t, 400, "BuildMissingFile", "")
 
 	// results: one directory per type.
-	mem := tarMembers(t, s.get("/api/v1/compose/results/"+id).wantOK(t).Body)
+	mem := testutil.TarMembers(t, s.get("/api/v1/compose/results/"+id).wantOK(t).Body)
 	if mem["qcow2/disk.qcow2"] != "fake qcow2 image\n" || mem["ami/disk.ami"] != "fake ami image\n" {
 		t.Errorf("results tar: %v", mem)
 	}
