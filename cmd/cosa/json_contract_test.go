@@ -219,3 +219,34 @@ func TestBuildResult(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONContractConfig: cosa config show and validate follow the same
+// contract, and a bad config ends with an error event (exit 2).
+func TestJSONContractConfig(t *testing.T) {
+	wd := filepath.Join(t.TempDir(), "w")
+	cosa(t, "init", "-C", wd).wantCode(t, 0)
+
+	r := cosa(t, "-C", wd, "--json", "config", "validate").wantCode(t, 0)
+	if res := resultOf(t, "config validate", r.stdout); res["ok"] != true {
+		t.Errorf("config validate result %v", res)
+	}
+	r = cosa(t, "-C", wd, "--json", "config", "show").wantCode(t, 0)
+	if res := resultOf(t, "config show", r.stdout); len(res) == 0 {
+		t.Errorf("config show result is empty")
+	}
+
+	manifest := filepath.Join(wd, "src", "config", "manifest.yaml")
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifest, append(data, []byte("no-such-key: 1\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = cosa(t, "-C", wd, "--json", "config", "validate").wantCode(t, 2)
+	evs := jsonEvents(t, r.stdout)
+	if last := evs[len(evs)-1]; last["event"] != "error" || last["exit_code"] != float64(2) ||
+		!strings.Contains(last["error"].(string), "no-such-key") {
+		t.Errorf("bad config: last event %v", last)
+	}
+}
