@@ -486,15 +486,13 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) (*composer.Compose
 	return c, true
 }
 
-// composedBlueprint finds the blueprint a compose was made from: the change
-// of its history carrying the compose's version (newest first).
-func (h *Handler) composedBlueprint(r *http.Request, c *composer.Compose) *blueprint.Blueprint {
-	changes, _, err := h.opt.Blueprints.Changes(r.Context(), c.Blueprint, 0, 100)
-	if err == nil {
-		for _, ch := range changes {
-			if b, _, err := h.opt.Blueprints.GetAt(r.Context(), c.Blueprint, ch.Commit); err == nil && b.Version == c.BlueprintVersion {
-				return b
-			}
+// composedBlueprint is the blueprint a compose was made from: the copy the
+// queue froze when it started (a version number can be pushed again with
+// other contents, so the history is no guide).
+func composedBlueprint(c *composer.Compose) *blueprint.Blueprint {
+	if c.Frozen != "" {
+		if b, err := blueprint.ParseTOML([]byte(c.Frozen)); err == nil {
+			return b
 		}
 	}
 	return &blueprint.Blueprint{Name: c.Blueprint, Version: c.BlueprintVersion}
@@ -514,7 +512,7 @@ func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 		"id":           c.ID,
 		"config":       "",
 		"commit":       commit,
-		"blueprint":    h.composedBlueprint(r, c),
+		"blueprint":    composedBlueprint(c),
 		"deps":         map[string]any{"packages": []Dep{}},
 		"compose_type": e.ComposeType,
 		"queue_status": e.QueueStatus,

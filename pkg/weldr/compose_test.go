@@ -130,7 +130,15 @@ func TestComposeLifecycle(t *testing.T) {
 		t.Errorf("finished entry: %v", e)
 	}
 
+	// Version 0.1.0 pushed again with other contents (0.1.0 -> 0.1.1 by the
+	// bump rule, then 0.1.0 as given): info still shows what was composed.
+	changed := strings.Replace(kioskTOML, "A browser kiosk", "Changed later", 1)
+	s.pushTOML("/api/v1/blueprints/new", changed).wantOK(t)
+	s.pushTOML("/api/v1/blueprints/new", changed).wantOK(t)
 	m = s.get("/api/v1/compose/info/" + id).wantOK(t).json(t)
+	if bp := m["blueprint"].(map[string]any); bp["description"] != "A browser kiosk" {
+		t.Errorf("info shows a later push of the same version: %v", bp)
+	}
 	if m["id"] != id || m["queue_status"] != "FINISHED" || m["compose_type"] != "qcow2" {
 		t.Errorf("info: %v", m)
 	}

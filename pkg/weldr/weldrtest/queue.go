@@ -101,7 +101,7 @@ func (q *Queue) Start(ctx context.Context, r composer.Request) (*composer.Compos
 	q.record("Start %v", r.Types)
 	q.requests = append(q.requests, r)
 	name, version := blueprintNameVersion(r.Blueprint)
-	c := &composer.Compose{ID: uuid(), Blueprint: name, BlueprintVersion: version, Created: time.Now()}
+	c := &composer.Compose{ID: uuid(), Blueprint: name, BlueprintVersion: version, Created: time.Now(), Frozen: string(r.Blueprint)}
 	for _, t := range r.Types {
 		known := false
 		for _, x := range q.types {
