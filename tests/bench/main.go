@@ -9,13 +9,15 @@
 // Layout under -out (default bench/, git-ignored):
 //
 //	results.json, results.md   the results
-//	logs/                      full output of every command run
+//	logs/                      full output of every command run; the boot
+//	                           checks of mkosi's images in logs/mkosi-*boot/
 //	work/seed/                 cosa workdir where `cosa fetch` fills the package
 //	                           cache; kept between runs (fetch is incremental)
 //	work/mkosi-cache/          mkosi's package cache; kept between runs
 //	work/run/                  everything else; recreated on every run
 //
-// Needs root, the tools of `make deps`, mkosi, awscli and versitygw.
+// Needs root, the tools of `make deps`, mkosi, awscli and versitygw
+// (`make bench-deps`).
 package main
 
 import (
