@@ -25,7 +25,7 @@ func defaultConfig(t *testing.T) *config.Config {
 // its list options split it.
 func iniValue(t *testing.T, text, key, sep string) []string {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^` + key + `=(.*)$`).FindAllStringSubmatch(text, -1)
+	m := regexp.MustCompile(`(?m)^`+key+`=(.*)$`).FindAllStringSubmatch(text, -1)
 	if len(m) != 1 {
 		t.Fatalf("%s appears %d times in:\n%s", key, len(m), text)
 	}
