@@ -154,6 +154,10 @@ type Result struct {
 // MetaFile is the build's meta.json as placed in OutDir.
 const MetaFile = "meta.json"
 
+// PkgListFile is the build's installed package list (name, Debian
+// version, arch) as placed in OutDir.
+const PkgListFile = "pkglist.json"
+
 // Build makes one image of spec.Type from spec.Blueprint: the generated
 // config is written into the blueprint's workdir (created the first time),
 // then fetch (unless the cache matches), build (a no-op when the inputs
@@ -292,6 +296,11 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 		}
 		res.Metadata = append(res.Metadata, name)
 	}
+	// The installed packages, for compose info's dependencies.
+	if _, err := place(ctx, filepath.Join(d.BuildDir(br.BuildID, s.Arch), assemble.PkgListFile), filepath.Join(s.OutDir, PkgListFile), "", 0); err != nil {
+		return nil, err
+	}
+	res.Metadata = append(res.Metadata, PkgListFile)
 	if _, err := place(ctx, d.MetaPath(br.BuildID, s.Arch), filepath.Join(s.OutDir, MetaFile), "", 0); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"context"
+
 	"github.com/cosa-build/cosa/pkg/blueprint"
 	"github.com/cosa-build/cosa/pkg/composer"
 )
@@ -498,6 +500,61 @@ func composedBlueprint(c *composer.Compose) *blueprint.Blueprint {
 	return &blueprint.Blueprint{Name: c.Blueprint, Version: c.BlueprintVersion}
 }
 
+// composeDeps is what the compose's image holds: once its first image build
+// has finished, the packages its build installed (the truth,
+// base packages included); before that, the closure of the frozen
+// blueprint's packages in today's index (what was asked for). Neither
+// being available is an empty list, not an error: info must always answer.
+func (h *Handler) composeDeps(ctx context.Context, c *composer.Compose) []Dep {
+	if len(c.Builds) > 0 && c.Builds[0].State == composer.Finished {
+		if deps, err := h.installedDeps(ctx, c.Builds[0].ID); err == nil {
+			return deps
+		} else {
+			h.opt.Log.Printf("compose %s: reading its package list: %v", c.ID, err)
+		}
+	}
+	if c.Frozen == "" {
+		return []Dep{}
+	}
+	b, err := blueprint.ParseTOML([]byte(c.Frozen))
+	if err != nil {
+		return []Dep{}
+	}
+	deps, err := h.depsolve(specs(b))
+	if err != nil || deps == nil {
+		return []Dep{}
+	}
+	return deps
+}
+
+// installedDeps reads an image build's installed package list.
+func (h *Handler) installedDeps(ctx context.Context, imageBuild string) ([]Dep, error) {
+	rc, _, err := h.opt.Composer.Artifact(ctx, imageBuild, imagebuildPkgList)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var pkgs []struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Arch    string `json:"arch"`
+	}
+	if err := json.NewDecoder(io.LimitReader(rc, 64<<20)).Decode(&pkgs); err != nil {
+		return nil, err
+	}
+	deps := make([]Dep, 0, len(pkgs))
+	for _, p := range pkgs {
+		v := parseDebVersion(p.Version)
+		deps = append(deps, Dep{Name: p.Name, Epoch: v.Epoch, Version: v.Upstream, Release: v.Revision, Arch: p.Arch})
+	}
+	sort.Slice(deps, func(i, j int) bool { return deps[i].Name < deps[j].Name })
+	return deps, nil
+}
+
+// imagebuildPkgList is the name under which an image build's outputs hold
+// its cosa build's installed package list (imagebuild.PkgListFile).
+const imagebuildPkgList = "pkglist.json"
+
 func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 	c, good := h.get(w, r)
 	if !good {
@@ -513,7 +570,7 @@ func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 		"config":       "",
 		"commit":       commit,
 		"blueprint":    composedBlueprint(c),
-		"deps":         map[string]any{"packages": []Dep{}},
+		"deps":         map[string]any{"packages": h.composeDeps(r.Context(), c)},
 		"compose_type": e.ComposeType,
 		"queue_status": e.QueueStatus,
 		"image_size":   e.ImageSize,
