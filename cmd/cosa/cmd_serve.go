@@ -102,6 +102,7 @@ func runServe(ctx context.Context, g *globals, socket, group string, groupGiven 
 	runner := &imagebuild.Runner{
 		WorkRoot: filepath.Join(state, "workdirs"),
 		Repos:    func() ([]imagebuild.Repo, error) { return userRepos(opt.Sources) },
+		Groups:   opt.Packages.Group,
 	}
 	q, err := composer.New(ctx, composer.Options{StateDir: state, Runner: runner, Workers: 1,
 		Types: imagebuild.ComposerTypes(), Uploader: &imagebuild.AWSUploader{}, Logger: slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -115,6 +115,9 @@ type Spec struct {
 	Arch string
 	// Repos are extra apt repositories (see GenerateOptions.Repos).
 	Repos []Repo
+	// Groups are the packages of the blueprint's groups (see
+	// GenerateOptions.Groups).
+	Groups map[string][]string
 	// Refetch resolves the packages afresh even when the package cache
 	// matches the config (picking up archive updates). Without it a
 	// matching cache is reused, so an unchanged blueprint needs no network
@@ -195,7 +198,7 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 	if s.ToolLog == nil {
 		s.ToolLog = s.Log
 	}
-	files, err := Generate(s.Blueprint, GenerateOptions{Arch: s.Arch, Ref: s.OSTree.Ref, Size: s.Size, Repos: s.Repos})
+	files, err := Generate(s.Blueprint, GenerateOptions{Arch: s.Arch, Ref: s.OSTree.Ref, Size: s.Size, Repos: s.Repos, Groups: s.Groups})
 	if err != nil {
 		return nil, err
 	}

@@ -122,7 +122,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 	// A package that does not exist or cannot be installed is refused now,
 	// not found out half way through a build.
 	warnings := []string{}
-	if _, err := h.depsolve(specs(b)); err != nil {
+	if _, err := h.depsolveBlueprint(b); err != nil {
 		if errors.Is(err, ErrNoIndex) {
 			warnings = append(warnings, "packages not checked: "+err.Error())
 		} else {
@@ -520,7 +520,7 @@ func (h *Handler) composeDeps(ctx context.Context, c *composer.Compose) []Dep {
 	if err != nil {
 		return []Dep{}
 	}
-	deps, err := h.depsolve(specs(b))
+	deps, err := h.depsolveBlueprint(b)
 	if err != nil || deps == nil {
 		return []Dep{}
 	}

@@ -259,6 +259,8 @@ func TestComposeStartErrors(t *testing.T) {
 	s.do("POST", "/api/v1/compose", "application/json", startBody("kiosk", "ami", `,"upload":{"provider":"azure","image_name":"x","settings":{}}`)).wantError(t, 400, "ComposeError", "azure")
 	s.pushTOML("/api/v1/blueprints/new", "name = \"nopkg\"\n[[packages]]\nname = \"nosuch-pkg\"\n").wantOK(t)
 	s.do("POST", "/api/v1/compose", "application/json", startBody("nopkg", "qcow2", "")).wantError(t, 400, "DepsolveError", "nosuch-pkg")
+	s.pushTOML("/api/v1/blueprints/new", "name = \"nogroup\"\n[[groups]]\nname = \"gnome-desktop\"\n").wantOK(t)
+	s.do("POST", "/api/v1/compose", "application/json", startBody("nogroup", "qcow2", "")).wantError(t, 400, "DepsolveError", "task-gnome-desktop")
 	s.get("/api/v1/compose/info/nosuch").wantError(t, 400, "UnknownUUID", "nosuch")
 	s.get("/api/v1/compose/info/..").wantError(t, 400, "InvalidChars", "")
 	s.do("DELETE", "/api/v1/compose/cancel/nosuch", "", nil).wantError(t, 400, "UnknownUUID", "")
