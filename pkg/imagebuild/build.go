@@ -388,6 +388,9 @@ func fetch(ctx context.Context, w *workdir.Workdir, d *build.Dir, cfg *config.Co
 	}
 	var lock *compose.Lockfile
 	err := d.WithLock(ctx, "cosa fetch", func() error {
+		if n := seedPackageCache(s.WorkRoot, w.CacheDir()); n > 0 {
+			fmt.Fprintf(s.Log, "Package cache: %d files shared from other blueprints' workdirs\n", n)
+		}
 		var err error
 		lock, err = compose.Fetch(ctx, compose.FetchOptions{Config: cfg, CacheDir: w.CacheDir(), Arch: s.Arch, Progress: prog})
 		return err
@@ -467,4 +470,45 @@ func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
 		return nil, err
 	}
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// seedPackageCache hard-links into cacheDir the .debs and apt lists other
+// blueprints' workdirs under workRoot already hold, so a new blueprint
+// downloads only what no compose fetched before: apt keeps an archive
+// already in place when its size and hashes match the index, and updates
+// lists conditionally. Links are safe to share: apt never writes a .deb or
+// a list in place (it downloads into partial/ and renames), so one
+// workdir's fetch cannot change another's files. Best effort: anything
+// that cannot be linked is simply downloaded.
+func seedPackageCache(workRoot, cacheDir string) int {
+	others, _ := filepath.Glob(filepath.Join(workRoot, "*", "cache"))
+	n := 0
+	for _, sub := range []struct{ dir, glob string }{
+		{compose.DebsDir(""), "*.deb"},
+		{filepath.Join("apt", "var", "lib", "apt", "lists"), "*_*"},
+	} {
+		dst := filepath.Join(cacheDir, sub.dir)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return n
+		}
+		for _, o := range others {
+			if filepath.Clean(o) == filepath.Clean(cacheDir) {
+				continue
+			}
+			files, _ := filepath.Glob(filepath.Join(o, sub.dir, sub.glob))
+			for _, f := range files {
+				target := filepath.Join(dst, filepath.Base(f))
+				if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
+					continue
+				}
+				if _, err := os.Lstat(target); err == nil {
+					continue
+				}
+				if os.Link(f, target) == nil {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
