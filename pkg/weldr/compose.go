@@ -82,6 +82,16 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		fail(w, idMissingPost, "compose start needs a JSON body")
 		return
 	}
+	// ?test=1 or 2: a mock compose that fails or finishes at once, after
+	// the same checks as a real one (client test suites rely on it).
+	test := 0
+	if v := r.URL.Query().Get("test"); v != "" {
+		if v != "1" && v != "2" {
+			fail(w, idCompose, "test=%s: a test compose is test=1 (fails at once) or test=2 (finishes at once)", v)
+			return
+		}
+		test = int(v[0] - '0')
+	}
 	var req startRequest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -153,7 +163,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := h.opt.Composer.Start(r.Context(), composer.Request{
-		Blueprint: text, Types: types, Size: int64(size), OSTree: req.OSTree, Upload: req.Upload,
+		Blueprint: text, Types: types, Size: int64(size), OSTree: req.OSTree, Upload: req.Upload, Test: test,
 	})
 	if err != nil {
 		h.composeErr(w, "", err)

@@ -3,6 +3,7 @@ package weldr
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -402,5 +403,21 @@ func TestComposeSeveralTypes(t *testing.T) {
 	mem := testutil.TarMembers(t, s.get("/api/v1/compose/results/"+id).wantOK(t).Body)
 	if mem["qcow2/disk.qcow2"] != "fake qcow2 image\n" || mem["ami/disk.ami"] != "fake ami image\n" {
 		t.Errorf("results tar: %v", mem)
+	}
+}
+
+// ?test=1|2 reaches the queue as Request.Test after the usual checks; any
+// other value is refused.
+func TestComposeTestMode(t *testing.T) {
+	s := newServer(t)
+	s.pushTOML("/api/v1/blueprints/new", kioskTOML).wantOK(t)
+	for _, n := range []int{1, 2} {
+		s.do("POST", fmt.Sprintf("/api/v1/compose?test=%d", n), "application/json", startBody("kiosk", "qcow2", "")).wantOK(t)
+	}
+	s.do("POST", "/api/v1/compose?test=3", "application/json", startBody("kiosk", "qcow2", "")).wantError(t, 400, "ComposeError", "test=3")
+	s.do("POST", "/api/v0/compose?test=2", "application/json", startBody("nosuch", "qcow2", "")).wantError(t, 400, "UnknownBlueprint", "nosuch")
+	reqs := s.queue.Requests()
+	if len(reqs) != 2 || reqs[0].Test != 1 || reqs[1].Test != 2 {
+		t.Errorf("requests: %+v", reqs)
 	}
 }
