@@ -80,6 +80,24 @@ func TestServe(t *testing.T) {
 		t.Fatalf("compose info: %v", e)
 	}
 	c.mustInList(t, id, "finished")
+	// compose info's dependencies are what the image holds: the
+	// blueprint's package and the base ones, each with its version.
+	deps := map[string]string{}
+	if d, _ := e["deps"].(map[string]any); d != nil {
+		pkgs, _ := d["packages"].([]any)
+		for _, p := range pkgs {
+			if p, _ := p.(map[string]any); p != nil {
+				name, _ := p["name"].(string)
+				ver, _ := p["version"].(string)
+				deps[name] = ver
+			}
+		}
+	}
+	for _, want := range []string{"tmux", "ostree", "systemd"} {
+		if deps[want] == "" {
+			t.Errorf("compose info deps has no %s with a version (%d packages)", want, len(deps))
+		}
+	}
 
 	// Both images, each checked against its build's meta.json.
 	metas := map[string]build.Meta{}
