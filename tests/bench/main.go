@@ -127,7 +127,22 @@ func main() {
 	out := flag.String("out", "bench", "output directory (results, logs, work)")
 	nBuilds := flag.Int("builds", 10, "builds for the disk-use figure")
 	only := flag.String("only", "", "comma-separated figure ids to run (default all): noop,cold,mkosi,mkosi-incremental,overlay,metal,disk,compress,upload")
+	bootOnly := flag.String("boot", "", "only boot this disk image with the mkosi figures' boot check (UEFI), printing the result; for an image whose check was lost to the machine's load")
 	flag.Parse()
+	if *bootOnly != "" {
+		dir, err := os.MkdirTemp("", "bench-boot-")
+		if err != nil {
+			fatal(err)
+		}
+		b := &bench{logs: dir, start: time.Now()}
+		booted, details := b.bootImage("boot", *bootOnly)
+		data, _ := json.MarshalIndent(details, "", "  ")
+		fmt.Printf("%s\n", data)
+		if !booted {
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root (cosa build runs mmdebstrap --mode=root)")
 		os.Exit(1)
