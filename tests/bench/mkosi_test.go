@@ -269,3 +269,17 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestLoginPromptRE(t *testing.T) {
+	for s, want := range map[string]bool{
+		"\r\nDebian GNU/Linux 12 debian-ostree ttyS0\r\n\r\ndebian-ostree login: ": true,
+		"debian-ostree login: [  340.73] rcu: stall":                               true,
+		"Starting serial-getty@ttyS0.service - Serial Getty on ttyS0...":           false,
+		"[  OK  ] Reached target getty.target - Login Prompts.":                    false,
+		"login: ": false, // no host name: not getty's prompt
+	} {
+		if got := loginPromptRE.MatchString(s); got != want {
+			t.Errorf("%q: %v, want %v", s, got, want)
+		}
+	}
+}
