@@ -377,17 +377,17 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 		// hashed against meta.json on the side with positioned reads (the
 		// tool's file offset is not moved). The smaller output is hashed
 		// as it comes out of a pipe of our own, read in large chunks.
-		hashed := make(chan error, 1)
+		inDone := make(chan error, 1)
 		if trusted {
-			hashed <- nil
+			inDone <- nil
 		} else {
 			go func() {
 				_, err := io.CopyBuffer(inHash, fileutil.ContextReader(ctx, io.NewSectionReader(in, 0, 1<<62)), make([]byte, 1<<20))
-				hashed <- err
+				inDone <- err
 			}()
 		}
 		err := toolThroughPipe(ctx, p.o.Algorithm, out, in, so)
-		if herr := <-hashed; err == nil {
+		if herr := <-inDone; err == nil {
 			err = herr
 		}
 		return err
