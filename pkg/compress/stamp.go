@@ -141,7 +141,13 @@ func stampSum(path, sum string, size int64, wantMtimeNs int64) error {
 		case !fineMtime(ft.mtimeNs):
 			return fmt.Errorf("not stamping %s: the file system keeps coarse timestamps", path)
 		}
-		if wait := time.Duration(ft.mtimeNs + int64(stampWindow) - at); wait > 0 {
+		wait := time.Duration(ft.mtimeNs + int64(stampWindow) - at)
+		if wait > stampWindow {
+			// An mtime in the future (the clock was set back): there is
+			// no telling how long to wait.
+			return fmt.Errorf("not stamping %s: its mtime is ahead of the clock", path)
+		}
+		if wait > 0 {
 			// Too fresh: a write in the same tick would leave the mtime as
 			// is. Once the window has passed, the stat is taken again.
 			time.Sleep(wait)

@@ -195,4 +195,11 @@ func TestStampedSum(t *testing.T) {
 	if err := stampSum(p, sum, size, ft.mtimeNs+1); err == nil {
 		t.Error("stamped although written since the caller knew its content")
 	}
+	future := time.Now().Add(time.Hour).Truncate(time.Second).Add(123456789) // sub-ms: not taken for a coarse file system
+	if err := os.Chtimes(p, future, future); err != nil {
+		t.Fatal(err)
+	}
+	if err := StampSum(p, sum, size); err == nil || !strings.Contains(err.Error(), "ahead of the clock") {
+		t.Errorf("err = %v, want a refusal to stamp a file from the future (not an hour's wait)", err)
+	}
 }
