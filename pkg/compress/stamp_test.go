@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -201,5 +202,34 @@ func TestStampedSum(t *testing.T) {
 	}
 	if err := StampSum(p, sum, size); err == nil || !strings.Contains(err.Error(), "ahead of the clock") {
 		t.Errorf("err = %v, want a refusal to stamp a file from the future (not an hour's wait)", err)
+	}
+}
+
+// writebackWriter starts writeback along the way; what lands in the file
+// is still exactly what was written, across several chunks.
+func TestWritebackWriter(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &writebackWriter{f: f}
+	want := make([]byte, 0, 2*writebackChunk+12345)
+	for i := 0; len(want) < cap(want); i++ {
+		chunk := []byte(strings.Repeat(string(rune('a'+i%26)), min(1<<20+i, cap(want)-len(want))))
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, chunk...)
+	}
+	if w.started < 2*writebackChunk && !w.disabled {
+		t.Errorf("writeback started up to %d of %d bytes", w.started, len(want))
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("file holds %d bytes, not the %d written", len(got), len(want))
 	}
 }

@@ -26,13 +26,19 @@ type writebackWriter struct {
 func (w *writebackWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.off += int64(n)
-	if !w.disabled && w.off-w.started >= writebackChunk {
-		// Only a hint: failure (e.g. a file system without it) changes
-		// nothing but the timing, and fsync still makes it durable.
-		if unix.SyncFileRange(int(w.f.Fd()), w.started, w.off-w.started, unix.SYNC_FILE_RANGE_WRITE) != nil {
-			w.disabled = true
-		}
-		w.started = w.off
-	}
+	w.kick(w.off)
 	return n, err
+}
+
+// kick starts the writeback of [started, off) once it is a chunk long.
+func (w *writebackWriter) kick(off int64) {
+	if w.disabled || off-w.started < writebackChunk {
+		return
+	}
+	// Only a hint: failure (e.g. a file system without it) changes
+	// nothing but the timing, and fsync still makes it durable.
+	if unix.SyncFileRange(int(w.f.Fd()), w.started, off-w.started, unix.SYNC_FILE_RANGE_WRITE) != nil {
+		w.disabled = true
+	}
+	w.started = off
 }
