@@ -68,20 +68,9 @@ func init() {
 	RegisterPipeline("raw", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
 		return disk.Pipeline, disk.File
 	})
+	// qemu and openstack: the same qcow2, so one cached object.
 	RegisterPipeline("qcow2", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
-		conv := convertPipeline(p.Name, disk, "disk.qcow2", "qcow2", "")
-		if p.Name == platform.Qemu {
-			// The qemu image is what every build keeps (cosa build makes
-			// it) and what cosa run boots with the host's qemu, so its
-			// clusters are zstd-compressed: 337 instead of 876 MB for the
-			// default config, for about 6 s of CPU (zlib took 42 s), which
-			// is most of what ten builds of a workdir add up to. Readers
-			// need QEMU 5.1 or later; openstack's qcow2 goes to clouds
-			// whose qemu is unknown and stays uncompressed.
-			conv.Stages[0].Options = opts(QemuImgConvert{Source: disk.File, Filename: "disk.qcow2", Format: "qcow2",
-				Options: "compression_type=zstd", Compress: true})
-		}
-		m.Pipelines = append(m.Pipelines, conv)
+		m.Pipelines = append(m.Pipelines, convertPipeline(p.Name, disk, "disk.qcow2", "qcow2", ""))
 		return p.Name, "disk.qcow2"
 	})
 }
