@@ -61,14 +61,11 @@ func TestEvictionKeepsBuildsReadable(t *testing.T) {
 	for _, id := range []string{ids[0], ids[2]} {
 		checkArtifacts(t, w, id)
 	}
-	// The qcow2 every build keeps is zstd-compressed and sound.
+	// The qcow2 every build keeps is sound.
 	m, _ := readMeta(t, w, ids[0])
 	q := filepath.Join(w, "builds", ids[0], "x86_64", m.Images["qemu"].Path)
 	if out, err := exec.Command("qemu-img", "check", q).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check %s: %v\n%s", q, err, out)
-	}
-	if out, _ := exec.Command("qemu-img", "info", q).CombinedOutput(); !strings.Contains(string(out), "compression type: zstd") {
-		t.Errorf("qemu qcow2 is not zstd-compressed:\n%s", out)
 	}
 }
 
