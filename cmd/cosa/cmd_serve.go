@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,19 +38,31 @@ SIGTERM or SIGINT stops it after the requests under way. See docs/serve.md.`,
   composer-cli --weldr-only blueprints list`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runServe(c.Context(), g, socket, group, state)
+			return runServe(c.Context(), g, socket, group, c.Flags().Changed("group"), state)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "/run/weldr/api.socket", "unix socket of the API")
-	c.Flags().StringVar(&group, "group", "weldr", "group allowed to use the socket (must exist)")
+	c.Flags().StringVar(&group, "group", "weldr", "group allowed to use the socket; a group given must exist (when weldr does not, the caller's own group is used, with a warning)")
 	c.Flags().StringVar(&state, "state", "/var/lib/cosa-composer", "state directory: blueprints, sources, composes, apt lists")
 	return c
 }
 
-func runServe(ctx context.Context, g *globals, socket, group, state string) error {
-	// Before anything is written: a missing group is a setup mistake.
+func runServe(ctx context.Context, g *globals, socket, group string, groupGiven bool, state string) error {
+	logger := log.New(g.Stderr, "cosa serve: ", log.LstdFlags)
+	// Before anything is written: a group asked for that does not exist is
+	// a setup mistake. The default one missing is a first try on a host
+	// nobody prepared: the socket then belongs to the caller's own group,
+	// which admits no one new, and the warning says how to open it up.
 	if _, err := weldr.GroupID(group); err != nil {
-		return err
+		if groupGiven {
+			return err
+		}
+		own, gerr := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+		if gerr != nil {
+			return err
+		}
+		logger.Printf("warning: group %q does not exist, so the socket is group %q: only its members (and root) can use the API; create it (groupadd --system %s), add users to it and restart to let them in", group, own.Name, group)
+		group = own.Name
 	}
 	if err := os.MkdirAll(state, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
@@ -57,7 +72,6 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		return err
 	}
 	aptRoot := filepath.Join(state, "apt")
-	logger := log.New(g.Stderr, "cosa serve: ", log.LstdFlags)
 	// The package index: an apt root with the default config's sources,
 	// written now (the system sources below are read from it) and updated
 	// in the background, so the socket does not wait for the network.
@@ -86,9 +100,16 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 	// The queue runs each image build as a real cosa build of a config
 	// generated from the blueprint (pkg/imagebuild), in a workdir per
 	// blueprint under STATE/workdirs.
+	// Closed once the package index is there (or will never be): a
+	// compose of a blueprint with groups waits for it.
+	indexReady := make(chan struct{})
+	if apt == nil {
+		close(indexReady)
+	}
 	runner := &imagebuild.Runner{
 		WorkRoot: filepath.Join(state, "workdirs"),
 		Repos:    func() ([]imagebuild.Repo, error) { return userRepos(opt.Sources) },
+		Groups:   groupsAfterIndex(opt.Packages, indexReady),
 	}
 	q, err := composer.New(ctx, composer.Options{StateDir: state, Runner: runner, Workers: 1,
 		Types: imagebuild.ComposerTypes(), Uploader: &imagebuild.AWSUploader{}, Logger: slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -105,7 +126,7 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 	}()
 	opt.Composer = q
 	if apt != nil {
-		go updateAptRoot(ctx, apt, aptRoot, logger)
+		go updateAptRoot(ctx, apt, aptRoot, logger, indexReady)
 	}
 	opt.Supported = imagebuild.Supported
 	uid := 0
@@ -146,13 +167,14 @@ var aptRetry = time.Minute
 // updateAptRoot runs apt-get update in the service's apt root until it
 // succeeds or the service stops; compose start warns that packages were not
 // checked until then.
-func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logger *log.Logger) {
+func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logger *log.Logger, ready chan<- struct{}) {
 	wait := aptRetry
 	for {
 		start := time.Now()
 		err := apt.Update(ctx)
 		if err == nil {
 			logger.Printf("package index updated in %s (%s)", root, time.Since(start).Round(time.Second))
+			close(ready)
 			return
 		}
 		if ctx.Err() != nil {
@@ -165,6 +187,34 @@ func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logge
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Hour)
+	}
+}
+
+// groupWait bounds how long an image build waits for the first package
+// index of this start to read its blueprint's groups from.
+const groupWait = 15 * time.Minute
+
+// groupsAfterIndex resolves a blueprint group from the service's package
+// index, waiting (bounded) for the first apt-get update of this start when
+// there is no index yet: a compose started right after the service is not
+// failed for a download still under way, and its build needs the network
+// anyway.
+func groupsAfterIndex(pkgs weldr.Packages, ready <-chan struct{}) func(context.Context, string) ([]string, error) {
+	return func(ctx context.Context, name string) ([]string, error) {
+		list, err := pkgs.Group(name)
+		if err == nil || !errors.Is(err, weldr.ErrNoIndex) {
+			return list, err
+		}
+		t := time.NewTimer(groupWait)
+		defer t.Stop()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-t.C:
+			return nil, fmt.Errorf("%w (waited %s for the service's apt-get update)", err, groupWait)
+		}
+		return pkgs.Group(name)
 	}
 }
 
