@@ -21,6 +21,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
 	"github.com/cosa-build/cosa/pkg/fileutil"
+	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -128,8 +129,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		fileutil.HumanBytes(st.ostree.Size), time.Since(start).Round(time.Second))
 
 	result := &Result{BuildID: id, Commit: c.stats.Commit}
+	var gone map[string]bool
 	if !o.SkipPrune {
-		pruned, err := autoPrune(ctx, dir, pl.idx, c.repo)
+		pruned, objs, err := autoPrune(ctx, dir, pl.idx, c.repo)
 		if err != nil {
 			return nil, err
 		}
@@ -137,8 +139,25 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			fmt.Fprintf(o.Out, "Pruned %s (keeping the last %d builds; --skip-prune to keep all)\n", strings.Join(pruned, ", "), DefaultKeep)
 			result.Pruned = pruned
 		}
+		gone = objs
 	}
+	evictSuperseded(dir, w, gone, &o)
 	return result, nil
+}
+
+// evictSuperseded drops the pipeline objects that only superseded builds
+// used (prune.EvictCache), now that this build is the newest. The build
+// is complete whatever happens here, so trouble is a warning.
+func evictSuperseded(dir *build.Dir, w *workdir.Workdir, gone map[string]bool, o *Options) {
+	evicted, busy, err := prune.EvictCache(dir, &images.Store{Dir: w.ObjectsDir()}, gone)
+	switch {
+	case err != nil:
+		fmt.Fprintf(o.Out, "warning: %v\n", err)
+	case busy:
+		o.Progress.Infof("    cache: another image run is using cache/objects; objects of superseded builds stay until the next build")
+	case len(evicted) > 0:
+		o.Progress.Infof("    cache: evicted %d pipeline objects of superseded builds", len(evicted))
+	}
 }
 
 // inputs are what the commit is made from: the fetched package set and
@@ -435,18 +454,21 @@ func publish(ctx context.Context, dir *build.Dir, idx *build.BuildsIndex, stagin
 
 // autoPrune is the prune phase: builds beyond the newest DefaultKeep go,
 // with their refs, and then the commits only they held.
-func autoPrune(ctx context.Context, dir *build.Dir, idx *build.BuildsIndex, repo *ostree.Repo) ([]string, error) {
+// It also returns the pipeline objects the pruned builds named, read
+// before they went, for evictSuperseded.
+func autoPrune(ctx context.Context, dir *build.Dir, idx *build.BuildsIndex, repo *ostree.Repo) ([]string, map[string]bool, error) {
 	remove, _, err := prune.Plan(idx, dir.HasBuild, prune.Options{KeepLastN: DefaultKeep})
 	if err != nil || len(remove) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
+	objs := prune.ObjectsOf(dir, remove)
 	if err := prune.Execute(ctx, dir, remove, RefRemover(ctx, repo)); err != nil {
-		return nil, fmt.Errorf("auto-prune: %w", err)
+		return nil, nil, fmt.Errorf("auto-prune: %w", err)
 	}
 	if err := repo.PruneRefsOnly(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return remove, nil
+	return remove, objs, nil
 }
 
 // RefRemover deletes every OSTree ref of a build (one per arch). It reads

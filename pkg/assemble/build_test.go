@@ -447,7 +447,7 @@ func TestAutoPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pruned, err := autoPrune(ctx, d, idx, repo)
+	pruned, _, err := autoPrune(ctx, d, idx, repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func TestAutoPrune(t *testing.T) {
 	}
 	// Nothing more to prune.
 	idx, _ = d.ReadIndex()
-	if pruned, err := autoPrune(ctx, d, idx, repo); err != nil || len(pruned) != 0 {
+	if pruned, _, err := autoPrune(ctx, d, idx, repo); err != nil || len(pruned) != 0 {
 		t.Errorf("second prune: %v, %v", pruned, err)
 	}
 }
