@@ -306,6 +306,10 @@ func TestCommitStagePublish(t *testing.T) {
 			t.Errorf("ref %s = %s, %v; want %s", ref, got, err, c.stats.Commit)
 		}
 	}
+	// Per-object fsync is off in the build repo (publish syncs it once).
+	if v, err := c.repo.GetConfig(ctx, "core.fsync"); err != nil || v != "false" {
+		t.Errorf("tmp/repo core.fsync = %q, %v; want false", v, err)
+	}
 	for k, want := range map[string]string{"version": id, "cosa.input-hash": hash, "cosa.name": "debian-ostree"} {
 		if got, err := c.repo.MetadataString(ctx, c.stats.Commit, k); err != nil || got != want {
 			t.Errorf("commit metadata %s = %q, %v; want %q", k, got, err, want)
@@ -369,7 +373,11 @@ func TestCommitStagePublish(t *testing.T) {
 		}
 	}
 
-	if err := publish(context.Background(), d, pl.idx, st.dir, id, testArch); err != nil {
+	cacheRepo := filepath.Join(w.CacheDir(), "ostree-archive")
+	if v, err := (&ostree.Repo{Path: cacheRepo}).GetConfig(ctx, "core.fsync"); err != nil || v != "false" {
+		t.Errorf("export cache repo core.fsync = %q, %v; want false", v, err)
+	}
+	if err := publish(context.Background(), d, pl.idx, st.dir, id, testArch, c.repo.Path, cacheRepo); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(st.dir); !os.IsNotExist(err) {
