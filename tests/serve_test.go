@@ -93,7 +93,7 @@ func TestServe(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"tmux", "ostree", "systemd"} {
+	for _, want := range []string{"tmux", "ostree", "systemd", "apache2", "analog"} {
 		if deps[want] == "" {
 			t.Errorf("compose info deps has no %s with a version (%d packages)", want, len(deps))
 		}
@@ -200,6 +200,11 @@ version = %q
 name = "tmux"
 version = "*"
 
+# A group is a Debian task: task-web-server's Depends (apache2) and
+# Recommends (analog) are installed.
+[[groups]]
+name = "web-server"
+
 [customizations]
 hostname = %q
 
@@ -214,7 +219,7 @@ enabled = [%q]
 }
 
 // bootAndCheck boots image under QEMU and checks, over ssh as tester, the
-// hostname, the sudo group, the enabled service and the package.
+// hostname, the sudo group, the enabled service, the package and the group's packages.
 func bootAndCheck(t *testing.T, ctx context.Context, dir, image string, key *qemu.SSHKey, hostname string) {
 	t.Helper()
 	port, err := qemu.FreePort()
@@ -285,6 +290,7 @@ func bootAndCheck(t *testing.T, ctx context.Context, dir, image string, key *qem
 		}
 	}
 	run("command -v tmux")
+	run("test -x /usr/sbin/apache2 && command -v analog")
 }
 
 // serveProc is one `cosa serve` process.
