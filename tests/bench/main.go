@@ -302,7 +302,7 @@ func (b *bench) all() error {
 	}
 	if b.want("disk") {
 		f := b.newFig("disk", fmt.Sprintf("disk use of %d builds, each changing one overlay file", b.nBuilds), "bytes",
-			"disk use after the first build of the same workdir", target{op: "<=", limit: 1.5}, "value / reference")
+			"disk use after the first build of the same workdir", target{op: "<=", limit: 2.5}, "value / reference")
 		var ferr error
 		for builds < b.nBuilds && ferr == nil {
 			if ferr = change(builds); ferr != nil {
