@@ -23,6 +23,11 @@ const (
 	Failed   State = "FAILED"
 )
 
+// PackagesArtifact is the image build output listing the packages its
+// image holds (cosa's pkglist.json: name, Debian version, arch). The
+// runner writes it; front ends read it for compose info.
+const PackagesArtifact = "pkglist.json"
+
 // Errors the front ends map to API error ids.
 var (
 	ErrUnknownCompose = errors.New("unknown compose")

@@ -18,6 +18,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/blueprint"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
+	"github.com/cosa-build/cosa/pkg/composer"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
@@ -156,10 +157,6 @@ type Result struct {
 
 // MetaFile is the build's meta.json as placed in OutDir.
 const MetaFile = "meta.json"
-
-// PkgListFile is the build's installed package list (name, Debian
-// version, arch) as placed in OutDir.
-const PkgListFile = "pkglist.json"
 
 // Build makes one image of spec.Type from spec.Blueprint: the generated
 // config is written into the blueprint's workdir (created the first time),
@@ -300,10 +297,10 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 		res.Metadata = append(res.Metadata, name)
 	}
 	// The installed packages, for compose info's dependencies.
-	if _, err := place(ctx, filepath.Join(d.BuildDir(br.BuildID, s.Arch), assemble.PkgListFile), filepath.Join(s.OutDir, PkgListFile), "", 0); err != nil {
+	if _, err := place(ctx, filepath.Join(d.BuildDir(br.BuildID, s.Arch), assemble.PkgListFile), filepath.Join(s.OutDir, composer.PackagesArtifact), "", 0); err != nil {
 		return nil, err
 	}
-	res.Metadata = append(res.Metadata, PkgListFile)
+	res.Metadata = append(res.Metadata, composer.PackagesArtifact)
 	if _, err := place(ctx, d.MetaPath(br.BuildID, s.Arch), filepath.Join(s.OutDir, MetaFile), "", 0); err != nil {
 		return nil, err
 	}

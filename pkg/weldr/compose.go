@@ -517,11 +517,11 @@ func composedBlueprint(c *composer.Compose) *blueprint.Blueprint {
 // being available is an empty list, not an error: info must always answer.
 func (h *Handler) composeDeps(ctx context.Context, c *composer.Compose) []Dep {
 	if len(c.Builds) > 0 && c.Builds[0].State == composer.Finished {
-		if deps, err := h.installedDeps(ctx, c.Builds[0].ID); err == nil {
+		deps, err := h.installedDeps(ctx, c.Builds[0].ID)
+		if err == nil {
 			return deps
-		} else {
-			h.opt.Log.Printf("compose %s: reading its package list: %v", c.ID, err)
 		}
+		h.opt.Log.Printf("compose %s: reading its package list: %v", c.ID, err)
 	}
 	if c.Frozen == "" {
 		return []Dep{}
@@ -539,7 +539,7 @@ func (h *Handler) composeDeps(ctx context.Context, c *composer.Compose) []Dep {
 
 // installedDeps reads an image build's installed package list.
 func (h *Handler) installedDeps(ctx context.Context, imageBuild string) ([]Dep, error) {
-	rc, _, err := h.opt.Composer.Artifact(ctx, imageBuild, imagebuildPkgList)
+	rc, _, err := h.opt.Composer.Artifact(ctx, imageBuild, composer.PackagesArtifact)
 	if err != nil {
 		return nil, err
 	}
@@ -560,10 +560,6 @@ func (h *Handler) installedDeps(ctx context.Context, imageBuild string) ([]Dep, 
 	sort.Slice(deps, func(i, j int) bool { return deps[i].Name < deps[j].Name })
 	return deps, nil
 }
-
-// imagebuildPkgList is the name under which an image build's outputs hold
-// its cosa build's installed package list (imagebuild.PkgListFile).
-const imagebuildPkgList = "pkglist.json"
 
 func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 	c, good := h.get(w, r)
