@@ -465,14 +465,7 @@ func (b *bench) figMkosi(cfg *config.Config, cold *cosaRun) {
 		"cosa_stages":       cold.stages,
 	}
 	f.Notes = "mkosi 14 needs three host workarounds here, all outside mkosi: wrapper mount/umount scripts first in PATH stage the ESP in a directory and write it with mkfs.fat + mcopy at umount (this kernel has no vfat), [Host] NspawnKeepUnit=yes (no system bus), and a systemd-nspawn wrapper setting SYSTEMD_RELAX_ESP_CHECKS=1 for bootctl; the wrappers' cost is part of mkosi's time. mkosi's debootstrap stage downloads its base packages on every run (its cache only serves the apt stage). The image is booted after the measurement (details.boot)."
-	booted, boot := b.bootImage("mkosi-boot", t.output)
-	f.Details["boot"] = boot
-	if !booted {
-		f.fail(fmt.Errorf("mkosi's image did not boot to a login prompt (console: %s)", boot["console_tail_file"]))
-		f.Details["mkosi_s"], f.Details["cosa_s"] = round(d.Seconds(), 3), round(cold.wall.Seconds(), 3)
-		return
-	}
-	removeAll(dir)
+	b.checkMkosiBoot(f, "mkosi-boot", "mkosi's image", t.output, dir, d, cold.wall)
 }
 
 // figMkosiIncremental: cosa's rebuild after one overlay file changed vs
@@ -528,11 +521,18 @@ func (b *bench) figMkosiIncremental(cfg *config.Config, rebuild *cosaRun, change
 		"reference_command": "as figure mkosi, with Incremental=yes, run twice",
 	}
 	f.Notes = "mkosi -i keeps an image of the tree after the package installation (cache-pre-inst) and redoes everything after it on every run: extra trees, kernel-install, bootctl, the UKI (dracut), the qcow2 conversion."
-	booted, boot := b.bootImage("mkosi-incremental-boot", t.output)
+	b.checkMkosiBoot(f, "mkosi-incremental-boot", "mkosi -i's image", t.output, dir, d, rebuild.wall)
+}
+
+// checkMkosiBoot boots mkosi's image after the measurement: a figure whose
+// reference does not boot is no figure (its times stay in the details).
+// The run dir is removed only after a good boot, so a bad one can be seen.
+func (b *bench) checkMkosiBoot(f *Figure, name, what, image, dir string, mkosi, cosa time.Duration) {
+	booted, boot := b.bootImage(name, image)
 	f.Details["boot"] = boot
 	if !booted {
-		f.fail(fmt.Errorf("mkosi -i's image did not boot to a login prompt (console: %s)", boot["console_tail_file"]))
-		f.Details["mkosi_s"], f.Details["cosa_s"] = round(d.Seconds(), 3), round(rebuild.wall.Seconds(), 3)
+		f.fail(fmt.Errorf("%s did not boot to a login prompt (console: %s)", what, boot["console_tail_file"]))
+		f.Details["mkosi_s"], f.Details["cosa_s"] = round(mkosi.Seconds(), 3), round(cosa.Seconds(), 3)
 		return
 	}
 	removeAll(dir)
