@@ -112,7 +112,6 @@ type deltaEntry struct {
 func scanDelta(root string, since time.Time) ([]deltaEntry, error) {
 	const slack = 50 * time.Millisecond
 	cut := since.Add(-slack)
-	skip := strings.TrimPrefix(initramfsPath(""), "/") // usr/lib/modules/
 	var out []deltaEntry
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -131,7 +130,7 @@ func scanDelta(root string, since time.Time) ([]deltaEntry, error) {
 			return fmt.Errorf("%s: no stat data", path)
 		}
 		// dracut's own output is not one of its inputs.
-		if strings.HasPrefix(rel, skip) && strings.HasSuffix(rel, "/initramfs.img") {
+		if d, f := filepath.Split(rel); f == "initramfs.img" && filepath.Dir(filepath.Clean(d)) == "usr/lib/modules" {
 			return nil
 		}
 		if time.Unix(st.Ctim.Sec, st.Ctim.Nsec).Before(cut) {
