@@ -107,12 +107,20 @@ func TestInitramfsKey(t *testing.T) {
 		}
 	}
 	differ := map[string]func() string{
-		"base instance":        func() string { return initramfsKey("base/2", "6.1", base, image) },
-		"kernel":               func() string { return initramfsKey("base/1", "6.2", base, image) },
-		"/etc content":         func() string { return initramfsKey("base/1", "6.1", change(1, func(e *deltaEntry) { e.Sum = "h2" }), image) },
-		"unit content":         func() string { return initramfsKey("base/1", "6.1", change(5, func(e *deltaEntry) { e.Sum = "u2" }), image) },
-		"content in the image": func() string { return initramfsKey("base/1", "6.1", change(7, func(e *deltaEntry) { e.Sum = "c2" }), image) },
-		"a file added":         func() string { return initramfsKey("base/1", "6.1", change(2, func(e *deltaEntry) { e.List += "90-new.network/0\n" }), image) },
+		"base instance": func() string { return initramfsKey("base/2", "6.1", base, image) },
+		"kernel":        func() string { return initramfsKey("base/1", "6.2", base, image) },
+		"/etc content": func() string {
+			return initramfsKey("base/1", "6.1", change(1, func(e *deltaEntry) { e.Sum = "h2" }), image)
+		},
+		"unit content": func() string {
+			return initramfsKey("base/1", "6.1", change(5, func(e *deltaEntry) { e.Sum = "u2" }), image)
+		},
+		"content in the image": func() string {
+			return initramfsKey("base/1", "6.1", change(7, func(e *deltaEntry) { e.Sum = "c2" }), image)
+		},
+		"a file added": func() string {
+			return initramfsKey("base/1", "6.1", change(2, func(e *deltaEntry) { e.List += "90-new.network/0\n" }), image)
+		},
 		"mode of an unread file": func() string {
 			return initramfsKey("base/1", "6.1", change(3, func(e *deltaEntry) { e.Mode = 0o755 }), image)
 		},
