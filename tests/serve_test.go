@@ -80,6 +80,24 @@ func TestServe(t *testing.T) {
 		t.Fatalf("compose info: %v", e)
 	}
 	c.mustInList(t, id, "finished")
+	// compose info's dependencies are what the image holds: the
+	// blueprint's package and the base ones, each with its version.
+	deps := map[string]string{}
+	if d, _ := e["deps"].(map[string]any); d != nil {
+		pkgs, _ := d["packages"].([]any)
+		for _, p := range pkgs {
+			if p, _ := p.(map[string]any); p != nil {
+				name, _ := p["name"].(string)
+				ver, _ := p["version"].(string)
+				deps[name] = ver
+			}
+		}
+	}
+	for _, want := range []string{"tmux", "ostree", "systemd", "apache2", "analog"} {
+		if deps[want] == "" {
+			t.Errorf("compose info deps has no %s with a version (%d packages)", want, len(deps))
+		}
+	}
 
 	// Both images, each checked against its build's meta.json.
 	metas := map[string]build.Meta{}
@@ -182,6 +200,11 @@ version = %q
 name = "tmux"
 version = "*"
 
+# A group is a Debian task: task-web-server's Depends (apache2) and
+# Recommends (analog) are installed.
+[[groups]]
+name = "web-server"
+
 [customizations]
 hostname = %q
 
@@ -196,7 +219,7 @@ enabled = [%q]
 }
 
 // bootAndCheck boots image under QEMU and checks, over ssh as tester, the
-// hostname, the sudo group, the enabled service and the package.
+// hostname, the sudo group, the enabled service, the package and the group's packages.
 func bootAndCheck(t *testing.T, ctx context.Context, dir, image string, key *qemu.SSHKey, hostname string) {
 	t.Helper()
 	port, err := qemu.FreePort()
@@ -267,6 +290,7 @@ func bootAndCheck(t *testing.T, ctx context.Context, dir, image string, key *qem
 		}
 	}
 	run("command -v tmux")
+	run("test -x /usr/sbin/apache2 && command -v analog")
 }
 
 // serveProc is one `cosa serve` process.

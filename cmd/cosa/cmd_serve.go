@@ -7,7 +7,9 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,19 +37,31 @@ SIGTERM or SIGINT stops it after the requests under way. See docs/serve.md.`,
   composer-cli --weldr-only blueprints list`,
 		Args: maxArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runServe(c.Context(), g, socket, group, state)
+			return runServe(c.Context(), g, socket, group, c.Flags().Changed("group"), state)
 		},
 	}
 	c.Flags().StringVar(&socket, "socket", "/run/weldr/api.socket", "unix socket of the API")
-	c.Flags().StringVar(&group, "group", "weldr", "group allowed to use the socket (must exist)")
+	c.Flags().StringVar(&group, "group", "weldr", "group allowed to use the socket; a group given must exist (when weldr does not, the caller's own group is used, with a warning)")
 	c.Flags().StringVar(&state, "state", "/var/lib/cosa-composer", "state directory: blueprints, sources, composes, apt lists")
 	return c
 }
 
-func runServe(ctx context.Context, g *globals, socket, group, state string) error {
-	// Before anything is written: a missing group is a setup mistake.
+func runServe(ctx context.Context, g *globals, socket, group string, groupGiven bool, state string) error {
+	logger := log.New(g.Stderr, "cosa serve: ", log.LstdFlags)
+	// Before anything is written: a group asked for that does not exist is
+	// a setup mistake. The default one missing is a first try on a host
+	// nobody prepared: the socket then belongs to the caller's own group,
+	// which admits no one new, and the warning says how to open it up.
 	if _, err := weldr.GroupID(group); err != nil {
-		return err
+		if groupGiven {
+			return err
+		}
+		own, gerr := user.LookupGroupId(strconv.Itoa(os.Getegid()))
+		if gerr != nil {
+			return err
+		}
+		logger.Printf("warning: group %q does not exist, so the socket is group %q: only its members (and root) can use the API; create it (groupadd --system %s), add users to it and restart to let them in", group, own.Name, group)
+		group = own.Name
 	}
 	if err := os.MkdirAll(state, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
@@ -57,7 +71,6 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 		return err
 	}
 	aptRoot := filepath.Join(state, "apt")
-	logger := log.New(g.Stderr, "cosa serve: ", log.LstdFlags)
 	// The package index: an apt root with the default config's sources,
 	// written now (the system sources below are read from it) and updated
 	// in the background, so the socket does not wait for the network.
@@ -89,6 +102,7 @@ func runServe(ctx context.Context, g *globals, socket, group, state string) erro
 	runner := &imagebuild.Runner{
 		WorkRoot: filepath.Join(state, "workdirs"),
 		Repos:    func() ([]imagebuild.Repo, error) { return userRepos(opt.Sources) },
+		Groups:   opt.Packages.Group,
 	}
 	q, err := composer.New(ctx, composer.Options{StateDir: state, Runner: runner, Workers: 1,
 		Types: imagebuild.ComposerTypes(), Uploader: &imagebuild.AWSUploader{}, Logger: slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

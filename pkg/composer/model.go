@@ -45,6 +45,10 @@ type Request struct {
 	// Upload, when set, sends each image build's artifact to a cloud
 	// target once built (provider "aws": S3, ImportSnapshot, AMI).
 	Upload *Upload
+	// Test asks for a mock compose that builds nothing (Weldr's ?test=N,
+	// which client test suites use): 1 fails at once, 2 finishes at once
+	// with no image. 0 is a real compose.
+	Test int
 }
 
 // OSTree is the ostree part of a compose request.

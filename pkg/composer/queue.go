@@ -394,6 +394,9 @@ func (q *Queue) Start(ctx context.Context, r Request) (*Compose, error) {
 	if q.closed {
 		return nil, errors.New("composer: the queue is closed")
 	}
+	if r.Test != 0 {
+		return q.startTest(rec, r.Test)
+	}
 	// The record first: a crash before the jobs are in leaves WAITING
 	// builds with no job, which the next start queues.
 	if err := q.writeRecord(rec); err != nil {
@@ -405,6 +408,38 @@ func (q *Queue) Start(ctx context.Context, r Request) (*Compose, error) {
 	}
 	if err := q.writeRecord(rec); err != nil {
 		return nil, err
+	}
+	c := rec.Compose
+	return &c, nil
+}
+
+// startTest records a mock compose (Request.Test) already in its final
+// state, with a log saying what it is; no job is queued, nothing is
+// built. Caller holds q.mu.
+func (q *Queue) startTest(rec *record, test int) (*Compose, error) {
+	if test != 1 && test != 2 {
+		return nil, fmt.Errorf("test=%d: a test compose is 1 (fails) or 2 (finishes)", test)
+	}
+	rec.Upload = nil
+	for i := range rec.Builds {
+		b := &rec.Builds[i]
+		b.Started = b.Created
+		if test == 1 {
+			b.fail("test compose: failed as asked (test=1); nothing was built", b.Created)
+		} else {
+			b.State, b.Finished = Finished, b.Created
+		}
+		// Nothing is uploaded, and no credentials are kept.
+		b.Upload = nil
+		if err := os.MkdirAll(q.outputDir(rec.ID, b.ID), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := q.writeRecord(rec); err != nil {
+		return nil, err
+	}
+	for _, b := range rec.Builds {
+		q.appendLog(rec.ID, b.ID, "cosa serve: test compose (test=%d): image build %s is %s without building anything\n", test, b.ID, b.State)
 	}
 	c := rec.Compose
 	return &c, nil

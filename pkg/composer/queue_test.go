@@ -670,3 +670,74 @@ func TestEnabledFunc(t *testing.T) {
 		t.Errorf("disabled type started: %v", err)
 	}
 }
+
+// Test composes (Weldr's ?test=N) are in their final state when Start
+// returns, never reach the runner, keep no upload credentials, and survive
+// a restart like any other compose.
+func TestTestComposes(t *testing.T) {
+	dir := t.TempDir()
+	r, u := newRunner(true), newUploader(true)
+	q := openWithUploader(t, dir, r, u)
+	ctx := context.Background()
+	fin, err := q.Start(ctx, Request{Blueprint: []byte(testBlueprint), Types: []string{"ok", "block"}, Upload: testUpload, Test: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin.State() != Finished {
+		t.Errorf("test=2 compose is %s when Start returns", fin.State())
+	}
+	failed, err := q.Start(ctx, Request{Blueprint: []byte(testBlueprint), Types: []string{"ok"}, Test: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed.State() != Failed || !strings.Contains(failed.Builds[0].Error, "test=1") {
+		t.Errorf("test=1 compose: %s %+v", failed.State(), failed.Builds[0])
+	}
+	if _, err := q.Start(ctx, Request{Blueprint: []byte(testBlueprint), Types: []string{"ok"}, Test: 3}); err == nil {
+		t.Error("test=3 was accepted")
+	}
+	if secretsInRecord(t, q, fin.ID) {
+		t.Error("a test compose's record keeps the upload credentials")
+	}
+	select {
+	case id := <-u.started:
+		t.Errorf("a test compose was uploaded (%s)", id)
+	default:
+	}
+	for _, id := range []string{fin.Builds[0].ID, fin.Builds[1].ID, failed.Builds[0].ID} {
+		log, err := q.Log(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(log)
+		log.Close()
+		if !strings.Contains(string(data), "test compose") {
+			t.Errorf("image build %s log: %q", id, data)
+		}
+	}
+	select {
+	case id := <-r.started:
+		t.Errorf("a test compose reached the runner (image build %s)", id)
+	default:
+	}
+	// After a restart both are where they were.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	q.Close(cctx)
+	cancel()
+	q = openWithUploader(t, dir, r, u)
+	list, err := q.List(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %d composes, %v", len(list), err)
+	}
+	for _, c := range list {
+		if want := map[string]State{fin.ID: Finished, failed.ID: Failed}[c.ID]; c.State() != want {
+			t.Errorf("compose %s after a restart: %s, want %s", c.ID, c.State(), want)
+		}
+	}
+	if err := q.Delete(ctx, fin.ID); err != nil {
+		t.Errorf("deleting a finished test compose: %v", err)
+	}
+	if err := q.Cancel(ctx, failed.ID); err == nil {
+		t.Error("cancelling a FAILED test compose succeeded")
+	}
+}

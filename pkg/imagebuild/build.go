@@ -115,6 +115,9 @@ type Spec struct {
 	Arch string
 	// Repos are extra apt repositories (see GenerateOptions.Repos).
 	Repos []Repo
+	// Groups are the packages of the blueprint's groups (see
+	// GenerateOptions.Groups).
+	Groups map[string][]string
 	// Refetch resolves the packages afresh even when the package cache
 	// matches the config (picking up archive updates). Without it a
 	// matching cache is reused, so an unchanged blueprint needs no network
@@ -154,6 +157,10 @@ type Result struct {
 // MetaFile is the build's meta.json as placed in OutDir.
 const MetaFile = "meta.json"
 
+// PkgListFile is the build's installed package list (name, Debian
+// version, arch) as placed in OutDir.
+const PkgListFile = "pkglist.json"
+
 // Build makes one image of spec.Type from spec.Blueprint: the generated
 // config is written into the blueprint's workdir (created the first time),
 // then fetch (unless the cache matches), build (a no-op when the inputs
@@ -191,7 +198,7 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 	if s.ToolLog == nil {
 		s.ToolLog = s.Log
 	}
-	files, err := Generate(s.Blueprint, GenerateOptions{Arch: s.Arch, Ref: s.OSTree.Ref, Size: s.Size, Repos: s.Repos})
+	files, err := Generate(s.Blueprint, GenerateOptions{Arch: s.Arch, Ref: s.OSTree.Ref, Size: s.Size, Repos: s.Repos, Groups: s.Groups})
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +299,11 @@ func Build(ctx context.Context, s Spec) (*Result, error) {
 		}
 		res.Metadata = append(res.Metadata, name)
 	}
+	// The installed packages, for compose info's dependencies.
+	if _, err := place(ctx, filepath.Join(d.BuildDir(br.BuildID, s.Arch), assemble.PkgListFile), filepath.Join(s.OutDir, PkgListFile), "", 0); err != nil {
+		return nil, err
+	}
+	res.Metadata = append(res.Metadata, PkgListFile)
 	if _, err := place(ctx, d.MetaPath(br.BuildID, s.Arch), filepath.Join(s.OutDir, MetaFile), "", 0); err != nil {
 		return nil, err
 	}
@@ -376,6 +388,9 @@ func fetch(ctx context.Context, w *workdir.Workdir, d *build.Dir, cfg *config.Co
 	}
 	var lock *compose.Lockfile
 	err := d.WithLock(ctx, "cosa fetch", func() error {
+		if n := seedPackageCache(s.WorkRoot, w.CacheDir()); n > 0 {
+			fmt.Fprintf(s.Log, "Package cache: %d files shared from other blueprints' workdirs\n", n)
+		}
 		var err error
 		lock, err = compose.Fetch(ctx, compose.FetchOptions{Config: cfg, CacheDir: w.CacheDir(), Arch: s.Arch, Progress: prog})
 		return err
@@ -455,4 +470,45 @@ func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
 		return nil, err
 	}
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// seedPackageCache hard-links into cacheDir the .debs and apt lists other
+// blueprints' workdirs under workRoot already hold, so a new blueprint
+// downloads only what no compose fetched before: apt keeps an archive
+// already in place when its size and hashes match the index, and updates
+// lists conditionally. Links are safe to share: apt never writes a .deb or
+// a list in place (it downloads into partial/ and renames), so one
+// workdir's fetch cannot change another's files. Best effort: anything
+// that cannot be linked is simply downloaded.
+func seedPackageCache(workRoot, cacheDir string) int {
+	others, _ := filepath.Glob(filepath.Join(workRoot, "*", "cache"))
+	n := 0
+	for _, sub := range []struct{ dir, glob string }{
+		{compose.DebsDir(""), "*.deb"},
+		{filepath.Join("apt", "var", "lib", "apt", "lists"), "*_*"},
+	} {
+		dst := filepath.Join(cacheDir, sub.dir)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return n
+		}
+		for _, o := range others {
+			if filepath.Clean(o) == filepath.Clean(cacheDir) {
+				continue
+			}
+			files, _ := filepath.Glob(filepath.Join(o, sub.dir, sub.glob))
+			for _, f := range files {
+				target := filepath.Join(dst, filepath.Base(f))
+				if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
+					continue
+				}
+				if _, err := os.Lstat(target); err == nil {
+					continue
+				}
+				if os.Link(f, target) == nil {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

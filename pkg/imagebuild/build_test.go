@@ -284,3 +284,49 @@ func TestExportTar(t *testing.T) {
 		t.Errorf("tar listing (%v):\n%s", err, out)
 	}
 }
+
+// A new blueprint's workdir gets the .debs and apt lists others fetched,
+// as hard links; its own files and symlinks are left alone.
+func TestSeedPackageCache(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, data string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists := filepath.Join("apt", "var", "lib", "apt", "lists")
+	write(filepath.Join(root, "a", "cache", "debs", "tmux_3.3a-3_amd64.deb"), "tmux")
+	write(filepath.Join(root, "a", "cache", "debs", "Packages"), "flat index")
+	write(filepath.Join(root, "a", "cache", lists, "host_debian_dists_bookworm_InRelease"), "release")
+	write(filepath.Join(root, "a", "cache", lists, "lock"), "")
+	write(filepath.Join(root, "b", "cache", "debs", "tmux_3.3a-3_amd64.deb"), "b's own")
+	write(filepath.Join(root, "b", "cache", "debs", "zsh_5.9_amd64.deb"), "zsh")
+	if err := os.Symlink("/etc/passwd", filepath.Join(root, "b", "cache", "debs", "evil_1_amd64.deb")); err != nil {
+		t.Fatal(err)
+	}
+	self := filepath.Join(root, "new", "cache")
+	if n := seedPackageCache(root, self); n != 3 {
+		t.Errorf("seeded %d files, want 3 (two .debs, one list)", n)
+	}
+	for _, f := range []string{"debs/tmux_3.3a-3_amd64.deb", "debs/zsh_5.9_amd64.deb", filepath.Join(lists, "host_debian_dists_bookworm_InRelease")} {
+		if _, err := os.Stat(filepath.Join(self, f)); err != nil {
+			t.Errorf("%s not seeded: %v", f, err)
+		}
+	}
+	for _, f := range []string{"debs/Packages", "debs/evil_1_amd64.deb", filepath.Join(lists, "lock")} {
+		if _, err := os.Lstat(filepath.Join(self, f)); !os.IsNotExist(err) {
+			t.Errorf("%s seeded (%v)", f, err)
+		}
+	}
+	// b's tmux was not taken over a's, and b itself is not seeded from b.
+	if data, _ := os.ReadFile(filepath.Join(root, "b", "cache", "debs", "tmux_3.3a-3_amd64.deb")); string(data) != "b's own" {
+		t.Errorf("b's own file changed: %q", data)
+	}
+	if n := seedPackageCache(root, filepath.Join(root, "b", "cache")); n != 1 {
+		t.Errorf("seeding b: %d files, want 1 (a's list; b has tmux already)", n)
+	}
+}

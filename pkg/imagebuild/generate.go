@@ -31,6 +31,7 @@ import (
 var Supported = []string{
 	"packages",
 	"modules",
+	"groups",
 	"distro",
 	"architecture",
 	"customizations.hostname",
@@ -77,6 +78,10 @@ type GenerateOptions struct {
 	// Repos are extra apt repositories (the service's user sources) that
 	// fetch takes packages from, each verified with its own key.
 	Repos []Repo
+	// Groups are the packages of each of the blueprint's groups (Debian
+	// tasks), resolved by the caller from its package index. A group of
+	// the blueprint missing here is an error, never silently dropped.
+	Groups map[string][]string
 }
 
 // Repo is an extra apt repository; it becomes an entry of the config's
@@ -324,6 +329,17 @@ func (g *gen) packages() error {
 				return fmt.Errorf("%s[%d]: %s cannot be installed: the default config excludes it (%v)", list.key, i, p.Name, g.defaults.Manifest.ExcludePackages)
 			}
 			g.addPackage(p.Name)
+		}
+	}
+	for i, gr := range g.bp.Groups {
+		pkgs, ok := g.o.Groups[gr.Name]
+		if !ok {
+			return fmt.Errorf("groups[%d]: %s: its packages are unknown (no package index to read the task from)", i, gr.Name)
+		}
+		for _, n := range pkgs {
+			if !slices.Contains(g.defaults.Manifest.ExcludePackages, n) {
+				g.addPackage(n)
+			}
 		}
 	}
 	return nil

@@ -233,7 +233,7 @@ func TestGenerateRefuses(t *testing.T) {
 		{"keyboard", "[customizations.locale]\nkeyboard = \"de\"", "customizations.locale.keyboard"},
 		{"masked", "[customizations.services]\nmasked = [\"foo\"]", "customizations.services.masked"},
 		{"kernel name", "[customizations.kernel]\nname = \"linux-image-rt-amd64\"", "customizations.kernel.name"},
-		{"groups", "[[groups]]\nname = \"web\"", "groups"},
+		{"groups", "[[groups]]\nname = \"web\"", "groups[0]: web: its packages are unknown"},
 		{"mountpoint", "[[customizations.filesystem]]\nmountpoint = \"/var\"\nminsize = 1073741824", "only / can be given a size"},
 		{"distro", "distro = \"fedora-40\"", `"fedora-40" is not a distro`},
 		{"arch", "architecture = \"aarch64\"", "the blueprint is for aarch64"},
@@ -252,6 +252,23 @@ func TestGenerateRefuses(t *testing.T) {
 				t.Fatalf("error %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A group's packages (the Debian task's, resolved by the service) join
+// the manifest's packages; one the default config excludes stays out.
+func TestGenerateGroups(t *testing.T) {
+	bp := parse(t, "name = \"x\"\n[[groups]]\nname = \"ssh-server\"\n")
+	files, err := Generate(bp, GenerateOptions{Arch: "x86_64", Groups: map[string][]string{"ssh-server": {"openssh-server", "initramfs-tools"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := load(t, files).Manifest
+	if !slices.Contains(m.Packages, "openssh-server") {
+		t.Errorf("packages %v lack the group's openssh-server", m.Packages)
+	}
+	if slices.Contains(m.Packages, "initramfs-tools") {
+		t.Errorf("packages %v have the excluded initramfs-tools", m.Packages)
 	}
 }
 

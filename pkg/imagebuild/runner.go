@@ -2,6 +2,7 @@ package imagebuild
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/cosa-build/cosa/pkg/composer"
 	"github.com/cosa-build/cosa/pkg/events"
@@ -15,6 +16,9 @@ type Runner struct {
 	// Repos, when set, gives the extra apt repositories (the service's
 	// user sources with keys) at the start of each job.
 	Repos func() ([]Repo, error)
+	// Groups, when set, gives the packages of a blueprint's package group
+	// (a Debian task) from the service's package index.
+	Groups func(name string) ([]string, error)
 	// Events receives cosa's structured events of every job.
 	Events events.Sink
 }
@@ -38,6 +42,16 @@ func (r *Runner) Run(ctx context.Context, job composer.Job) (composer.Result, er
 			return composer.Result{}, err
 		}
 		s.Repos = repos
+	}
+	if r.Groups != nil && job.Blueprint != nil && len(job.Blueprint.Groups) > 0 {
+		s.Groups = map[string][]string{}
+		for _, g := range job.Blueprint.Groups {
+			pkgs, err := r.Groups(g.Name)
+			if err != nil {
+				return composer.Result{}, fmt.Errorf("blueprint %s: group %s: %w", job.Blueprint.Name, g.Name, err)
+			}
+			s.Groups[g.Name] = pkgs
+		}
 	}
 	res, err := Build(ctx, s)
 	if err != nil {

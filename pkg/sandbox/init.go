@@ -71,6 +71,12 @@ func initAndExec() error {
 				return err
 			}
 		}
+		// The caller's working directory may be one the sandbox's
+		// unprivileged root cannot reach (a service's 0770 state dir):
+		// tools that stat it at start (perl's File::Temp) then complain.
+		if err := os.Chdir("/"); err != nil {
+			return err
+		}
 		return execute(spec, false)
 	}
 

@@ -346,7 +346,7 @@ func (h *Handler) bpDepsolve(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []bpDeps{}
 	errs := h.eachBlueprint(r.Context(), names, func(n string, b *blueprint.Blueprint, _ bool) *apiError {
-		deps, err := h.depsolve(specs(b))
+		deps, err := h.depsolveBlueprint(b)
 		if err != nil {
 			// Listed all the same, with no dependencies.
 			out = append(out, bpDeps{b, []Dep{}})
@@ -356,6 +356,25 @@ func (h *Handler) bpDepsolve(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"blueprints": out, "errors": errs})
+}
+
+// depsolveBlueprint is the closure of b's packages, modules and the
+// packages of its groups (Debian tasks, see Packages.Group).
+func (h *Handler) depsolveBlueprint(b *blueprint.Blueprint) ([]Dep, error) {
+	s := specs(b)
+	for _, g := range b.Groups {
+		if h.opt.Packages == nil {
+			return nil, errNoPackages
+		}
+		pkgs, err := h.opt.Packages.Group(g.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range pkgs {
+			s = append(s, Spec{Name: n})
+		}
+	}
+	return h.depsolve(s)
 }
 
 func (h *Handler) depsolve(s []Spec) ([]Dep, error) {
@@ -373,7 +392,7 @@ var errNoPackages = fmt.Errorf("%w: the service has no apt lists (run apt-get up
 // freeze pins every package and module entry of b to the version of the
 // closure; a glob name becomes every package of the closure it matches.
 func (h *Handler) freeze(b *blueprint.Blueprint) (*blueprint.Blueprint, error) {
-	deps, err := h.depsolve(specs(b))
+	deps, err := h.depsolveBlueprint(b)
 	if err != nil {
 		return nil, err
 	}

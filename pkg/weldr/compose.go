@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"context"
+
 	"github.com/cosa-build/cosa/pkg/blueprint"
 	"github.com/cosa-build/cosa/pkg/composer"
 )
@@ -80,6 +82,16 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		fail(w, idMissingPost, "compose start needs a JSON body")
 		return
 	}
+	// ?test=1 or 2: a mock compose that fails or finishes at once, after
+	// the same checks as a real one (client test suites rely on it).
+	test := 0
+	if v := r.URL.Query().Get("test"); v != "" {
+		if v != "1" && v != "2" {
+			fail(w, idCompose, "test=%s: a test compose is test=1 (fails at once) or test=2 (finishes at once)", v)
+			return
+		}
+		test = int(v[0] - '0')
+	}
 	var req startRequest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -120,7 +132,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 	// A package that does not exist or cannot be installed is refused now,
 	// not found out half way through a build.
 	warnings := []string{}
-	if _, err := h.depsolve(specs(b)); err != nil {
+	if _, err := h.depsolveBlueprint(b); err != nil {
 		if errors.Is(err, ErrNoIndex) {
 			warnings = append(warnings, "packages not checked: "+err.Error())
 		} else {
@@ -151,7 +163,7 @@ func (h *Handler) composeStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := h.opt.Composer.Start(r.Context(), composer.Request{
-		Blueprint: text, Types: types, Size: int64(size), OSTree: req.OSTree, Upload: req.Upload,
+		Blueprint: text, Types: types, Size: int64(size), OSTree: req.OSTree, Upload: req.Upload, Test: test,
 	})
 	if err != nil {
 		h.composeErr(w, "", err)
@@ -498,6 +510,61 @@ func composedBlueprint(c *composer.Compose) *blueprint.Blueprint {
 	return &blueprint.Blueprint{Name: c.Blueprint, Version: c.BlueprintVersion}
 }
 
+// composeDeps is what the compose's image holds: once its first image build
+// has finished, the packages its build installed (the truth,
+// base packages included); before that, the closure of the frozen
+// blueprint's packages in today's index (what was asked for). Neither
+// being available is an empty list, not an error: info must always answer.
+func (h *Handler) composeDeps(ctx context.Context, c *composer.Compose) []Dep {
+	if len(c.Builds) > 0 && c.Builds[0].State == composer.Finished {
+		if deps, err := h.installedDeps(ctx, c.Builds[0].ID); err == nil {
+			return deps
+		} else {
+			h.opt.Log.Printf("compose %s: reading its package list: %v", c.ID, err)
+		}
+	}
+	if c.Frozen == "" {
+		return []Dep{}
+	}
+	b, err := blueprint.ParseTOML([]byte(c.Frozen))
+	if err != nil {
+		return []Dep{}
+	}
+	deps, err := h.depsolveBlueprint(b)
+	if err != nil || deps == nil {
+		return []Dep{}
+	}
+	return deps
+}
+
+// installedDeps reads an image build's installed package list.
+func (h *Handler) installedDeps(ctx context.Context, imageBuild string) ([]Dep, error) {
+	rc, _, err := h.opt.Composer.Artifact(ctx, imageBuild, imagebuildPkgList)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var pkgs []struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Arch    string `json:"arch"`
+	}
+	if err := json.NewDecoder(io.LimitReader(rc, 64<<20)).Decode(&pkgs); err != nil {
+		return nil, err
+	}
+	deps := make([]Dep, 0, len(pkgs))
+	for _, p := range pkgs {
+		v := parseDebVersion(p.Version)
+		deps = append(deps, Dep{Name: p.Name, Epoch: v.Epoch, Version: v.Upstream, Release: v.Revision, Arch: p.Arch})
+	}
+	sort.Slice(deps, func(i, j int) bool { return deps[i].Name < deps[j].Name })
+	return deps, nil
+}
+
+// imagebuildPkgList is the name under which an image build's outputs hold
+// its cosa build's installed package list (imagebuild.PkgListFile).
+const imagebuildPkgList = "pkglist.json"
+
 func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 	c, good := h.get(w, r)
 	if !good {
@@ -513,7 +580,7 @@ func (h *Handler) composeInfo(w http.ResponseWriter, r *http.Request) {
 		"config":       "",
 		"commit":       commit,
 		"blueprint":    composedBlueprint(c),
-		"deps":         map[string]any{"packages": []Dep{}},
+		"deps":         map[string]any{"packages": h.composeDeps(r.Context(), c)},
 		"compose_type": e.ComposeType,
 		"queue_status": e.QueueStatus,
 		"image_size":   e.ImageSize,

@@ -3,6 +3,7 @@ package weldr
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -122,7 +123,8 @@ func TestComposeLifecycle(t *testing.T) {
 	}
 
 	image := []byte("QFI\xfb fake qcow2")
-	if err := s.queue.Finish(id, map[string][]byte{"disk.qcow2": image, "meta.json": []byte(`{"buildid":"x"}`)}); err != nil {
+	if err := s.queue.Finish(id, map[string][]byte{"disk.qcow2": image, "meta.json": []byte(`{"buildid":"x"}`),
+		"pkglist.json": []byte(`[{"name":"zsh","version":"5.9-4+b1","arch":"amd64"},{"name":"base-files","version":"1:12.4+deb12u5","arch":"amd64"}]`)}); err != nil {
 		t.Fatal(err)
 	}
 	e = s.entries(t)[id]
@@ -145,7 +147,18 @@ func TestComposeLifecycle(t *testing.T) {
 	if bp := m["blueprint"].(map[string]any); bp["name"] != "kiosk" || bp["version"] != "0.1.0" || len(list(t, bp, "packages")) != 1 {
 		t.Errorf("info blueprint: %v", bp)
 	}
-	list(t, m["deps"].(map[string]any), "packages")
+	// Once built, deps are what the image holds (the build's pkglist.json),
+	// sorted, with Debian versions split the Weldr way.
+	deps := list(t, m["deps"].(map[string]any), "packages")
+	if len(deps) != 2 {
+		t.Fatalf("deps: %v", deps)
+	}
+	if d := deps[0].(map[string]any); d["name"] != "base-files" || d["epoch"] != float64(1) || d["version"] != "12.4+deb12u5" || d["release"] != "" || d["arch"] != "amd64" {
+		t.Errorf("deps[0]: %v", d)
+	}
+	if d := deps[1].(map[string]any); d["name"] != "zsh" || d["epoch"] != float64(0) || d["version"] != "5.9" || d["release"] != "4+b1" {
+		t.Errorf("deps[1]: %v", d)
+	}
 
 	r = s.get("/api/v1/compose/image/" + id).wantOK(t)
 	if cd := r.Header.Get("Content-Disposition"); cd != "attachment; filename="+id+"-disk.qcow2" {
@@ -163,7 +176,7 @@ func TestComposeLifecycle(t *testing.T) {
 		t.Errorf("logs tar: %v", mem)
 	}
 	r = s.get("/api/v1/compose/metadata/" + id).wantOK(t)
-	if mem := testutil.TarMembers(t, r.Body); len(mem) != 1 || mem["meta.json"] == "" {
+	if mem := testutil.TarMembers(t, r.Body); len(mem) != 2 || mem["meta.json"] == "" || mem["pkglist.json"] == "" {
 		t.Errorf("metadata tar: %v", mem)
 	}
 	r = s.get("/api/v1/compose/results/" + id).wantOK(t)
@@ -176,7 +189,7 @@ func TestComposeLifecycle(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if strings.Join(names, " ") != "disk.qcow2 logs/build.log meta.json" || mem["disk.qcow2"] != string(image) {
+	if strings.Join(names, " ") != "disk.qcow2 logs/build.log meta.json pkglist.json" || mem["disk.qcow2"] != string(image) {
 		t.Errorf("results tar: %v", names)
 	}
 	r = s.get("/api/v1/compose/log/" + id).wantOK(t)
@@ -247,6 +260,8 @@ func TestComposeStartErrors(t *testing.T) {
 	s.do("POST", "/api/v1/compose", "application/json", startBody("kiosk", "ami", `,"upload":{"provider":"azure","image_name":"x","settings":{}}`)).wantError(t, 400, "ComposeError", "azure")
 	s.pushTOML("/api/v1/blueprints/new", "name = \"nopkg\"\n[[packages]]\nname = \"nosuch-pkg\"\n").wantOK(t)
 	s.do("POST", "/api/v1/compose", "application/json", startBody("nopkg", "qcow2", "")).wantError(t, 400, "DepsolveError", "nosuch-pkg")
+	s.pushTOML("/api/v1/blueprints/new", "name = \"nogroup\"\n[[groups]]\nname = \"gnome-desktop\"\n").wantOK(t)
+	s.do("POST", "/api/v1/compose", "application/json", startBody("nogroup", "qcow2", "")).wantError(t, 400, "DepsolveError", "task-gnome-desktop")
 	s.get("/api/v1/compose/info/nosuch").wantError(t, 400, "UnknownUUID", "nosuch")
 	s.get("/api/v1/compose/info/..").wantError(t, 400, "InvalidChars", "")
 	s.do("DELETE", "/api/v1/compose/cancel/nosuch", "", nil).wantError(t, 400, "UnknownUUID", "")
@@ -388,5 +403,21 @@ func TestComposeSeveralTypes(t *testing.T) {
 	mem := testutil.TarMembers(t, s.get("/api/v1/compose/results/"+id).wantOK(t).Body)
 	if mem["qcow2/disk.qcow2"] != "fake qcow2 image\n" || mem["ami/disk.ami"] != "fake ami image\n" {
 		t.Errorf("results tar: %v", mem)
+	}
+}
+
+// ?test=1|2 reaches the queue as Request.Test after the usual checks; any
+// other value is refused.
+func TestComposeTestMode(t *testing.T) {
+	s := newServer(t)
+	s.pushTOML("/api/v1/blueprints/new", kioskTOML).wantOK(t)
+	for _, n := range []int{1, 2} {
+		s.do("POST", fmt.Sprintf("/api/v1/compose?test=%d", n), "application/json", startBody("kiosk", "qcow2", "")).wantOK(t)
+	}
+	s.do("POST", "/api/v1/compose?test=3", "application/json", startBody("kiosk", "qcow2", "")).wantError(t, 400, "ComposeError", "test=3")
+	s.do("POST", "/api/v0/compose?test=2", "application/json", startBody("nosuch", "qcow2", "")).wantError(t, 400, "UnknownBlueprint", "nosuch")
+	reqs := s.queue.Requests()
+	if len(reqs) != 2 || reqs[0].Test != 1 || reqs[1].Test != 2 {
+		t.Errorf("requests: %+v", reqs)
 	}
 }

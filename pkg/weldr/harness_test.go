@@ -28,6 +28,7 @@ type server struct {
 	store  *blueprint.Store
 	queue  *weldrtest.Queue
 	dir    string
+	opt    Options
 }
 
 // currentGroup is the name of the test process's group: the socket group
@@ -106,6 +107,18 @@ Version: 115.5.0esr-1~deb12u1
 Architecture: amd64
 Description: Mozilla Firefox web browser
 
+Package: task-mail-server
+Version: 3.73
+Architecture: all
+Depends: tasksel (= 3.73)
+Recommends: postfix | mail-transport-agent, mail-client
+Description: mail server
+
+Package: tasksel
+Version: 3.73
+Architecture: all
+Description: tool for selecting tasks
+
 Package: ignored-arch
 Version: 1.0-1
 Architecture: arm64
@@ -131,7 +144,7 @@ func newServer(t *testing.T) *server {
 		t.Fatal(err)
 	}
 	q := weldrtest.NewQueue(map[string]bool{"qcow2": true, "ami": true, "edge-commit": true, "vmdk": false})
-	h := New(Options{
+	opt := Options{
 		Blueprints: store,
 		Packages:   NewAptIndex(lists, "amd64"),
 		Sources: &Sources{Dir: filepath.Join(dir, "sources"), System: []Source{
@@ -142,7 +155,8 @@ func newServer(t *testing.T) *server {
 		Build:    "test",
 		// The runner's own list, so the tests check what cosa serve refuses.
 		Supported: imagebuild.Supported,
-	})
+	}
+	h := New(opt)
 	sock := filepath.Join(dir, "run", "api.socket")
 	l, err := Listen(SocketOptions{Path: sock, Group: currentGroup(t), UID: os.Getuid()})
 	if err != nil {
@@ -157,7 +171,7 @@ func newServer(t *testing.T) *server {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &server{t: t, sock: sock, store: store, queue: q, dir: dir, client: unixClient(sock)}
+	return &server{t: t, sock: sock, store: store, queue: q, dir: dir, opt: opt, client: unixClient(sock)}
 }
 
 func unixClient(sock string) *http.Client {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,7 +29,15 @@ type Packages interface {
 	// Depsolve returns the closure of specs (name globs and version globs)
 	// with their dependencies, sorted by name.
 	Depsolve(specs []Spec) ([]Dep, error)
+	// Group returns the packages of a blueprint's package group. Debian
+	// has no comps groups; its tasks (task-NAME, what tasksel installs)
+	// are the same idea, so group NAME is the task's Depends and
+	// Recommends, each clause's first alternative.
+	Group(name string) ([]string, error)
 }
+
+// ErrUnknownGroup is returned for a group with no task-NAME package.
+var ErrUnknownGroup = errors.New("no such package group")
 
 // Spec asks for a package: Name may be a glob, Version a glob ("" and "*"
 // are any version).
@@ -98,6 +107,7 @@ var ErrUnknownPackage = errors.New("no such package")
 type debPkg struct {
 	Name, Version, Arch, Description, Homepage, Section string
 	Depends                                             [][]relation // AND of ORs
+	Recommends                                          [][]relation
 	Provides                                            []relation
 }
 
@@ -258,6 +268,14 @@ func parsePackages(r io.Reader) ([]*debPkg, error) {
 			}
 			p.Depends = append(p.Depends, deps...)
 		}
+		// Only tasks' Recommends are read (Group): parsing every package's
+		// would cost memory for nothing else uses them.
+		var err error
+		if strings.HasPrefix(p.Name, "task-") {
+			if p.Recommends, err = parseRelations(fields["recommends"]); err != nil {
+				return fmt.Errorf("line %d: %s recommends: %w", line, p.Name, err)
+			}
+		}
 		provides, err := parseRelations(fields["provides"])
 		if err != nil {
 			return fmt.Errorf("line %d: %s provides: %w", line, p.Name, err)
@@ -409,6 +427,32 @@ func (x *AptIndex) matchNames(globs []string) []string {
 		}
 	}
 	return out
+}
+
+// Group implements Packages.
+func (x *AptIndex) Group(name string) ([]string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.load(); err != nil {
+		return nil, err
+	}
+	task := x.pick("task-"+name, "")
+	if task == nil {
+		return nil, fmt.Errorf("%w %s: Debian has no comps groups and the package index has no task-%s (groups are Debian tasks, e.g. ssh-server, web-server)", ErrUnknownGroup, name, name)
+	}
+	var out []string
+	for _, clause := range slices.Concat(task.Depends, task.Recommends) {
+		if len(clause) == 0 {
+			continue
+		}
+		n := clause[0].Name
+		// tasksel is the task machinery, not part of what the task installs.
+		if n == "tasksel" || n == "tasksel-data" || slices.Contains(out, n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Depsolve implements Packages: each spec picks the newest version of its

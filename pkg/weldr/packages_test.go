@@ -144,8 +144,8 @@ Description: terminal multiplexer
 func TestAptIndexListInfoAndReload(t *testing.T) {
 	x := writeIndex(t, testIndex)
 	all, total, err := x.List(0, 0)
-	if err != nil || len(all) != 0 || total != 9 {
-		t.Fatalf("List(0,0) = %d items, total %d, %v; want 0, 9 (ignored-arch left out)", len(all), total, err)
+	if err != nil || len(all) != 0 || total != 11 {
+		t.Fatalf("List(0,0) = %d items, total %d, %v; want 0, 11 (ignored-arch left out)", len(all), total, err)
 	}
 	info, err := x.Info([]string{"tmu?", "libc6"})
 	if err != nil || len(info) != 2 || info[0].Name != "libc6" || info[1].Name != "tmux" {
@@ -196,8 +196,8 @@ func TestAptIndexCompressed(t *testing.T) {
 	zw.Close()
 	os.WriteFile(filepath.Join(dir, "b_Packages.zst"), buf.Bytes(), 0o644)
 	x := NewAptIndex(dir, "amd64")
-	if _, total, err := x.List(0, 0); err != nil || total != 10 {
-		t.Errorf("total %d, %v; want 10 from a .gz and a .zst index", total, err)
+	if _, total, err := x.List(0, 0); err != nil || total != 12 {
+		t.Errorf("total %d, %v; want 12 from a .gz and a .zst index", total, err)
 	}
 }
 
@@ -206,5 +206,40 @@ func TestAptIndexEmptyDir(t *testing.T) {
 	_, _, err := NewAptIndex(dir, "amd64").List(0, 0)
 	if err == nil || !strings.Contains(err.Error(), "no package index in "+dir) {
 		t.Errorf("error %v, want one naming the empty lists dir", err)
+	}
+}
+
+// A group is a Debian task: its Depends and Recommends (first alternative
+// each), without tasksel; a blueprint's depsolve includes them.
+func TestGroupIsDebianTask(t *testing.T) {
+	s := newServer(t)
+	pkgs, err := s.opt.Packages.Group("mail-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(pkgs, " ") != "postfix mail-client" {
+		t.Errorf("group mail-server = %v, want postfix mail-client", pkgs)
+	}
+	if _, err := s.opt.Packages.Group("nosuch"); !errors.Is(err, ErrUnknownGroup) || !strings.Contains(err.Error(), "task-nosuch") {
+		t.Errorf("unknown group: %v", err)
+	}
+	r := s.pushTOML("/api/v1/blueprints/new", "name = \"mail\"\n[[groups]]\nname = \"mail-server\"\n").wantOK(t)
+	if w := r.json(t)["warnings"]; w != nil && len(w.([]any)) > 0 {
+		t.Errorf("groups draw a warning: %v", w)
+	}
+	m := s.get("/api/v1/blueprints/depsolve/mail").wantOK(t).json(t)
+	got := map[string]bool{}
+	for _, b := range list(t, m, "blueprints") {
+		for _, d := range list(t, b.(map[string]any), "dependencies") {
+			got[d.(map[string]any)["name"].(string)] = true
+		}
+	}
+	for _, want := range []string{"postfix", "mail-client", "libc6"} {
+		if !got[want] {
+			t.Errorf("depsolve of a blueprint with group mail-server lacks %s: %v", want, got)
+		}
+	}
+	if got["tasksel"] || got["task-mail-server"] {
+		t.Errorf("depsolve installs the task machinery: %v", got)
 	}
 }

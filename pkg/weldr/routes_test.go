@@ -11,12 +11,12 @@ import (
 func TestProjects(t *testing.T) {
 	s := newServer(t)
 	m := s.get("/api/v1/projects/list?distro=debian-12&limit=0").wantOK(t).json(t)
-	if num(t, m, "total") != 9 || len(list(t, m, "projects")) != 0 {
+	if num(t, m, "total") != 11 || len(list(t, m, "projects")) != 0 {
 		t.Fatalf("limit=0: %v", m)
 	}
-	m = s.get("/api/v1/projects/list?distro=debian-12&limit=9").wantOK(t).json(t)
+	m = s.get("/api/v1/projects/list?distro=debian-12&limit=11").wantOK(t).json(t)
 	projects := list(t, m, "projects")
-	if len(projects) != 9 || projects[0].(map[string]any)["name"] != "firefox-esr" {
+	if len(projects) != 11 || projects[0].(map[string]any)["name"] != "firefox-esr" {
 		t.Fatalf("list: %v", m)
 	}
 	s.get("/api/v1/projects/list?distro=fedora-40&limit=0").wantError(t, 400, "DistroError", "fedora-40")
