@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
@@ -88,8 +87,13 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 			return nil, err
 		}
 	}
-	// Everything changed in the tree from here on has a later ctime.
-	baseDone := time.Now()
+	// Everything changed in the tree from here on has a ctime at or after
+	// the mark; without one, nothing is reused.
+	baseDone, err := changeMark(o.WorkDir)
+	if err != nil {
+		p.Infof("warning: initramfs cache: %v", err)
+		baseID = ""
+	}
 	// mmdebstrap leaves its own apt/dpkg settings and our file:// source;
 	// the image should point at the real archive.
 	var list strings.Builder

@@ -106,12 +106,49 @@ type deltaEntry struct {
 	Sum    string // a regular file's sha256
 }
 
+// changeMark returns a time t such that every inode changed before the
+// call has a ctime before t and every inode changed after it has a ctime
+// at or after t. File systems stamp ctime from a clock that advances in
+// ticks, so the mark is the ctime of a file touched until the tick
+// changes (a few milliseconds): the files just written share the old tick.
+func changeMark(dir string) (time.Time, error) {
+	p := filepath.Join(dir, ".cosa-change-mark")
+	defer os.Remove(p)
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		return time.Time{}, err
+	}
+	ctime := func(mode fs.FileMode) (time.Time, error) {
+		if err := os.Chmod(p, mode); err != nil {
+			return time.Time{}, err
+		}
+		info, err := os.Lstat(p)
+		if err != nil {
+			return time.Time{}, err
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		return time.Unix(st.Ctim.Sec, st.Ctim.Nsec), nil
+	}
+	first, err := ctime(0o644)
+	if err != nil {
+		return time.Time{}, err
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		t, err := ctime(fs.FileMode(0o600 + 0o044*(i%2)))
+		if err != nil {
+			return time.Time{}, err
+		}
+		if t.After(first) {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("the ctime clock of %s did not advance", dir)
+}
+
 // scanDelta lists every path under root whose inode changed at or after
-// since, with what the key needs of it. since is taken after the base was
-// in place; slack covers the coarse clock file systems stamp ctime with.
+// since (a changeMark taken once the base was in place).
 func scanDelta(root string, since time.Time) ([]deltaEntry, error) {
-	const slack = 50 * time.Millisecond
-	cut := since.Add(-slack)
+	cut := since
 	var out []deltaEntry
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -228,3 +228,31 @@ func TestInitramfsCacheRoundTrip(t *testing.T) {
 		t.Error("a changed cached image was reused")
 	}
 }
+
+// The mark separates what changed before it from what changed after it,
+// even within one tick of the file system's clock.
+func TestChangeMark(t *testing.T) {
+	dir := t.TempDir()
+	before := filepath.Join(dir, "before")
+	after := filepath.Join(dir, "after")
+	os.WriteFile(after, []byte("x"), 0o644)
+	os.WriteFile(before, []byte("x"), 0o644)
+	mark, err := changeMark(t.TempDir()) // as Compose: beside the tree, not in it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(after, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := scanDelta(dir, mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range d {
+		paths = append(paths, e.Path)
+	}
+	if !slices.Equal(paths, []string{"after"}) {
+		t.Errorf("changed after the mark: %q, want only \"after\"", paths)
+	}
+}
