@@ -400,5 +400,10 @@ func installInitramfs(ctx context.Context, img string, rec *initramfsRecord, kve
 		return err
 	}
 	defer os.Remove(staged)
+	// The copy is the host's: readable by all, or the sandbox's root,
+	// which is nobody to the host, cannot read it.
+	if err := os.Chmod(staged, 0o644); err != nil {
+		return err
+	}
 	return sandbox("install", "-m", fmt.Sprintf("%o", rec.Mode.Perm()), "/run/cosa/"+name, initramfsPath(kver))
 }
