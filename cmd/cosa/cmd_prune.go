@@ -8,6 +8,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/assemble"
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/prune"
 )
@@ -60,7 +61,8 @@ func newPruneCmd(g *globals) *cobra.Command {
 				}
 				return assemble.RefRemover(ctx, repo)(id)
 			}
-			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun}, removeRefs)
+			remove, keep, err := prune.Run(ctx, d, prune.Options{KeepLastN: o.KeepLastN, Builds: o.Builds, DryRun: o.DryRun,
+				Cache: &images.Store{Dir: w.ObjectsDir()}}, removeRefs)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -99,10 +100,16 @@ func runServe(ctx context.Context, g *globals, socket, group string, groupGiven 
 	// The queue runs each image build as a real cosa build of a config
 	// generated from the blueprint (pkg/imagebuild), in a workdir per
 	// blueprint under STATE/workdirs.
+	// Closed once the package index is there (or will never be): a
+	// compose of a blueprint with groups waits for it.
+	indexReady := make(chan struct{})
+	if apt == nil {
+		close(indexReady)
+	}
 	runner := &imagebuild.Runner{
 		WorkRoot: filepath.Join(state, "workdirs"),
 		Repos:    func() ([]imagebuild.Repo, error) { return userRepos(opt.Sources) },
-		Groups:   opt.Packages.Group,
+		Groups:   groupsAfterIndex(opt.Packages, indexReady),
 	}
 	q, err := composer.New(ctx, composer.Options{StateDir: state, Runner: runner, Workers: 1,
 		Types: imagebuild.ComposerTypes(), Uploader: &imagebuild.AWSUploader{}, Logger: slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -119,7 +126,7 @@ func runServe(ctx context.Context, g *globals, socket, group string, groupGiven 
 	}()
 	opt.Composer = q
 	if apt != nil {
-		go updateAptRoot(ctx, apt, aptRoot, logger)
+		go updateAptRoot(ctx, apt, aptRoot, logger, indexReady)
 	}
 	opt.Supported = imagebuild.Supported
 	uid := 0
@@ -160,13 +167,14 @@ var aptRetry = time.Minute
 // updateAptRoot runs apt-get update in the service's apt root until it
 // succeeds or the service stops; compose start warns that packages were not
 // checked until then.
-func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logger *log.Logger) {
+func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logger *log.Logger, ready chan<- struct{}) {
 	wait := aptRetry
 	for {
 		start := time.Now()
 		err := apt.Update(ctx)
 		if err == nil {
 			logger.Printf("package index updated in %s (%s)", root, time.Since(start).Round(time.Second))
+			close(ready)
 			return
 		}
 		if ctx.Err() != nil {
@@ -179,6 +187,34 @@ func updateAptRoot(ctx context.Context, apt *compose.AptRoot, root string, logge
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Hour)
+	}
+}
+
+// groupWait bounds how long an image build waits for the first package
+// index of this start to read its blueprint's groups from.
+const groupWait = 15 * time.Minute
+
+// groupsAfterIndex resolves a blueprint group from the service's package
+// index, waiting (bounded) for the first apt-get update of this start when
+// there is no index yet: a compose started right after the service is not
+// failed for a download still under way, and its build needs the network
+// anyway.
+func groupsAfterIndex(pkgs weldr.Packages, ready <-chan struct{}) func(context.Context, string) ([]string, error) {
+	return func(ctx context.Context, name string) ([]string, error) {
+		list, err := pkgs.Group(name)
+		if err == nil || !errors.Is(err, weldr.ErrNoIndex) {
+			return list, err
+		}
+		t := time.NewTimer(groupWait)
+		defer t.Stop()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-t.C:
+			return nil, fmt.Errorf("%w (waited %s for the service's apt-get update)", err, groupWait)
+		}
+		return pkgs.Group(name)
 	}
 }
 

@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/weldr"
 )
 
 // TestUpdateAptRootRetries: a failing apt-get update in the service's apt
@@ -42,7 +46,8 @@ func TestUpdateAptRootRetries(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
-	go func() { updateAptRoot(ctx, apt, root, log.New(&out, "", 0)); close(done) }()
+	ready := make(chan struct{})
+	go func() { updateAptRoot(ctx, apt, root, log.New(&out, "", 0), ready); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(out.String(), "apt-get update in "+root) < 2 {
 		if time.Now().After(deadline) {
@@ -58,5 +63,59 @@ func TestUpdateAptRootRetries(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "package index updated") {
 		t.Errorf("an update of a missing archive succeeded:\n%s", out.String())
+	}
+	select {
+	case <-ready:
+		t.Error("the index was announced ready after failed updates")
+	default:
+	}
+}
+
+// groupIndex is a package index that has no lists until filled.
+type groupIndex struct {
+	weldr.Packages
+	filled atomic.Bool
+}
+
+func (g *groupIndex) Group(name string) ([]string, error) {
+	if !g.filled.Load() {
+		return nil, fmt.Errorf("%w in /nowhere", weldr.ErrNoIndex)
+	}
+	return []string{name + "-pkg"}, nil
+}
+
+// A group asked for before the first apt-get update has ended waits for
+// it, and stops waiting with its context.
+func TestGroupsAfterIndex(t *testing.T) {
+	idx := &groupIndex{}
+	ready := make(chan struct{})
+	resolve := groupsAfterIndex(idx, ready)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := resolve(ctx, "web-server"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait: %v", err)
+	}
+	got := make(chan []string, 1)
+	go func() {
+		list, err := resolve(context.Background(), "web-server")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- list
+	}()
+	select {
+	case l := <-got:
+		t.Fatalf("resolved %v before the index was there", l)
+	case <-time.After(50 * time.Millisecond):
+	}
+	idx.filled.Store(true)
+	close(ready)
+	select {
+	case l := <-got:
+		if len(l) != 1 || l[0] != "web-server-pkg" {
+			t.Errorf("group: %v", l)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still waiting after the index became ready")
 	}
 }

@@ -306,6 +306,10 @@ func TestCommitStagePublish(t *testing.T) {
 			t.Errorf("ref %s = %s, %v; want %s", ref, got, err, c.stats.Commit)
 		}
 	}
+	// Per-object fsync is off in the build repo (publish syncs it once).
+	if v, err := c.repo.GetConfig(ctx, "core.fsync"); err != nil || v != "false" {
+		t.Errorf("tmp/repo core.fsync = %q, %v; want false", v, err)
+	}
 	for k, want := range map[string]string{"version": id, "cosa.input-hash": hash, "cosa.name": "debian-ostree"} {
 		if got, err := c.repo.MetadataString(ctx, c.stats.Commit, k); err != nil || got != want {
 			t.Errorf("commit metadata %s = %q, %v; want %q", k, got, err, want)
@@ -369,7 +373,11 @@ func TestCommitStagePublish(t *testing.T) {
 		}
 	}
 
-	if err := publish(context.Background(), d, pl.idx, st.dir, id, testArch); err != nil {
+	cacheRepo := filepath.Join(w.CacheDir(), "ostree-archive")
+	if v, err := (&ostree.Repo{Path: cacheRepo}).GetConfig(ctx, "core.fsync"); err != nil || v != "false" {
+		t.Errorf("export cache repo core.fsync = %q, %v; want false", v, err)
+	}
+	if err := publish(context.Background(), d, pl.idx, st.dir, id, testArch, c.repo.Path, cacheRepo); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(st.dir); !os.IsNotExist(err) {
@@ -439,7 +447,7 @@ func TestAutoPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pruned, err := autoPrune(ctx, d, idx, repo)
+	pruned, _, err := autoPrune(ctx, d, idx, repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +466,7 @@ func TestAutoPrune(t *testing.T) {
 	}
 	// Nothing more to prune.
 	idx, _ = d.ReadIndex()
-	if pruned, err := autoPrune(ctx, d, idx, repo); err != nil || len(pruned) != 0 {
+	if pruned, _, err := autoPrune(ctx, d, idx, repo); err != nil || len(pruned) != 0 {
 		t.Errorf("second prune: %v, %v", pruned, err)
 	}
 }

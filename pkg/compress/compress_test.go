@@ -324,7 +324,7 @@ func (f *fixture) stageCompressed(t *testing.T, alg Algorithm, name string) (rel
 	t.Helper()
 	a := f.meta.Images[name]
 	p := newOp(f.d, testID, testArch, Options{Algorithm: alg, Fast: true})
-	sum, size, err := p.compressFile(context.Background(), name, p.abs(a.Path), p.abs(a.Path+alg.Suffix()), a)
+	sum, size, _, err := p.compressFile(context.Background(), name, p.abs(a.Path), p.abs(a.Path+alg.Suffix()), a)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ const sparseBlock = 4096
 type sparseWriter struct {
 	f   *os.File
 	off int64
+	wb  writebackWriter // only its kick, for the fsync at the end
 }
 
 func (s *sparseWriter) Write(p []byte) (int, error) {
@@ -48,6 +49,8 @@ func (s *sparseWriter) Write(p []byte) (int, error) {
 		s.off += int64(j)
 		p = p[j:]
 	}
+	s.wb.f = s.f
+	s.wb.kick(s.off)
 	return total, nil
 }
 

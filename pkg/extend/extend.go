@@ -13,6 +13,7 @@ import (
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/compress"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/fileutil"
@@ -151,6 +152,9 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
 	}
+	// Lets cosa compress take the sum instead of reading the image again
+	// (best effort: without the stamp it hashes).
+	compress.StampSum(filepath.Join(dir, art), sum, size)
 	a := &build.Artifact{Path: art, Sha256: sum, Size: size}
 	// e.g. streamOptimized vmdk (and the ova holding one) is compressed
 	// already, and clouds import it as is.

@@ -18,7 +18,7 @@ type Runner struct {
 	Repos func() ([]Repo, error)
 	// Groups, when set, gives the packages of a blueprint's package group
 	// (a Debian task) from the service's package index.
-	Groups func(name string) ([]string, error)
+	Groups func(ctx context.Context, name string) ([]string, error)
 	// Events receives cosa's structured events of every job.
 	Events events.Sink
 }
@@ -46,7 +46,7 @@ func (r *Runner) Run(ctx context.Context, job composer.Job) (composer.Result, er
 	if r.Groups != nil && job.Blueprint != nil && len(job.Blueprint.Groups) > 0 {
 		s.Groups = map[string][]string{}
 		for _, g := range job.Blueprint.Groups {
-			pkgs, err := r.Groups(g.Name)
+			pkgs, err := r.Groups(ctx, g.Name)
 			if err != nil {
 				return composer.Result{}, fmt.Errorf("blueprint %s: group %s: %w", job.Blueprint.Name, g.Name, err)
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -101,11 +102,18 @@ func (s *Store) TryLockExclusive() (release func(), busy bool, err error) {
 	return u.release, false, nil
 }
 
-// Clean removes leftovers of interrupted commits.
+// Clean removes leftovers of interrupted commits and evictions, and the
+// checksum sidecars of objects that are gone.
 func (s *Store) Clean() {
 	old, _ := filepath.Glob(filepath.Join(s.Dir, ".tmp-*"))
 	for _, d := range old {
-		os.RemoveAll(d)
+		fileutil.RemoveAll(d)
+	}
+	sums, _ := filepath.Glob(filepath.Join(s.Dir, "*.sums.json"))
+	for _, p := range sums {
+		if _, err := os.Lstat(strings.TrimSuffix(p, ".sums.json")); os.IsNotExist(err) {
+			os.Remove(p)
+		}
 	}
 }
 
@@ -147,12 +155,9 @@ func (s *Store) Evict(keep map[string]bool) ([]string, error) {
 		if keep[o.id] {
 			continue
 		}
-		// Objects stored by older versions may hold deployments that
-		// ostree made immutable (the deploy stage clears the flag since).
-		if err := fileutil.RemoveAll(s.Path(o.id)); err != nil {
+		if err := s.removeObject(o.id); err != nil {
 			return evicted, err
 		}
-		os.Remove(s.sumsPath(o.id))
 		total -= o.size
 		evicted = append(evicted, o.id)
 	}

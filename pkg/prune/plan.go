@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cosa-build/cosa/pkg/build"
+	"github.com/cosa-build/cosa/pkg/images"
 )
 
 // Options says what to prune.
@@ -19,6 +20,9 @@ type Options struct {
 	Builds []string
 	// DryRun makes Run report the plan without changing anything.
 	DryRun bool
+	// Cache, if set, is the pipeline engine's store: Run evicts the
+	// objects of the pruned and other superseded builds (see EvictCache).
+	Cache *images.Store
 }
 
 // Plan splits the builds in idx into those to remove and those to keep,

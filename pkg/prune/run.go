@@ -19,7 +19,20 @@ func Run(ctx context.Context, d *build.Dir, opts Options, removeRefs func(id str
 		if err != nil || opts.DryRun {
 			return err
 		}
-		return Execute(ctx, d, remove, removeRefs)
+		var gone map[string]bool
+		if opts.Cache != nil {
+			// Read while the pruned builds' manifests are still there.
+			gone = ObjectsOf(d, remove)
+		}
+		if err := Execute(ctx, d, remove, removeRefs); err != nil {
+			return err
+		}
+		if opts.Cache != nil {
+			if _, _, err := EvictCache(d, opts.Cache, gone); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return remove, keep, err
 }
