@@ -76,7 +76,9 @@ test: test-deps vet test-unit fuzz test-e2e
 # Benchmark: cosa against mmdebstrap, mkosi, the compression CLIs and awscli,
 # each reference measured in the same run. Writes bench/results.json and
 # bench/results.md (git-ignored); about an hour on 2 cores.
-BENCH_APT := mkosi awscli
+# The bootable mkosi reference writes its ESP with mkfs.fat (dosfstools) and
+# mcopy (mtools), and is booted under qemu-system-x86 with OVMF (also in deps).
+BENCH_APT := mkosi awscli dosfstools mtools qemu-system-x86 ovmf
 bench-deps: deps test-deps
 	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

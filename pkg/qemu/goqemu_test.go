@@ -465,8 +465,18 @@ func TestGoQEMUWithQEMU(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer mon.Disconnect()
-		if _, err := mon.Run([]byte(`{"execute":"query-qmp-schema"}`)); !errors.Is(err, bufio.ErrTooLong) {
-			t.Errorf("query-qmp-schema: err = %v, want bufio.ErrTooLong (else go-qemu changed: revisit)", err)
+		// Usually ErrTooLong; under load go-qemu's racy reader (defect 1)
+		// can instead hand back some other line with no error. Either
+		// way the schema itself never arrives.
+		out, err := mon.Run([]byte(`{"execute":"query-qmp-schema"}`))
+		var schema struct {
+			Return []json.RawMessage `json:"return"`
+		}
+		if err == nil && json.Unmarshal(out, &schema) == nil && len(schema.Return) > 100 {
+			t.Errorf("go-qemu now returns the %d-byte schema: revisit", len(out))
+		}
+		if err != nil && !errors.Is(err, bufio.ErrTooLong) {
+			t.Logf("query-qmp-schema: %v (not ErrTooLong)", err)
 		}
 		if _, err := mon.Run([]byte(`{"execute":"query-status"}`)); err == nil {
 			t.Error("go-qemu now survives query-qmp-schema: revisit")
