@@ -117,6 +117,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !NoSkip() {
+		if err := reuseUnchangedTree(ctx, &o, pl, id, c); err != nil {
+			return nil, err
+		}
+	}
 	st, err := stageBuild(ctx, &o, pl, in.hash, c, res, scratch)
 	if err != nil {
 		return nil, err
@@ -195,6 +200,8 @@ type plan struct {
 	unchanged   bool   // that build's inputs are these: nothing to do
 	id          string // the new build's, or (unchanged) that build's
 	prevCommit  string // that build's commit, when unchanged
+	prevID      string // the newest build on disk, if any
+	prev        *build.Meta
 }
 
 // planBuild decides, under the builds/ lock, whether a build is needed and
@@ -207,6 +214,7 @@ func planBuild(dir *build.Dir, o *Options, inputHash string) (*plan, error) {
 	}
 	pl := &plan{idx: idx}
 	prevID, prevMeta := latestOnDisk(dir, idx, o.Arch)
+	pl.prevID, pl.prev = prevID, prevMeta
 	if prevID != "" {
 		pl.prevPkgList = filepath.Join(dir.BuildDir(prevID, o.Arch), PkgListFile)
 	}
@@ -251,6 +259,13 @@ func newScratch(tmpDir, id string) (string, func(out io.Writer), error) {
 	}, nil
 }
 
+// NoSkipEnv, set to 1, makes a build run every step even when its inputs
+// provably did not change: what a skipped step's output is compared with.
+const NoSkipEnv = "COSA_NO_SKIP"
+
+// NoSkip reports whether NoSkipEnv asks for every step to run.
+func NoSkip() bool { return os.Getenv(NoSkipEnv) == "1" }
+
 // composeFn is the compose phase; Build's tests put a small root in its
 // place, since a real one needs a fetched package cache.
 var composeFn = composeRoot
@@ -260,6 +275,7 @@ var composeFn = composeRoot
 func composeRoot(ctx context.Context, o *Options, lock *compose.Lockfile, scratch string) (*compose.Result, error) {
 	return compose.Compose(ctx, compose.ComposeOptions{
 		Config: o.Config, Lock: lock, CacheDir: o.Workdir.CacheDir(), WorkDir: scratch, Progress: o.Progress, Log: o.Log,
+		NoSkip: NoSkip(),
 	})
 }
 
@@ -311,6 +327,55 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	return c, nil
 }
 
+// reuseUnchangedTree makes the build use the previous build's commit when
+// the new one holds the same tree: same content checksum (which covers
+// every file's content, mode, owner and xattrs) and the same commit
+// metadata apart from the labels that name a build (version, input hash,
+// config git revision). Image stage ids are derived from the commit
+// checksum, so only then does the pipeline engine find the images already
+// made for that commit in its store instead of making them again; a new
+// commit of the same tree would differ only in those labels. The build's
+// own ref and the config's ref point at the reused commit, and meta.json
+// records it with the version it was made as. COSA_NO_SKIP=1 keeps the
+// new commit.
+func reuseUnchangedTree(ctx context.Context, o *Options, pl *plan, id string, c *committed) error {
+	prev := pl.prev
+	if prev == nil || prev.OSTreeContentChecksum == "" || prev.OSTreeContentChecksum != c.info.ContentChecksum || prev.OSTreeCommit == c.stats.Commit {
+		return nil
+	}
+	old, err := c.repo.Show(ctx, prev.OSTreeCommit)
+	if err != nil || old.ContentChecksum != c.info.ContentChecksum {
+		return nil // pruned from the repo, or not what meta.json says: commit anew
+	}
+	labels := map[string]bool{"version": true, "cosa.input-hash": true, "cosa.config-gitrev": true}
+	md := map[string]string{}
+	for k, v := range c.metadata {
+		ov, err := c.repo.MetadataString(ctx, old.Checksum, k)
+		if labels[k] {
+			if err == nil {
+				md[k] = ov
+			}
+			continue
+		}
+		if err != nil || ov != v {
+			return nil
+		}
+	}
+	if v, err := c.repo.MetadataString(ctx, old.Checksum, "cosa.config-gitrev"); err == nil {
+		md["cosa.config-gitrev"] = v
+	}
+	m := &o.Config.Manifest
+	if err := c.repo.SetRef(ctx, m.Ref, old.Checksum); err != nil {
+		return err
+	}
+	if err := c.repo.SetRef(ctx, BuildRef(id, o.Arch), old.Checksum); err != nil {
+		return err
+	}
+	o.Progress.Infof("Tree unchanged since build %s: reusing its commit %s and the images made from it", pl.prevID, old.Checksum[:12])
+	c.stats.Commit, c.info, c.metadata = old.Checksum, old, md
+	return nil
+}
+
 // staged is a complete build in its staging dir.
 type staged struct {
 	dir    string // builds/.staging-<id>-<random>, holding <arch>/
@@ -322,7 +387,7 @@ type staged struct {
 // pkglist.json, commitmeta.json and, last, a validated meta.json), so that
 // publish only renames. On error the staging dir is gone.
 func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *committed, res *compose.Result, scratch string) (_ *staged, err error) {
-	w, cfg, m, id := o.Workdir, o.Config, &o.Config.Manifest, pl.id
+	w, m, id := o.Workdir, &o.Config.Manifest, pl.id
 	staging := filepath.Join(w.BuildsDir(), ".staging-"+id+"-"+randHex(4))
 	archDir := filepath.Join(staging, o.Arch)
 	if err := os.MkdirAll(archDir, 0o755); err != nil {
@@ -336,31 +401,32 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	commit := c.stats.Commit
 
 	tarName := fmt.Sprintf("%s-%s-ostree.%s.tar", m.Name, id, o.Arch)
-	step := o.Progress.Start("export: " + tarName)
-	err = exportArchive(ctx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
-	if err := step.Done(err); err != nil {
+	// The export (single-threaded zlib) and the image pipeline (pull-local,
+	// deploy, mkfs) both only read the commit: run them side by side so
+	// both cores work. Neither returns before the other is done, since
+	// both write into the staging dir that an error removes.
+	exportCtx, cancelExport := context.WithCancel(ctx)
+	defer cancelExport()
+	exported := make(chan error, 1)
+	go func() {
+		step := o.Progress.Start("export: " + tarName)
+		err := exportArchive(exportCtx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
+		exported <- step.Done(err)
+	}()
+	imageArts, err := makeImages(ctx, o, c, archDir, id)
+	if err != nil {
+		cancelExport()
+		<-exported
+		return nil, err
+	}
+	if err := <-exported; err != nil {
 		return nil, err
 	}
 	ostreeArt, err := artifact(archDir, tarName)
 	if err != nil {
 		return nil, err
 	}
-
-	imageArts := map[string]build.Artifact{"ostree": *ostreeArt}
-	for _, p := range o.Images {
-		spec, err := extend.Spec(ctx, c.repo, cfg, p, commit, m.Ref)
-		if err != nil {
-			return nil, err
-		}
-		t0 := time.Now()
-		o.Progress.Infof("==> image: %s", p)
-		art, _, err := extend.MakeImage(ctx, extend.Engine(w, cfg, o.Events, o.Log), spec, p, archDir, m.Name, id, o.Arch)
-		if err != nil {
-			return nil, fmt.Errorf("%s image: %w", p, err)
-		}
-		imageArts[p.Name] = *art
-		o.Progress.Infof("    image %s: %s in %s", p, art.Path, time.Since(t0).Round(100*time.Millisecond))
-	}
+	imageArts["ostree"] = *ostreeArt
 
 	pkgJSON, err := json.MarshalIndent(res.Packages, "", "  ")
 	if err != nil {
@@ -400,7 +466,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		OSTreeCommit:              commit,
 		OSTreeContentChecksum:     c.info.ContentChecksum,
 		OSTreeTimestamp:           c.info.Timestamp.UTC().Format(time.RFC3339),
-		OSTreeVersion:             id,
+		OSTreeVersion:             c.info.Version,
 		OSTreeNMetadataTotal:      build.Int64(stats.MetadataTotal),
 		OSTreeNMetadataWritten:    build.Int64(stats.MetadataWritten),
 		OSTreeNContentTotal:       build.Int64(stats.ContentTotal),
@@ -430,6 +496,28 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		return nil, err
 	}
 	return &staged{dir: staging, ostree: ostreeArt}, nil
+}
+
+// makeImages runs the pipeline of each platform the build makes and
+// links its image into archDir.
+func makeImages(ctx context.Context, o *Options, c *committed, archDir, id string) (map[string]build.Artifact, error) {
+	w, cfg, m := o.Workdir, o.Config, &o.Config.Manifest
+	arts := map[string]build.Artifact{}
+	for _, p := range o.Images {
+		spec, err := extend.Spec(ctx, c.repo, cfg, p, c.stats.Commit, m.Ref)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		o.Progress.Infof("==> image: %s", p)
+		art, _, err := extend.MakeImage(ctx, extend.Engine(w, cfg, o.Events, o.Log), spec, p, archDir, m.Name, id, o.Arch)
+		if err != nil {
+			return nil, fmt.Errorf("%s image: %w", p, err)
+		}
+		arts[p.Name] = *art
+		o.Progress.Infof("    image %s: %s in %s", p, art.Path, time.Since(t0).Round(100*time.Millisecond))
+	}
+	return arts, nil
 }
 
 // publish is the publish phase: the staged build is synced and renamed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -81,10 +82,14 @@ func TestBaseCacheRoundTrip(t *testing.T) {
 	if hasBase(cache, "k1") {
 		t.Fatal("empty cache has a base")
 	}
-	must(saveBase(ctx, cache, "k1", root))
+	inst, err := saveBase(ctx, cache, "k1", root)
+	must(err)
 	entries, _ := os.ReadDir(BaseCacheDir(cache))
-	if len(entries) != 1 || entries[0].Name() != "k1" {
-		t.Fatalf("cache holds %v, want only k1", entries)
+	if len(entries) != 2 || entries[0].Name() != "k1" || entries[1].Name() != "k1"+instanceSuffix {
+		t.Fatalf("cache holds %v, want only k1 and its instance token", entries)
+	}
+	if !strings.HasPrefix(inst, "k1/") {
+		t.Fatalf("instance %q does not name key k1", inst)
 	}
 	// The build goes on changing its root; the cache must not see it.
 	must(os.WriteFile(filepath.Join(root, "usr/bin/ping"), []byte("changed"), 0o4755))
@@ -93,7 +98,11 @@ func TestBaseCacheRoundTrip(t *testing.T) {
 	if !hasBase(cache, "k1") {
 		t.Fatal("saved base not found")
 	}
-	must(restoreBase(ctx, cache, "k1", out))
+	got, err := restoreBase(ctx, cache, "k1", out)
+	must(err)
+	if got != inst {
+		t.Errorf("restored instance %q, saved %q", got, inst)
+	}
 	data, err := os.ReadFile(filepath.Join(out, "usr/bin/ping"))
 	must(err)
 	if string(data) != "ping" {
@@ -118,8 +127,11 @@ func TestBaseCacheRoundTrip(t *testing.T) {
 		}
 	}
 	// Saving the same key again is a no-op; restoring into an existing dir fails cleanly.
-	must(saveBase(ctx, cache, "k1", root))
-	if err := restoreBase(ctx, cache, "k1", filepath.Join(dir, "root")); err == nil {
+	// That tree is not root (mmdebstrap ran again), so no instance.
+	if again, err := saveBase(ctx, cache, "k1", root); err != nil || again != "" {
+		t.Errorf("saving an existing key: instance %q, %v; want none", again, err)
+	}
+	if _, err := restoreBase(ctx, cache, "k1", filepath.Join(dir, "root")); err == nil {
 		t.Error("restore over an existing directory succeeded")
 	}
 }
