@@ -82,7 +82,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.BoolVar(&o.Force, "force", false, "build even if the inputs are unchanged")
+	f.BoolVar(&o.Force, "force", false, "build even if the inputs, or the tree they make, are unchanged")
 	f.StringVar(&o.Version, "version", "", "build id to use instead of <prefix>.<YYYYMMDD>.<stream>.<n>")
 	f.BoolVar(&o.SkipPrune, "skip-prune", false, "do not prune old builds afterwards")
 	f.BoolVar(&o.Fetch, "fetch", false, "run cosa fetch first (needs the network)")

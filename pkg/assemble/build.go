@@ -117,9 +117,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !NoSkip() {
-		if err := reuseUnchangedTree(ctx, &o, pl, id, c); err != nil {
+	if !o.Force && !NoSkip() {
+		same, err := sameTreeAsPrevious(ctx, &o, pl, id, c)
+		if err != nil {
 			return nil, err
+		}
+		if same {
+			fmt.Fprintf(o.Out, "No changes in the tree since build %s (the inputs changed, the commit would not); --force makes a new build.\n", pl.prevID)
+			return &Result{BuildID: pl.prevID, Unchanged: true, Commit: pl.prev.OSTreeCommit}, nil
 		}
 	}
 	st, err := stageBuild(ctx, &o, pl, in.hash, c, res, scratch)
@@ -327,53 +332,40 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	return c, nil
 }
 
-// reuseUnchangedTree makes the build use the previous build's commit when
-// the new one holds the same tree: same content checksum (which covers
-// every file's content, mode, owner and xattrs) and the same commit
-// metadata apart from the labels that name a build (version, input hash,
-// config git revision). Image stage ids are derived from the commit
-// checksum, so only then does the pipeline engine find the images already
-// made for that commit in its store instead of making them again; a new
-// commit of the same tree would differ only in those labels. The build's
-// own ref and the config's ref point at the reused commit, and meta.json
-// records it with the version it was made as. COSA_NO_SKIP=1 keeps the
-// new commit.
-func reuseUnchangedTree(ctx context.Context, o *Options, pl *plan, id string, c *committed) error {
+// sameTreeAsPrevious reports whether the commit just made holds what the
+// newest build's commit holds: the same content checksum (every file's
+// content, mode, owner and xattrs) and the same commit metadata apart from
+// the labels that name a build (version, input hash, config revision).
+// Then, as coreos-assembler does, there is no new build: a new id for the
+// same tree would only make the same images again under another version.
+// The config's ref goes back to that build's commit and the new commit's
+// build ref is dropped, so the repo is as before but for one unreferenced
+// commit object that the next prune removes.
+func sameTreeAsPrevious(ctx context.Context, o *Options, pl *plan, id string, c *committed) (bool, error) {
 	prev := pl.prev
 	if prev == nil || prev.OSTreeContentChecksum == "" || prev.OSTreeContentChecksum != c.info.ContentChecksum || prev.OSTreeCommit == c.stats.Commit {
-		return nil
+		return false, nil
 	}
 	old, err := c.repo.Show(ctx, prev.OSTreeCommit)
 	if err != nil || old.ContentChecksum != c.info.ContentChecksum {
-		return nil // pruned from the repo, or not what meta.json says: commit anew
+		return false, nil // pruned from the repo, or not what meta.json says
 	}
 	labels := map[string]bool{"version": true, "cosa.input-hash": true, "cosa.config-gitrev": true}
-	md := map[string]string{}
 	for k, v := range c.metadata {
-		ov, err := c.repo.MetadataString(ctx, old.Checksum, k)
 		if labels[k] {
-			if err == nil {
-				md[k] = ov
-			}
 			continue
 		}
-		if err != nil || ov != v {
-			return nil
+		if ov, err := c.repo.MetadataString(ctx, old.Checksum, k); err != nil || ov != v {
+			return false, nil
 		}
 	}
-	if v, err := c.repo.MetadataString(ctx, old.Checksum, "cosa.config-gitrev"); err == nil {
-		md["cosa.config-gitrev"] = v
+	if err := c.repo.SetRef(ctx, o.Config.Manifest.Ref, old.Checksum); err != nil {
+		return false, err
 	}
-	m := &o.Config.Manifest
-	if err := c.repo.SetRef(ctx, m.Ref, old.Checksum); err != nil {
-		return err
+	if err := c.repo.DeleteRef(ctx, BuildRef(id, o.Arch)); err != nil {
+		return false, err
 	}
-	if err := c.repo.SetRef(ctx, BuildRef(id, o.Arch), old.Checksum); err != nil {
-		return err
-	}
-	o.Progress.Infof("Tree unchanged since build %s: reusing its commit %s and the images made from it", pl.prevID, old.Checksum[:12])
-	c.stats.Commit, c.info, c.metadata = old.Checksum, old, md
-	return nil
+	return true, nil
 }
 
 // staged is a complete build in its staging dir.
@@ -466,7 +458,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		OSTreeCommit:              commit,
 		OSTreeContentChecksum:     c.info.ContentChecksum,
 		OSTreeTimestamp:           c.info.Timestamp.UTC().Format(time.RFC3339),
-		OSTreeVersion:             c.info.Version,
+		OSTreeVersion:             id,
 		OSTreeNMetadataTotal:      build.Int64(stats.MetadataTotal),
 		OSTreeNMetadataWritten:    build.Int64(stats.MetadataWritten),
 		OSTreeNContentTotal:       build.Int64(stats.ContentTotal),

@@ -3,6 +3,7 @@ package assemble
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +13,10 @@ import (
 	"github.com/cosa-build/cosa/pkg/ostree"
 )
 
-// A build whose tree is the previous build's takes that build's commit
-// (so its images are cache hits); a different tree, different commit
-// metadata or COSA_NO_SKIP=1 makes a new commit.
-func TestBuildReusesUnchangedTree(t *testing.T) {
+// A build whose inputs changed but whose tree is the previous build's
+// makes no new build, as coreos-assembler does; a different tree,
+// different commit metadata, --force or COSA_NO_SKIP=1 does.
+func TestBuildSkipsUnchangedTree(t *testing.T) {
 	needOstree(t)
 	ctx := context.Background()
 	w, o := testWorkdir(t)
@@ -32,9 +33,24 @@ func TestBuildReusesUnchangedTree(t *testing.T) {
 	}
 	var out bytes.Buffer
 	o.Out = &out
-	build := func(force bool) (*Result, string) {
+	// touchInputs changes an overlay file the fake compose does not read:
+	// new inputs, the same tree.
+	overlays, err := o.Config.OverlayDirs()
+	if err != nil || len(overlays) == 0 {
+		t.Fatalf("overlays %v, %v", overlays, err)
+	}
+	n := 0
+	touchInputs := func() {
+		n++
+		p := filepath.Join(overlays[0], fmt.Sprintf("input-%d", n))
+		if err := os.WriteFile(p, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(force bool) *Result {
 		t.Helper()
 		o.Force = force
+		out.Reset()
 		res, err := Build(ctx, o)
 		if err != nil {
 			t.Fatal(err)
@@ -43,10 +59,10 @@ func TestBuildReusesUnchangedTree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.OSTreeCommit != res.Commit {
-			t.Fatalf("meta.json commit %s, result %s", m.OSTreeCommit, res.Commit)
+		if m.OSTreeCommit != res.Commit || m.OSTreeVersion != res.BuildID {
+			t.Fatalf("meta.json commit %s version %s, result %s %s", m.OSTreeCommit, m.OSTreeVersion, res.Commit, res.BuildID)
 		}
-		return res, m.OSTreeVersion
+		return res
 	}
 	repo, err := ostree.Open(ctx, w.RepoDir(), ostree.ModeBareUser)
 	if err != nil {
@@ -58,43 +74,62 @@ func TestBuildReusesUnchangedTree(t *testing.T) {
 			t.Errorf("ref %s = %s, %v; want %s", ref, got, err, want)
 		}
 	}
-
-	r1, v1 := build(false)
-	// Same tree (--force: new inputs would do the same): build 1's commit.
-	r2, v2 := build(true)
-	if r2.BuildID == r1.BuildID || r2.Commit != r1.Commit || v2 != r1.BuildID || v1 != r1.BuildID {
-		t.Fatalf("unchanged tree: build %s commit %s version %s; want build %s's commit %s", r2.BuildID, r2.Commit, v2, r1.BuildID, r1.Commit)
+	ids := func() int {
+		t.Helper()
+		idx, err := openDir(t, o).ReadIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(idx.Builds)
 	}
-	refIs(BuildRef(r2.BuildID, testArch), r1.Commit)
-	refIs(o.Config.Manifest.Ref, r1.Commit)
-	if !strings.Contains(out.String(), "Built "+r2.BuildID+": commit "+r1.Commit[:12]) {
+
+	r1 := build(false)
+	// New inputs, the same tree: no new build, the refs as they were.
+	touchInputs()
+	r2 := build(false)
+	if !r2.Unchanged || r2.BuildID != r1.BuildID || r2.Commit != r1.Commit || ids() != 1 {
+		t.Fatalf("unchanged tree: %+v, %d builds; want build %s unchanged", r2, ids(), r1.BuildID)
+	}
+	if !strings.Contains(out.String(), "No changes in the tree since build "+r1.BuildID) {
 		t.Errorf("output:\n%s", out.String())
 	}
+	refIs(o.Config.Manifest.Ref, r1.Commit)
+	if refs, _ := repo.Refs(ctx); len(refs) != 2 {
+		t.Errorf("refs after the skipped build: %v; want the config's and build %s's", refs, r1.BuildID)
+	}
 
-	// Other commit metadata (kernel arguments end up in the image): new commit.
+	// --force: a new build of the same tree, with a commit of its own.
+	r3 := build(true)
+	if r3.Unchanged || r3.BuildID == r1.BuildID || r3.Commit == r1.Commit {
+		t.Fatalf("--force: %+v", r3)
+	}
+	refIs(BuildRef(r3.BuildID, testArch), r3.Commit)
+
+	// Other commit metadata (kernel arguments end up in the image): a new build.
 	o.Config.Manifest.KernelArgs = append(o.Config.Manifest.KernelArgs, "quiet")
-	r3, v3 := build(false)
-	if r3.Commit == r1.Commit || v3 != r3.BuildID {
-		t.Fatalf("new kernel arguments reused commit %s (version %s)", r3.Commit, v3)
+	r4 := build(false)
+	if r4.Unchanged || r4.Commit == r3.Commit {
+		t.Fatalf("new kernel arguments: %+v", r4)
 	}
 
-	// A different tree: new commit.
+	// A different tree: a new build.
 	hostname = "other\n"
-	r4, _ := build(true)
-	if r4.Commit == r3.Commit {
-		t.Fatal("a changed tree reused the commit")
+	touchInputs()
+	r5 := build(false)
+	if r5.Unchanged || r5.Commit == r4.Commit {
+		t.Fatal("a changed tree made no new build")
 	}
 
-	// COSA_NO_SKIP=1: the same tree, but a commit of its own.
+	// COSA_NO_SKIP=1: new inputs, the same tree, yet a new build.
 	t.Setenv(NoSkipEnv, "1")
-	r5, v5 := build(true)
-	if r5.Commit == r4.Commit || v5 != r5.BuildID {
-		t.Fatalf("COSA_NO_SKIP=1 reused commit %s (version %s)", r5.Commit, v5)
+	touchInputs()
+	r6 := build(false)
+	if r6.Unchanged || r6.Commit == r5.Commit {
+		t.Fatalf("COSA_NO_SKIP=1: %+v", r6)
 	}
-	refIs(BuildRef(r5.BuildID, testArch), r5.Commit)
-	c4, _ := repo.Show(ctx, r4.Commit)
 	c5, _ := repo.Show(ctx, r5.Commit)
-	if c4 == nil || c5 == nil || c4.ContentChecksum != c5.ContentChecksum {
-		t.Errorf("the same tree has content %+v and %+v", c4, c5)
+	c6, _ := repo.Show(ctx, r6.Commit)
+	if c5 == nil || c6 == nil || c5.ContentChecksum != c6.ContentChecksum {
+		t.Errorf("the same tree has content %+v and %+v", c5, c6)
 	}
 }
