@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -319,6 +320,7 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	step := o.Progress.Start("commit: ostree commit to " + m.Ref)
 	c.stats, err = repo.CommitDir(ctx, root, ostree.CommitOptions{
 		Branch: m.Ref, Subject: m.Name + " " + id, Metadata: c.metadata, Bootable: true, Consume: true,
+		Parallel: runtime.NumCPU(),
 	})
 	if err := step.Done(err); err != nil {
 		return nil, err

@@ -21,6 +21,11 @@ type CommitOptions struct {
 	// gone afterwards. Worth it for a throwaway composed root.
 	Consume   bool
 	Timestamp time.Time // zero = now
+	// Parallel, with Consume, hashes the tree in up to that many ostree
+	// processes at once (see commitInParts); the commit is the same.
+	Parallel int
+
+	trees []string // --tree arguments in place of dir's (commitInParts)
 }
 
 // CommitStats is what `ostree commit --table-output` reports.
@@ -36,7 +41,18 @@ type CommitStats struct {
 
 // CommitDir commits the directory tree at dir.
 func (r *Repo) CommitDir(ctx context.Context, dir string, o CommitOptions) (*CommitStats, error) {
-	args := []string{"--tree=dir=" + dir, "--table-output", "--generate-sizes"}
+	if o.Parallel > 1 && o.Consume {
+		return r.commitInParts(ctx, dir, o)
+	}
+	return r.commitOnce(ctx, dir, o)
+}
+
+func (r *Repo) commitOnce(ctx context.Context, dir string, o CommitOptions) (*CommitStats, error) {
+	// No --generate-sizes: it adds nothing to a bare-user repo's commit.
+	args := append([]string{"--table-output"}, o.trees...)
+	if dir != "" {
+		args = append(args, "--tree=dir="+dir)
+	}
 	if o.Branch != "" {
 		args = append(args, "--branch="+o.Branch)
 	} else {
