@@ -2,11 +2,15 @@ package images
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -36,5 +40,102 @@ func TestPullLocalPositionalArgsAfterDashDash(t *testing.T) {
 	got := strings.TrimSpace(mustRun(t, "ostree", "rev-parse", "--repo="+filepath.Join(tree, "ostree/repo"), "test/x"))
 	if got != commit {
 		t.Errorf("test/x in the sysroot is %q, want %s", got, commit)
+	}
+}
+
+// With an earlier image tree to reuse, pull-local links the objects that
+// tree's repo holds and copies the rest: the sysroot repo is the one a
+// plain pull makes (same objects, each with the same owner, mode, size,
+// mtime and content), the unchanged objects share the earlier tree's
+// inodes, and the changed one does not.
+func TestPullLocalReusesEarlierObjects(t *testing.T) {
+	if _, err := exec.LookPath("ostree"); err != nil {
+		t.Skip("ostree CLI not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a bare repo needs root")
+	}
+	ctx := context.Background()
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	mustRun(t, "ostree", "init", "--repo="+src, "--mode=bare-user")
+	tree := filepath.Join(base, "t")
+	os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755)
+	for i := 0; i < 20; i++ {
+		os.WriteFile(filepath.Join(tree, "usr/bin", fmt.Sprintf("tool%d", i)), []byte(strings.Repeat(fmt.Sprint(i), 1000)), 0o755)
+	}
+	os.Symlink("tool1", filepath.Join(tree, "usr/bin/link"))
+	os.WriteFile(filepath.Join(tree, "usr/bin/changed"), []byte("one\n"), 0o644)
+	commit1 := strings.TrimSpace(mustRun(t, "ostree", "commit", "--repo="+src, "--orphan", "--tree=dir="+tree))
+	os.WriteFile(filepath.Join(tree, "usr/bin/changed"), []byte("two\n"), 0o644)
+	commit2 := strings.TrimSpace(mustRun(t, "ostree", "commit", "--repo="+src, "--orphan", "--tree=dir="+tree))
+
+	var log strings.Builder
+	pull := func(name, commit string, reuse []string) string {
+		t.Helper()
+		dir := filepath.Join(base, name)
+		os.Mkdir(dir, 0o755)
+		e := &Env{Tree: dir, Sources: Sources{OSTreeRepo: src}, Scratch: t.TempDir(), Log: &log, Reuse: reuse}
+		for _, st := range []StageImpl{&OSTreeInitFS{}, &OSTreePullLocal{Commit: commit, Ref: "test/x"}} {
+			if err := st.Run(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustRun(t, "ostree", "fsck", "--repo="+filepath.Join(dir, "ostree/repo"))
+		return filepath.Join(dir, "ostree/repo")
+	}
+	earlier := pull("earlier", commit1, nil)
+	plain := pull("plain", commit2, nil)
+	log.Reset()
+	reused := pull("reused", commit2, []string{filepath.Join(base, "earlier"), filepath.Join(base, "nothing-here")})
+	if !strings.Contains(log.String(), "reused 21 of 22 content objects") {
+		t.Errorf("log: %s", log.String())
+	}
+	type obj struct {
+		mode        os.FileMode
+		uid, gid    uint32
+		size, mtime int64
+		content     string
+	}
+	objects := func(repo string) map[string]obj {
+		m := map[string]obj{}
+		filepath.WalkDir(filepath.Join(repo, "objects"), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			info, _ := os.Lstat(p)
+			st := info.Sys().(*syscall.Stat_t)
+			var c []byte
+			if info.Mode().IsRegular() {
+				c, _ = os.ReadFile(p)
+			} else {
+				s, _ := os.Readlink(p)
+				c = []byte(s)
+			}
+			rel, _ := filepath.Rel(repo, p)
+			m[rel] = obj{info.Mode(), st.Uid, st.Gid, info.Size(), info.ModTime().Unix(), string(c)}
+			return nil
+		})
+		return m
+	}
+	if p, r := objects(plain), objects(reused); !reflect.DeepEqual(p, r) {
+		t.Errorf("objects of a plain pull and a reusing one differ:\nplain %v\nreused %v", p, r)
+	}
+	ino := func(p string) uint64 {
+		info, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Sys().(*syscall.Stat_t).Ino
+	}
+	csum := func(commit, path string) string {
+		f := strings.Fields(mustRun(t, "ostree", "ls", "--repo="+src, "-C", "--", commit, path))
+		return filepath.Join("objects", f[4][:2], f[4][2:]+".file")
+	}
+	if o := csum(commit2, "/usr/bin/tool3"); ino(filepath.Join(earlier, o)) != ino(filepath.Join(reused, o)) {
+		t.Error("an unchanged object was copied, not linked")
+	}
+	if o := csum(commit2, "/usr/bin/changed"); ino(filepath.Join(plain, o)) == ino(filepath.Join(reused, o)) {
+		t.Error("the changed object is shared with another pull")
 	}
 }

@@ -166,6 +166,9 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 			return err
 		}
 	}
+	// The run holds the store shared, so none of these can be evicted
+	// while a stage links files out of them.
+	reuse := en.Store.Recent(4)
 	for i := start; i < len(p.Stages); i++ {
 		s := p.Stages[i]
 		id := pids[i]
@@ -182,7 +185,7 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 			return err
 		}
 		tail := hostcmd.NewTail(25)
-		env := &Env{Tree: work, Inputs: inputs, Sources: en.Sources, Scratch: scratch, Log: io.MultiWriter(log, tail)}
+		env := &Env{Tree: work, Inputs: inputs, Sources: en.Sources, Scratch: scratch, Log: io.MultiWriter(log, tail), Reuse: reuse}
 		en.emit(events.Event{Type: events.StageStart, Pipeline: p.Name, Stage: s.Type, ID: id})
 		t0 := time.Now()
 		err := impl.Run(ctx, env)

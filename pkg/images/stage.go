@@ -70,6 +70,12 @@ type Env struct {
 	Sources Sources
 	Scratch string    // a private scratch dir, removed after the stage
 	Log     io.Writer // the stage's output; its tail goes into errors
+	// Reuse are finished trees in the store, newest first. A stage may
+	// hard-link files out of them whose name proves their content (an
+	// OSTree object is named by its checksum), instead of copying the
+	// same bytes again; it never changes them, and its output must be
+	// what it would have made without them.
+	Reuse []string
 }
 
 // Cmd runs a host tool, logging its output; the error carries the tail.

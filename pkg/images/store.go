@@ -39,6 +39,31 @@ func (s *Store) Has(id string) bool {
 	return true
 }
 
+// Recent returns the paths of up to n stored objects, most recently used
+// first.
+func (s *Store) Recent(n int) []string {
+	ents, _ := os.ReadDir(s.Dir)
+	type obj struct {
+		path string
+		t    time.Time
+	}
+	var objs []obj
+	for _, e := range ents {
+		if !e.IsDir() || !validObjectID(e.Name()) {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			objs = append(objs, obj{s.Path(e.Name()), info.ModTime()})
+		}
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].t.After(objs[j].t) })
+	var out []string
+	for i := 0; i < len(objs) && i < n; i++ {
+		out = append(out, objs[i].path)
+	}
+	return out
+}
+
 // Commit stores a copy of tree as object id.
 func (s *Store) Commit(ctx context.Context, tree, id string) error {
 	if s.Has(id) {
