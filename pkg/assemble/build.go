@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
@@ -404,7 +405,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	exported := make(chan error, 1)
 	go func() {
 		step := o.Progress.Start("export: " + tarName)
-		err := exportArchive(exportCtx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
+		err := exportArchive(exportCtx, c.repo, commit, c.stats.Parts, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
 		exported <- step.Done(err)
 	}()
 	imageArts, err := makeImages(ctx, o, c, archDir, id)
@@ -609,7 +610,7 @@ func cleanScratch(tmpDir string, out io.Writer) {
 // exportArchive writes commit as a tarball of an archive-mode repo holding
 // just that commit under ref: the form coreos-assembler's ostree artifact
 // had, which any ostree can pull from after unpacking.
-func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo, tmpRepo, out string) error {
+func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts []string, ref, cacheRepo, tmpRepo, out string) error {
 	// Archive mode zlib-compresses every object, single-threaded; at
 	// ostree's default level 6 that was most of the export (pull-local of
 	// the default config: 38 s at level 6 vs 17 s at level 1, on 2 busy
@@ -628,6 +629,12 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo
 		return err
 	}
 	if err := noObjectFsync(ctx, c); err != nil {
+		return err
+	}
+	// The commit's parts (when it was made in parts) first, side by side:
+	// each compresses its share of the objects on a core of its own, and
+	// the commit's own pull then finds its content there.
+	if err := pullParts(ctx, c, src, parts); err != nil {
 		return err
 	}
 	if err := c.PullLocal(ctx, src, commit); err != nil {
@@ -662,6 +669,25 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo
 		return err
 	}
 	return os.Rename(tmp, out)
+}
+
+// pullParts pulls commits from src into dst at once, one pull-local each.
+func pullParts(ctx context.Context, dst, src *ostree.Repo, commits []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(commits))
+	var wg sync.WaitGroup
+	for i, p := range commits {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = dst.PullLocal(ctx, src, p); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // syncTree flushes the file systems holding dirs (syncfs, one per path;

@@ -37,6 +37,10 @@ type CommitStats struct {
 	ContentWritten      int64
 	ContentBytesWritten int64
 	ContentCacheHits    int64
+	// Parts are the orphan commits a commit in parts merged, each with a
+	// disjoint share of the content: pulled side by side, they spread a
+	// pull's per-object work (an archive repo's zlib) over the cores.
+	Parts []string
 }
 
 // CommitDir commits the directory tree at dir.

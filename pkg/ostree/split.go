@@ -82,6 +82,7 @@ func (r *Repo) commitInParts(ctx context.Context, dir string, o CommitOptions) (
 	// Content is counted once, in the part that holds it; directory
 	// metadata shared by the parts (the root, /usr...) more than once.
 	for _, s := range stats {
+		final.Parts = append(final.Parts, s.Commit)
 		final.MetadataTotal += s.MetadataTotal
 		final.MetadataWritten += s.MetadataWritten
 		final.ContentTotal += s.ContentTotal

@@ -115,6 +115,9 @@ func TestCommitInPartsIsOneCommit(t *testing.T) {
 			d, _ := repo.run(ctx, "diff", "--", want.Commit, got.Commit)
 			t.Errorf("in %d parts (%v): commit %s, in one: %s\n%s", n, parts, got.Commit, want.Commit, d)
 		}
+		if len(got.Parts) != n {
+			t.Errorf("in %d parts: part commits %v", n, got.Parts)
+		}
 		if got.ContentTotal != want.ContentTotal {
 			t.Errorf("in %d parts: %d content objects, in one: %d", n, got.ContentTotal, want.ContentTotal)
 		}
