@@ -133,6 +133,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer st.finish()
 	defer os.RemoveAll(st.dir)
 	if err := publish(ctx, dir, pl.idx, st.dir, id, o.Arch, c.repo.Path, filepath.Join(w.CacheDir(), "ostree-archive")); err != nil {
 		return nil, err
@@ -375,6 +376,7 @@ func sameTreeAsPrevious(ctx context.Context, o *Options, pl *plan, id string, c 
 type staged struct {
 	dir    string // builds/.staging-<id>-<random>, holding <arch>/
 	ostree *build.Artifact
+	finish func() // waits for what the image runs left computing
 }
 
 // stageBuild is the stage phase: everything of the build is written into
@@ -408,12 +410,18 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		err := exportArchive(exportCtx, c.repo, commit, c.stats.Parts, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
 		exported <- step.Done(err)
 	}()
-	imageArts, err := makeImages(ctx, o, c, archDir, id)
+	imageArts, finish, err := makeImages(ctx, o, c, archDir, id)
 	if err != nil {
 		cancelExport()
 		<-exported
+		finish()
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			finish()
+		}
+	}()
 	if err := <-exported; err != nil {
 		return nil, err
 	}
@@ -490,29 +498,38 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	if err := fileutil.WriteFileAtomic(filepath.Join(archDir, build.MetaFile), data, 0o644); err != nil {
 		return nil, err
 	}
-	return &staged{dir: staging, ostree: ostreeArt}, nil
+	return &staged{dir: staging, ostree: ostreeArt, finish: finish}, nil
 }
 
 // makeImages runs the pipeline of each platform the build makes and
 // links its image into archDir.
-func makeImages(ctx context.Context, o *Options, c *committed, archDir, id string) (map[string]build.Artifact, error) {
+// What is still computing when it returns (the raw disks' checksums, see
+// extend.StartImage) is waited for by finish.
+func makeImages(ctx context.Context, o *Options, c *committed, archDir, id string) (_ map[string]build.Artifact, finish func(), _ error) {
 	w, cfg, m := o.Workdir, o.Config, &o.Config.Manifest
 	arts := map[string]build.Artifact{}
+	var pending []func()
+	finish = func() {
+		for _, f := range pending {
+			f()
+		}
+	}
 	for _, p := range o.Images {
 		spec, err := extend.Spec(ctx, c.repo, cfg, p, c.stats.Commit, m.Ref)
 		if err != nil {
-			return nil, err
+			return nil, finish, err
 		}
 		t0 := time.Now()
 		o.Progress.Infof("==> image: %s", p)
-		art, _, err := extend.MakeImage(ctx, extend.Engine(w, cfg, o.Events, o.Log), spec, p, archDir, m.Name, id, o.Arch)
+		art, _, wait, err := extend.StartImage(ctx, extend.Engine(w, cfg, o.Events, o.Log), spec, p, archDir, m.Name, id, o.Arch)
+		pending = append(pending, wait)
 		if err != nil {
-			return nil, fmt.Errorf("%s image: %w", p, err)
+			return nil, finish, fmt.Errorf("%s image: %w", p, err)
 		}
 		arts[p.Name] = *art
 		o.Progress.Infof("    image %s: %s in %s", p, art.Path, time.Since(t0).Round(100*time.Millisecond))
 	}
-	return arts, nil
+	return arts, finish, nil
 }
 
 // publish is the publish phase: the staged build is synced and renamed

@@ -69,16 +69,31 @@ func ArtifactName(name, id string, p platform.Platform, arch string) string {
 // (temp name, then rename), with its manifest next to it. It returns the
 // artifact for meta.json and the engine's result.
 func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p platform.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
+	art, res, finish, err := StartImage(ctx, en, spec, p, dir, name, id, arch)
+	finish()
+	return art, res, err
+}
+
+// StartImage is MakeImage, but the raw disk's checksum (see below) may
+// still be computing when it returns: finish waits for it. A build calls
+// finish last, so that the hash runs beside its publish and eviction
+// instead of before them.
+func StartImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p platform.Platform, dir, name, id, arch string) (_ *build.Artifact, _ *images.Result, finish func(), _ error) {
 	m, export, file, err := spec.Manifest(p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, func() {}, err
 	}
 	// Every platform is made from the raw disk of the image pipeline, and
 	// metal ships that disk as is. Its checksum is worth having before
-	// anyone asks: hash it on the other core while the rest of the run
-	// (qemu-img convert, cloud conversions, the artifact copy) goes on,
-	// so a later buildextend-metal only copies.
+	// anyone asks: hash it on the other core while the rest goes on, so a
+	// later buildextend-metal only copies. That is 10 GiB of sha256 for
+	// the default image, nearly all of it over holes (8 s of a core), so
+	// it is not waited for before the caller has to: it reads through a
+	// descriptor opened at once, so the object may even be evicted
+	// meanwhile, and its sum is recorded only if the object is still the
+	// one hashed.
 	var hashing sync.WaitGroup
+	finish = hashing.Wait
 	rawPipe := images.DiskPipeline(p)
 	prev := en.PipelineDone
 	en.PipelineDone = func(pipeline, objID, objDir string) {
@@ -91,29 +106,38 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 		if _, ok := en.Store.Sum(objID, rawDisk); ok {
 			return
 		}
+		path := filepath.Join(objDir, rawDisk)
+		f, st, err := fileutil.OpenStat(path)
+		if err != nil {
+			return
+		}
 		hashing.Add(1)
 		go func() {
 			defer hashing.Done()
-			if sum, size, err := hashSparse(filepath.Join(objDir, rawDisk)); err == nil {
-				en.Store.SetSum(objID, rawDisk, images.FileSum{Sha256: sum, Size: size})
+			defer f.Close()
+			sum, err := hashSparseFile(f, st.Size())
+			if now, serr := os.Stat(path); err == nil && serr == nil && os.SameFile(now, st) {
+				en.Store.SetSum(objID, rawDisk, images.FileSum{Sha256: sum, Size: st.Size()})
 			}
 		}()
 	}
 	defer func() { en.PipelineDone = prev }()
+	art, res, err := finishImage(ctx, en, m, export, file, p, dir, name, id, arch)
+	return art, res, finish, err
+}
+
+func finishImage(ctx context.Context, en *images.Engine, m *images.Manifest, export, file string, p platform.Platform, dir, name, id, arch string) (*build.Artifact, *images.Result, error) {
 	res, err := en.Run(ctx, m, []string{export})
 	if err != nil {
-		hashing.Wait()
 		return nil, nil, err
 	}
 	defer res.Close()
 	art := ArtifactName(name, id, p, arch)
 	mdata, err := m.Marshal()
 	if err != nil {
-		hashing.Wait()
 		return nil, nil, err
 	}
 	if err := fileutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json"), mdata, 0o644); err != nil {
-		hashing.Wait()
 		return nil, nil, err
 	}
 	tmp := filepath.Join(dir, "."+art+".tmp")
@@ -139,7 +163,6 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 			en.Store.SetSum(objID, file, images.FileSum{Sha256: sum, Size: size})
 		}
 	}
-	hashing.Wait()
 	if err != nil {
 		os.Remove(tmp)
 		return nil, nil, fmt.Errorf("copying %s: %w", src, err)

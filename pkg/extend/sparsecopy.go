@@ -125,14 +125,20 @@ func hashSparse(path string) (string, int64, error) {
 		return "", 0, err
 	}
 	defer in.Close()
+	sum, err := hashSparseFile(in, size)
+	return sum, size, err
+}
+
+// hashSparseFile is hashSparse of an open file of the given size.
+func hashSparseFile(in *os.File, size int64) (string, error) {
 	h := sha256.New()
 	buf := make([]byte, 4<<20)
-	err = walkSparse(in, size, func(n int64) { hashZeros(h, n) }, func(off, n int64) error {
+	err := walkSparse(in, size, func(n int64) { hashZeros(h, n) }, func(off, n int64) error {
 		_, err := io.CopyBuffer(h, io.NewSectionReader(in, off, n), buf)
 		return err
 	})
 	if err != nil {
-		return "", 0, err
+		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), size, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

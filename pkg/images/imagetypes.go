@@ -126,7 +126,10 @@ func (spec ImageSpec) Manifest(p platform.Platform) (*Manifest, string, string, 
 		{Type: "org.cosa.ostree.init-fs"},
 		{Type: "org.cosa.ostree.os-init", Options: opts(OSTreeOSInit{OSName: spec.OSName})},
 		{Type: "org.cosa.ostree.config", Options: opts(OSTreeConfig{Config: map[string]string{"sysroot.bootloader": "none"}})},
-		{Type: "org.cosa.ostree.pull-local", Options: opts(OSTreePullLocal{Commit: spec.Commit, Ref: spec.Ref}), Checkpoint: true},
+		// No checkpoint: storing the pulled repo was a copy of every
+		// object, and a pull that links what an earlier tree holds
+		// (OSTreePullLocal, Env.Reuse) costs less than that copy.
+		{Type: "org.cosa.ostree.pull-local", Options: opts(OSTreePullLocal{Commit: spec.Commit, Ref: spec.Ref})},
 		{Type: "org.cosa.ostree.deploy", Options: opts(OSTreeDeploy{OSName: spec.OSName, Ref: spec.Ref, KernelArgs: kargs})},
 		{Type: "org.cosa.ostree.fstab", Options: opts(OSTreeFstab{OSName: spec.OSName, Entries: []FstabEntry{
 			{Label: "boot", Path: "/boot", FSType: "ext4", Options: "defaults", Freq: 1, PassNo: 2}}})},
