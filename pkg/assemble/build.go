@@ -327,6 +327,9 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	if err := step.Done(err); err != nil {
 		return nil, err
 	}
+	if n := len(c.stats.Parts); n > 1 {
+		o.Progress.Infof("    commit: the tree was hashed in %d parts at once", n)
+	}
 	if err := repo.SetRef(ctx, BuildRef(id, o.Arch), c.stats.Commit); err != nil {
 		return nil, err
 	}
