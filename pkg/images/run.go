@@ -168,7 +168,7 @@ func (en *Engine) runPipeline(ctx context.Context, p *Pipeline, pids []string, d
 	}
 	// The run holds the store shared, so none of these can be evicted
 	// while a stage links files out of them.
-	reuse := en.Store.Recent(4)
+	reuse := en.Store.Recent(8)
 	for i := start; i < len(p.Stages); i++ {
 		s := p.Stages[i]
 		id := pids[i]
