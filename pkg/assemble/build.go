@@ -3,6 +3,7 @@ package assemble
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -289,11 +291,14 @@ func composeRoot(ctx context.Context, o *Options, lock *compose.Lockfile, scratc
 
 // committed is what the commit phase made.
 type committed struct {
-	repo     *ostree.Repo
-	stats    *ostree.CommitStats
-	info     *ostree.CommitInfo
-	metadata map[string]string
-	git      workdir.GitInfo
+	// imageInputs is the hash of what decides the build's images besides
+	// the commit (meta.json's coreos-assembler.image-input-checksum).
+	imageInputs string
+	repo        *ostree.Repo
+	stats       *ostree.CommitStats
+	info        *ostree.CommitInfo
+	metadata    map[string]string
+	git         workdir.GitInfo
 }
 
 // commitRoot is the commit phase: root (consumed) becomes a commit on the
@@ -309,6 +314,9 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 		return nil, err
 	}
 	c := &committed{repo: repo, git: o.Workdir.ConfigGit(ctx)}
+	if c.imageInputs, err = imageInputHash(o); err != nil {
+		return nil, err
+	}
 	c.metadata = map[string]string{
 		"version":           id,
 		"cosa.input-hash":   inputHash,
@@ -339,11 +347,35 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	return c, nil
 }
 
+// imageInputHash hashes image.yaml (normalized, as in the input hash) and
+// the platforms the build makes images for.
+func imageInputHash(o *Options) (string, error) {
+	norm, err := o.Config.Normalized()
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		Image json.RawMessage `json:"image"`
+	}
+	if err := json.Unmarshal(norm, &doc); err != nil {
+		return "", err
+	}
+	var names []string
+	for _, p := range o.Images {
+		names = append(names, p.Name)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "cosa image inputs 1\n%s\n%s\n", doc.Image, strings.Join(names, ","))
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // sameTreeAsPrevious reports whether the commit just made holds what the
 // newest build's commit holds: the same content checksum (every file's
 // content, mode, owner and xattrs) and the same commit metadata apart from
-// the labels that name a build (version, input hash, config revision).
-// Then, as coreos-assembler does, there is no new build: a new id for the
+// the labels that name a build (version, input hash, config revision),
+// made for the same image inputs (imageInputHash). Then, as
+// coreos-assembler does, there is no new build: a new id for the
 // same tree would only make the same images again under another version.
 // The config's ref goes back to that build's commit and the new commit's
 // build ref is dropped, so the repo is as before but for one unreferenced
@@ -351,6 +383,12 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 func sameTreeAsPrevious(ctx context.Context, o *Options, pl *plan, id string, c *committed) (bool, error) {
 	prev := pl.prev
 	if prev == nil || prev.OSTreeContentChecksum == "" || prev.OSTreeContentChecksum != c.info.ContentChecksum || prev.OSTreeCommit == c.stats.Commit {
+		return false, nil
+	}
+	// New image settings (image.yaml, the platforms made) want new images
+	// of the same tree: a new build, as coreos-assembler makes one when
+	// its image inputs changed.
+	if prev.ImageInputChecksum == "" || prev.ImageInputChecksum != c.imageInputs {
 		return false, nil
 	}
 	old, err := c.repo.Show(ctx, prev.OSTreeCommit)
@@ -483,6 +521,7 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		BuildTimestamp:            o.Now().UTC().Format(time.RFC3339),
 		ConfigGitRev:              c.git.Rev,
 		RpmOstreeInputHash:        inputHash,
+		ImageInputChecksum:        c.imageInputs,
 		PkgDiff:                   diff,
 		Images:                    imageArts,
 		CosaSource:                version.Get().String(),

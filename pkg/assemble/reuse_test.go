@@ -15,7 +15,8 @@ import (
 
 // A build whose inputs changed but whose tree is the previous build's
 // makes no new build, as coreos-assembler does; a different tree,
-// different commit metadata, --force or COSA_NO_SKIP=1 does.
+// different commit metadata, new image settings, --force or
+// COSA_NO_SKIP=1 does.
 func TestBuildSkipsUnchangedTree(t *testing.T) {
 	needOstree(t)
 	ctx := context.Background()
@@ -98,9 +99,20 @@ func TestBuildSkipsUnchangedTree(t *testing.T) {
 		t.Errorf("refs after the skipped build: %v; want the config's and build %s's", refs, r1.BuildID)
 	}
 
+	// New image settings, the same tree: a new build, for new images.
+	o.Config.Image.Size++
+	touchInputs()
+	r2b := build(false)
+	if r2b.Unchanged || r2b.BuildID == r1.BuildID {
+		t.Fatalf("new image settings: %+v", r2b)
+	}
+	if m, _ := openDir(t, o).ReadMeta(r2b.BuildID, testArch); m == nil || len(m.ImageInputChecksum) != 64 {
+		t.Errorf("meta.json image input checksum: %+v", m)
+	}
+
 	// --force: a new build of the same tree, with a commit of its own.
 	r3 := build(true)
-	if r3.Unchanged || r3.BuildID == r1.BuildID || r3.Commit == r1.Commit {
+	if r3.Unchanged || r3.BuildID == r2b.BuildID || r3.Commit == r2b.Commit {
 		t.Fatalf("--force: %+v", r3)
 	}
 	refIs(BuildRef(r3.BuildID, testArch), r3.Commit)
