@@ -190,8 +190,20 @@ users:
 	if !strings.Contains(r.Stderr, "compose: copy the cached base root") || strings.Contains(r.Stderr, "with mmdebstrap") {
 		t.Errorf("a build with an unchanged package set did not reuse the cached base root:\n%s", r.Stderr)
 	}
-	if ents, _ := os.ReadDir(compose.BaseCacheDir(filepath.Join(w, "cache"))); len(ents) != 1 {
-		t.Errorf("cache/rootfs holds %d entries, want the one current base", len(ents))
+	// One base tree, and beside it only the file naming its instance.
+	ents, _ := os.ReadDir(compose.BaseCacheDir(filepath.Join(w, "cache")))
+	var names []string
+	trees := 0
+	for _, e := range ents {
+		names = append(names, e.Name())
+		if e.IsDir() {
+			trees++
+		} else if !strings.HasSuffix(e.Name(), ".instance") {
+			trees = -1
+		}
+	}
+	if trees != 1 {
+		t.Errorf("cache/rootfs holds %v, want the one current base and its instance file", names)
 	}
 	id2 := latest(t, w)
 	if ids := readIndex(t, w).IDs(); strings.Join(ids, " ") != id2+" 12.e2e.0 "+id1 {
