@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
@@ -693,7 +692,7 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 	// The commit's parts (when it was made in parts) first, side by side:
 	// each compresses its share of the objects on a core of its own, and
 	// the commit's own pull then finds its content there.
-	if err := pullParts(ctx, c, src, parts); err != nil {
+	if err := c.PullLocalAll(ctx, src, parts); err != nil {
 		return err
 	}
 	if err := c.PullLocal(ctx, src, commit); err != nil {
@@ -728,25 +727,6 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 		return err
 	}
 	return os.Rename(tmp, out)
-}
-
-// pullParts pulls commits from src into dst at once, one pull-local each.
-func pullParts(ctx context.Context, dst, src *ostree.Repo, commits []string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, len(commits))
-	var wg sync.WaitGroup
-	for i, p := range commits {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if errs[i] = dst.PullLocal(ctx, src, p); errs[i] != nil {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // syncTree flushes the file systems holding dirs (syncfs, one per path;

@@ -45,27 +45,15 @@ func (r *Repo) commitInParts(ctx context.Context, dir string, o CommitOptions) (
 		}
 	}()
 	all := append([]string{dir}, roots...)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stats := make([]*CommitStats, len(all))
-	errs := make([]error, len(all))
-	var wg sync.WaitGroup
-	for i, root := range all {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := r.run(ctx, "commit", "--orphan", "--consume", "--table-output", "--tree=dir="+root)
-			if err == nil {
-				stats[i], err = parseCommitTable(out)
-			}
-			if err != nil {
-				errs[i] = err
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = inParallel(ctx, len(all), func(ctx context.Context, i int) error {
+		out, err := r.run(ctx, "commit", "--orphan", "--consume", "--table-output", "--tree=dir="+all[i])
+		if err == nil {
+			stats[i], err = parseCommitTable(out)
+		}
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	var trees []string
@@ -91,6 +79,35 @@ func (r *Repo) commitInParts(ctx context.Context, dir string, o CommitOptions) (
 		final.ContentCacheHits += s.ContentCacheHits
 	}
 	return final, nil
+}
+
+// PullLocalAll pulls commits from src at once, one pull-local each: with
+// the parts of a commit made in parts (CommitStats.Parts), each process
+// does its share of the per-object work (an archive repo's zlib).
+func (r *Repo) PullLocalAll(ctx context.Context, src *Repo, commits []string) error {
+	return inParallel(ctx, len(commits), func(ctx context.Context, i int) error {
+		return r.PullLocal(ctx, src, commits[i])
+	})
+}
+
+// inParallel runs f for 0..n-1 at once; the first failure cancels the
+// others (their ostree processes die with the context).
+func inParallel(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = f(ctx, i); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // minSplitBytes: below this a tree is hashed faster than a second ostree

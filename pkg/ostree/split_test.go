@@ -125,6 +125,28 @@ func TestCommitInPartsIsOneCommit(t *testing.T) {
 			t.Errorf("left behind: %v", left)
 		}
 	}
+	// The parts of the last commit, pulled at once into an archive repo,
+	// hold all its content: the commit's own pull then adds none.
+	last, err := repo.CommitDir(ctx, func() string {
+		tree := filepath.Join(base, "tree-pull")
+		if out, err := exec.Command("cp", "-a", orig, tree).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return tree
+	}(), CommitOptions{Consume: true, Parallel: 2, Timestamp: opts.Timestamp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch, err := Open(ctx, filepath.Join(base, "archive"), ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := arch.PullLocalAll(ctx, repo, last.Parts); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := arch.run(ctx, "pull-local", "--", repo.Path, last.Commit); err != nil || !strings.Contains(out, " 0 content objects imported") {
+		t.Errorf("pull of the commit after its parts: %q, %v", out, err)
+	}
 	k, err := repo.MetadataString(ctx, want.Commit, "ostree.linux")
 	if err != nil || k != "6.1.0-1-amd64" {
 		t.Errorf("ostree.linux = %q, %v", k, err)
