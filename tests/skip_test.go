@@ -14,10 +14,12 @@ import (
 
 // TestSkipRules proves that what a rebuild skips is what running it would
 // have made: a reused initramfs (an overlay file dracut does not read
-// changed), and no new build at all when new inputs make the same tree (a
-// postprocess script changed only in a comment). The build that reused
-// the initramfs is compared with `ostree diff` against a build of the
-// latest inputs with COSA_NO_SKIP=1, and its image is booted once.
+// changed), a commit that hashes only the paths changed since the
+// previous build's commit, and no new build at all when new inputs make
+// the same tree (a postprocess script changed only in a comment). The
+// build that skipped dracut and went over the previous commit is compared
+// with `ostree diff` against a build of the latest inputs with
+// COSA_NO_SKIP=1, and its image is booted once.
 //
 // COSA_E2E_CACHE may name a cache/ directory holding debs, apt and the lock
 // file of an earlier `cosa fetch` of the default config: it is hard-linked
@@ -73,6 +75,18 @@ func TestSkipRules(t *testing.T) {
 		}
 		return how, stages
 	}
+	// over reports the build whose commit the build's commit went over,
+	// hashing only the changed paths; "" if it hashed the whole tree.
+	over := func(evs []events.Event) string {
+		for _, e := range evs {
+			if e.Type == events.StepFinish && strings.HasPrefix(e.Step, "commit: ostree commit to ") {
+				if _, after, ok := strings.Cut(e.Step, ", over build "); ok {
+					return strings.Fields(after)[0]
+				}
+			}
+		}
+		return ""
+	}
 	logTimes := func(name string, evs []events.Event) {
 		var b strings.Builder
 		for _, e := range evs {
@@ -96,6 +110,9 @@ func TestSkipRules(t *testing.T) {
 	if how, _ := initramfs(evs); len(how) != 1 || how[0] != "dracut" {
 		t.Fatalf("cold build initramfs: %v, want one dracut run", how)
 	}
+	if b := over(evs); b != "" {
+		t.Errorf("cold build: committed over build %s", b)
+	}
 
 	// 2. An overlay file dracut does not read: the initramfs is reused, the
 	// tree is new.
@@ -107,6 +124,9 @@ func TestSkipRules(t *testing.T) {
 	logTimes("rebuild after one overlay file changed", evs)
 	if how, _ := initramfs(evs); len(how) != 1 || how[0] != "reused" {
 		t.Fatalf("overlay rebuild initramfs: %v, want it reused", how)
+	}
+	if b := over(evs); b != id1 {
+		t.Errorf("overlay rebuild: committed over %q, want over build %s", b, id1)
 	}
 	if id2 == id1 || m2.OSTreeContentChecksum == m1.OSTreeContentChecksum {
 		t.Fatalf("overlay rebuild %s: content %s, the same tree as %s", id2, m2.OSTreeContentChecksum, id1)
@@ -122,8 +142,8 @@ func TestSkipRules(t *testing.T) {
 	evs = eventsOf(t, r)
 	logTimes("rebuild with an unchanged tree", evs)
 	how, stages := initramfs(evs)
-	if len(how) != 1 || how[0] != "reused" || stages != 0 {
-		t.Errorf("unchanged-tree rebuild: initramfs %v, %d pipeline stages ran; want it reused and none", how, stages)
+	if len(how) != 1 || how[0] != "reused" || stages != 0 || over(evs) != id2 {
+		t.Errorf("unchanged-tree rebuild: initramfs %v, %d pipeline stages ran, committed over %q; want it reused, none, over %s", how, stages, over(evs), id2)
 	}
 	if res := resultOf(t, r, "build"); res["build"] != id2 || res["changed"] != false || res["commit"] != m2.OSTreeCommit ||
 		!strings.Contains(r.Stderr, "No changes in the tree since build "+id2) {
@@ -153,14 +173,14 @@ func TestSkipRules(t *testing.T) {
 	m4, _ := readMeta(t, w, id4)
 	evs = eventsOf(t, r)
 	logTimes("the same inputs, COSA_NO_SKIP=1 (no image)", evs)
-	if how, _ := initramfs(evs); len(how) != 1 || how[0] != "dracut" {
-		t.Fatalf("COSA_NO_SKIP build initramfs: %v, want a dracut run", how)
+	if how, _ := initramfs(evs); len(how) != 1 || how[0] != "dracut" || over(evs) != "" {
+		t.Fatalf("COSA_NO_SKIP build: initramfs %v, committed over %q; want a dracut run and the whole tree hashed", how, over(evs))
 	}
 	if id4 == id2 || m4.OSTreeCommit == m2.OSTreeCommit {
 		t.Fatalf("COSA_NO_SKIP build %s: commit %s, the same as build %s", id4, m4.OSTreeCommit, id2)
 	}
 	if d := ostreeCmd(t, "diff", repo, m2.OSTreeCommit, m4.OSTreeCommit); strings.TrimSpace(d) != "" {
-		t.Errorf("the build that skipped dracut and the commit differs from one that did not:\n%s", d)
+		t.Errorf("the build that skipped dracut and hashing the unchanged paths differs from one that did not:\n%s", d)
 	}
 	if m4.OSTreeContentChecksum != m2.OSTreeContentChecksum {
 		t.Errorf("content checksum %s (skipped) vs %s (not skipped)", m2.OSTreeContentChecksum, m4.OSTreeContentChecksum)

@@ -116,10 +116,21 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := commitRoot(ctx, &o, id, in.hash, res.Root)
+	c, err := commitRoot(ctx, &o, pl, id, in.hash, res)
 	if err != nil {
 		return nil, err
 	}
+	// What the commit left of the root (all of it but the changed paths,
+	// after a commit over the previous one) goes while the export and the
+	// images run: deleting a 1 GB tree is seconds of mostly waiting on the
+	// file system's journal. Waited for before the scratch dir goes.
+	rootGone := make(chan error, 1)
+	go func() { rootGone <- compose.RemoveTree(res.Root) }()
+	defer func() {
+		if err := <-rootGone; err != nil {
+			fmt.Fprintf(o.Out, "warning: %v\n", err)
+		}
+	}()
 	if !o.Force && !NoSkip() {
 		same, err := sameTreeAsPrevious(ctx, &o, pl, id, c)
 		if err != nil {
@@ -300,11 +311,14 @@ type committed struct {
 	git         workdir.GitInfo
 }
 
-// commitRoot is the commit phase: root (consumed) becomes a commit on the
-// config's ref in the workdir repo, and the build's own ref keeps it alive
-// until the build is pruned.
-func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*committed, error) {
+// commitRoot is the commit phase: the composed root (consumed) becomes a
+// commit on the config's ref in the workdir repo, and the build's own ref
+// keeps it alive until the build is pruned. When the newest build's tree
+// came from the same base tree, only what differs from it is hashed (see
+// compose.TreeState and ostree.CommitOver).
+func commitRoot(ctx context.Context, o *Options, pl *plan, id, inputHash string, res *compose.Result) (*committed, error) {
 	m := &o.Config.Manifest
+	root := res.Root
 	repo, err := ostree.Open(ctx, o.Workdir.RepoDir(), ostree.ModeBareUser)
 	if err != nil {
 		return nil, err
@@ -326,13 +340,26 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 	if c.git.Rev != "" {
 		c.metadata["cosa.config-gitrev"] = c.git.Rev
 	}
-	step := o.Progress.Start("commit: ostree commit to " + m.Ref)
-	c.stats, err = repo.CommitDir(ctx, root, ostree.CommitOptions{
+	opts := ostree.CommitOptions{
 		Branch: m.Ref, Subject: m.Name + " " + id, Metadata: c.metadata, Bootable: true, Consume: true,
 		Parallel: runtime.NumCPU(),
-	})
-	if err := step.Done(err); err != nil {
+	}
+	if parent, changed := commitParent(ctx, o, pl, repo, res.State); parent != "" {
+		step := o.Progress.Start(fmt.Sprintf("commit: ostree commit to %s, over build %s (%d of %d paths changed)", m.Ref, pl.prevID, len(changed), len(res.State.Entries)))
+		c.stats, err = repo.CommitOver(ctx, root, parent, changed, opts)
+		err = step.Done(err)
+	} else {
+		step := o.Progress.Start("commit: ostree commit to " + m.Ref)
+		c.stats, err = repo.CommitDir(ctx, root, opts)
+		err = step.Done(err)
+	}
+	if err != nil {
 		return nil, err
+	}
+	if res.State != nil {
+		if err := compose.SaveTreeState(o.Workdir.CacheDir(), c.stats.Commit, res.State); err != nil {
+			o.Progress.Infof("warning: tree state: %v", err)
+		}
 	}
 	if n := len(c.stats.Parts); n > 1 {
 		o.Progress.Infof("    commit: the tree was hashed in %d parts at once", n)
@@ -344,6 +371,29 @@ func commitRoot(ctx context.Context, o *Options, id, inputHash, root string) (*c
 		return nil, err
 	}
 	return c, nil
+}
+
+// commitParent picks the commit a build's tree can be committed over: the
+// newest build's, when its tree state is stored and this tree differs from
+// it only by changed paths (compose.TreeState.ChangedSince). "" when the
+// whole tree is to be hashed; COSA_NO_SKIP=1 always hashes it.
+func commitParent(ctx context.Context, o *Options, pl *plan, repo *ostree.Repo, state *compose.TreeState) (string, []string) {
+	if state == nil || pl.prev == nil || pl.prev.OSTreeCommit == "" || NoSkip() {
+		return "", nil
+	}
+	prev := compose.LoadTreeState(o.Workdir.CacheDir(), pl.prev.OSTreeCommit)
+	if prev == nil {
+		return "", nil
+	}
+	changed, ok, why := state.ChangedSince(prev)
+	if !ok {
+		o.Progress.Infof("    commit: the whole tree, not over build %s: %s", pl.prevID, why)
+		return "", nil
+	}
+	if got, err := repo.RevParse(ctx, pl.prev.OSTreeCommit); err != nil || got != pl.prev.OSTreeCommit {
+		return "", nil
+	}
+	return pl.prev.OSTreeCommit, changed
 }
 
 // imageInputHash hashes image.yaml (normalized, as in the input hash) and

@@ -292,7 +292,7 @@ func TestCommitStagePublish(t *testing.T) {
 	id := pl.id
 	root := fakeRoot(t)
 
-	c, err := commitRoot(ctx, &o, id, hash, root)
+	c, err := commitRoot(ctx, &o, pl, id, hash, &compose.Result{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestStageFailureRemovesStaging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := commitRoot(ctx, &o, pl.id, "h", fakeRoot(t))
+	c, err := commitRoot(ctx, &o, pl, pl.id, "h", &compose.Result{Root: fakeRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

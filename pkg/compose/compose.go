@@ -47,6 +47,9 @@ type Result struct {
 	// ReusedInitramfs lists the kernel versions whose initramfs was the
 	// cached one, dracut not having run (see initramfs.go).
 	ReusedInitramfs []string
+	// State says which paths of Root the build changed on top of the base
+	// tree (see TreeState); nil when that is not known.
+	State *TreeState
 }
 
 // Compose builds the root filesystem; see the package doc for the steps.
@@ -93,6 +96,13 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 	if err != nil {
 		p.Infof("warning: initramfs cache: %v", err)
 		baseID = ""
+	}
+	var origins map[uint64]string
+	if baseID != "" {
+		if origins, err = dirOrigins(root); err != nil {
+			p.Infof("warning: tree state: %v", err)
+			origins = nil
+		}
 	}
 	// mmdebstrap leaves its own apt/dpkg settings and our file:// source;
 	// the image should point at the real archive.
@@ -218,7 +228,15 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 	if err := step.Done(err); err != nil {
 		return nil, err
 	}
-	return &Result{Root: root, Packages: pkgs, Kernels: kernels, ReusedInitramfs: reused}, nil
+	res := &Result{Root: root, Packages: pkgs, Kernels: kernels, ReusedInitramfs: reused}
+	if origins != nil {
+		// Without it the commit hashes the whole tree: slower, not wrong.
+		if res.State, err = scanTreeState(root, baseID, baseDone, origins); err != nil {
+			p.Infof("warning: tree state: %v", err)
+			res.State = nil
+		}
+	}
+	return res, nil
 }
 
 // pointAptAtArchive drops mmdebstrap's own apt/dpkg settings and writes
