@@ -139,3 +139,20 @@ func TestPullLocalReusesEarlierObjects(t *testing.T) {
 		t.Error("the changed object is shared with another pull")
 	}
 }
+
+// CmdNoSync runs the tool with libeatmydata preloaded when it is installed
+// (make deps installs it), and as Cmd would when it is not.
+func TestCmdNoSyncPreloadsEatmydata(t *testing.T) {
+	var log strings.Builder
+	e := &Env{Log: &log}
+	err := e.CmdNoSync(context.Background(), "sh", "-c", `case "$LD_PRELOAD" in *libeatmydata*) exit 0;; *) exit 3;; esac`)
+	if eatmydataLib() == "" {
+		if err == nil {
+			t.Errorf("libeatmydata is not installed, yet LD_PRELOAD named it")
+		}
+		t.Skip("libeatmydata is not installed (make deps installs eatmydata)")
+	}
+	if err != nil {
+		t.Errorf("LD_PRELOAD did not name libeatmydata: %v\n%s", err, log.String())
+	}
+}

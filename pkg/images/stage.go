@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
 )
@@ -87,8 +89,41 @@ func (e *Env) Cmd(ctx context.Context, name string, args ...string) error {
 // Output runs a host tool and returns its stdout; its stdout and stderr
 // also go to the stage's log.
 func (e *Env) Output(ctx context.Context, name string, args ...string) (string, error) {
-	fmt.Fprintf(e.Log, "+ %s %s\n", name, strings.Join(args, " "))
+	return e.output(ctx, nil, name, args...)
+}
+
+// CmdNoSync is Cmd for a tool whose own fsync or syncfs of what it wrote
+// buys nothing: the store never syncs objects, the build makes them
+// durable with one syncfs of the file system when it publishes. mke2fs
+// fsyncs the whole image before it exits and `ostree admin deploy`
+// syncfs's the file system it deployed to, which on a busy disk was
+// seconds of waiting each (mkfs.ext4 -d of the default root: 10.9 s, 4.7
+// s without). With libeatmydata installed (Debian: eatmydata) those calls
+// return at once; without it the tool runs as Cmd would.
+func (e *Env) CmdNoSync(ctx context.Context, name string, args ...string) error {
+	var env []string
+	if lib := eatmydataLib(); lib != "" {
+		env = []string{"LD_PRELOAD=" + lib}
+	}
+	_, err := e.output(ctx, env, name, args...)
+	return err
+}
+
+func (e *Env) output(ctx context.Context, env []string, name string, args ...string) (string, error) {
+	fmt.Fprintf(e.Log, "+ %s%s %s\n", strings.Join(append(env, ""), " "), name, strings.Join(args, " "))
 	c := hostcmd.Command(name, args...)
 	c.Echo = e.Log
+	c.Env = env
 	return c.Output(ctx)
 }
+
+// eatmydataLib is the path of libeatmydata, "" when it is not installed.
+var eatmydataLib = sync.OnceValue(func() string {
+	for _, p := range []string{"/usr/lib/x86_64-linux-gnu/libeatmydata.so.1", "/usr/lib/aarch64-linux-gnu/libeatmydata.so.1",
+		"/usr/lib64/libeatmydata.so.1", "/usr/lib/libeatmydata.so.1"} {
+		if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+})

@@ -244,7 +244,7 @@ func (s *MkfsTree) Run(ctx context.Context, e *Env) error {
 	case "ext4":
 		// 4 KiB blocks always: mke2fs would pick 1 KiB for a small fs,
 		// which a 4Kn disk cannot mount.
-		return e.Cmd(ctx, "mkfs.ext4", "-F", "-q", "-b", "4096", "-L", s.Label, "-d", src,
+		return e.CmdNoSync(ctx, "mkfs.ext4", "-F", "-q", "-b", "4096", "-L", s.Label, "-d", src,
 			"-E", fmt.Sprintf("offset=%d", ext.Start), img, fmt.Sprintf("%dk", ext.Size/1024))
 	}
 	return fmt.Errorf("unknown filesystem %q", s.FSType)

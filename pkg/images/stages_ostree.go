@@ -118,7 +118,7 @@ func (s *OSTreePullLocal) Run(ctx context.Context, e *Env) error {
 		return err
 	}
 	// "--": the commit and ref come from meta.json.
-	if err := e.Cmd(ctx, "ostree", "pull-local", repo, "--", e.Sources.OSTreeRepo, s.Commit); err != nil {
+	if err := e.CmdNoSync(ctx, "ostree", "pull-local", repo, "--", e.Sources.OSTreeRepo, s.Commit); err != nil {
 		return err
 	}
 	return e.Cmd(ctx, "ostree", "refs", repo, "--force", "--create="+s.Ref, "--", s.Commit)
@@ -153,7 +153,7 @@ func (s *OSTreeDeploy) Run(ctx context.Context, e *Env) error {
 		args = append(args, "--karg-append="+k)
 	}
 	args = append(args, s.Ref)
-	if err := e.Cmd(ctx, "ostree", args...); err != nil {
+	if err := e.CmdNoSync(ctx, "ostree", args...); err != nil {
 		return err
 	}
 	// ostree makes every deployment dir immutable to protect a live
