@@ -776,6 +776,7 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 	if err := os.Chmod(tmp, 0o644); err != nil {
 		return err
 	}
+	fileutil.StartWriteback(tmp) // publish syncs it; the disk can start now
 	return os.Rename(tmp, out)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/intree"
 )
 
@@ -244,8 +245,12 @@ func (s *MkfsTree) Run(ctx context.Context, e *Env) error {
 	case "ext4":
 		// 4 KiB blocks always: mke2fs would pick 1 KiB for a small fs,
 		// which a 4Kn disk cannot mount.
-		return e.CmdNoSync(ctx, "mkfs.ext4", "-F", "-q", "-b", "4096", "-L", s.Label, "-d", src,
+		err := e.CmdNoSync(ctx, "mkfs.ext4", "-F", "-q", "-b", "4096", "-L", s.Label, "-d", src,
 			"-E", fmt.Sprintf("offset=%d", ext.Start), img, fmt.Sprintf("%dk", ext.Size/1024))
+		if err == nil {
+			fileutil.StartWriteback(img)
+		}
+		return err
 	}
 	return fmt.Errorf("unknown filesystem %q", s.FSType)
 }
@@ -453,6 +458,13 @@ func (s *QemuImgConvert) Run(ctx context.Context, e *Env) error {
 	if s.Compress {
 		args = append(args, "-c")
 	}
-	args = append(args, filepath.Join(e.Inputs["image"], s.Source), filepath.Join(e.Tree, s.Filename))
-	return e.Cmd(ctx, "qemu-img", args...)
+	out := filepath.Join(e.Tree, s.Filename)
+	args = append(args, filepath.Join(e.Inputs["image"], s.Source), out)
+	// qemu-img convert does not sync its output (its default cache mode
+	// for convert is unsafe): the disk can write it while the build goes on.
+	if err := e.Cmd(ctx, "qemu-img", args...); err != nil {
+		return err
+	}
+	fileutil.StartWriteback(out)
+	return nil
 }
