@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
@@ -729,6 +730,18 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 	// changed; the fresh repo that is tarred then takes the rest from it
 	// as hard links (same mode, same file system), so it holds exactly
 	// this commit.
+	//
+	// One export at a time uses the cache repo, to the end of the tar: a
+	// concurrent build's prune would drop this commit's objects between
+	// the two pulls, and its hard links to objects this tar is reading
+	// change their link count, and so their ctime, which GNU tar reports
+	// as "file changed as we read it" and fails (seen in make stress,
+	// two builds at once).
+	unlock, err := lockFile(ctx, cacheRepo+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c, err := ostree.Open(ctx, cacheRepo, ostree.ModeArchive)
 	if err != nil {
 		return err
@@ -778,6 +791,20 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 	}
 	fileutil.StartWriteback(tmp) // publish syncs it; the disk can start now
 	return os.Rename(tmp, out)
+}
+
+// lockFile takes an exclusive flock on path (created if missing), waiting
+// as long as ctx allows.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := fileutil.Flock(ctx, f, syscall.LOCK_EX, 10*time.Millisecond, 500*time.Millisecond, nil); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 // syncTree flushes the file systems holding dirs (syncfs, one per path;

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -532,5 +533,73 @@ func TestBuildWithSmallCompose(t *testing.T) {
 	out.Reset()
 	if res, err := Build(context.Background(), o); err != nil || !res.Unchanged || out.String() != "No changes in build inputs.\n" {
 		t.Errorf("second build: %+v, %v, %q", res, err, out.String())
+	}
+}
+
+// Exports of several builds at once share the cache repo: each tarball
+// still holds its whole commit. Without the cache repo's lock, one
+// export's prune and hard links changed what another's tar was reading
+// ("file changed as we read it") or dropped its objects between pulls.
+func TestConcurrentExports(t *testing.T) {
+	needOstree(t)
+	if testing.Short() {
+		t.Skip("exports several commits at once (about 10 s)")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, err := ostree.Open(ctx, filepath.Join(dir, "src"), ostree.ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	var commits []string
+	for i := 0; i < n; i++ {
+		files := map[string]string{"usr/lib/modules/6.1.0-test/vmlinuz": "kernel", "usr/lib/modules/6.1.0-test/initramfs.img": "initramfs"}
+		for j := 0; j < 1500; j++ {
+			// Most files are the same in every commit, as between builds.
+			v := fmt.Sprint(j)
+			if j%5 == 0 {
+				v = fmt.Sprint(i, "-", j)
+			}
+			files[fmt.Sprintf("usr/share/d%d/f%d", j%40, j)] = v
+		}
+		root := filepath.Join(dir, fmt.Sprint("root", i))
+		testutil.WriteTree(t, root, files)
+		st, err := src.CommitDir(ctx, root, ostree.CommitOptions{Consume: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		commits = append(commits, st.Commit)
+	}
+	cache := filepath.Join(dir, "cache", "ostree-archive")
+	os.MkdirAll(filepath.Dir(cache), 0o755)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 3 {
+				errs[i] = exportArchive(ctx, src, commits[i], nil, "x/y", cache, filepath.Join(dir, fmt.Sprint("tmp", i)), filepath.Join(dir, fmt.Sprint("out", i, ".tar")))
+			}
+		}()
+	}
+	wg.Wait()
+	for i, c := range commits {
+		if errs[i] != nil {
+			t.Errorf("export %d: %v", i, errs[i])
+			continue
+		}
+		un := filepath.Join(dir, fmt.Sprint("un", i))
+		os.MkdirAll(un, 0o755)
+		if out, err := exec.Command("tar", "-xf", filepath.Join(dir, fmt.Sprint("out", i, ".tar")), "-C", un).CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v: %s", err, out)
+		}
+		if out, err := exec.Command("ostree", "fsck", "--repo="+un).CombinedOutput(); err != nil {
+			t.Errorf("export %d: fsck: %v\n%s", i, err, out)
+		}
+		if got, err := (&ostree.Repo{Path: un}).RevParse(ctx, "x/y"); err != nil || got != c {
+			t.Errorf("export %d: ref %s, %v; want %s", i, got, err, c)
+		}
 	}
 }
