@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/testutil"
 	"github.com/cosa-build/cosa/pkg/ostree"
 )
 
@@ -40,19 +41,6 @@ func treeBuild(t *testing.T, base, name string, change func(root string)) (strin
 	return root, s
 }
 
-func writeTree(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	for rel, data := range files {
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func run(t *testing.T, dir string, script string) {
 	t.Helper()
 	cmd := exec.Command("sh", "-euc", script)
@@ -76,7 +64,7 @@ func TestTreeStateCommitOver(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base")
-	writeTree(t, base, map[string]string{
+	testutil.WriteTree(t, base, map[string]string{
 		"etc/os-release": "base os\n", "etc/ssh/sshd_config": "base sshd\n", "etc/hosts": "base hosts\n",
 		"opt/a/x": "a's x\n", "opt/c/x": "c's x\n", "opt/c/sub/y": "c's y\n", "opt/a/sub/y": "a's y\n",
 		"usr/bin/tool": "tool\n", "usr/bin/other": "other\n", "usr/share/doc/d": "doc\n", "var/log/old": "log\n",
