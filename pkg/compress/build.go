@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
@@ -363,8 +361,8 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 	inHash := newHashCounter()
 	outHash := newHashCounter()
 	err = writeReplace(dst, func(f *os.File) error {
-		out := io.MultiWriter(&writebackWriter{f: f}, outHash)
 		if !usesTool(p.o.Algorithm, so) {
+			out := io.MultiWriter(&writebackWriter{f: f}, outHash)
 			r := io.Reader(in)
 			if !trusted {
 				r = io.TeeReader(in, inHash)
@@ -375,8 +373,11 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 		// (with the input hashed on the way) zstd ran at 0.55x its own
 		// speed on 2 CPUs. Unless a stamp vouches for it, the input is
 		// hashed against meta.json on the side with positioned reads (the
-		// tool's file offset is not moved). The smaller output is hashed
-		// as it comes out of a pipe of our own, read in large chunks.
+		// tool's file offset is not moved). It writes the output file
+		// itself too: copying and hashing its output through a pipe of
+		// our own competed with zstd -T2 for the 2 CPUs (5.0 s against
+		// 3.5 s for the default 876 MB qcow2), where hashing the written
+		// output afterwards, from the page cache, costs about 0.3 s.
 		inDone := make(chan error, 1)
 		if trusted {
 			inDone <- nil
@@ -386,10 +387,15 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 				inDone <- err
 			}()
 		}
-		err := toolThroughPipe(ctx, p.o.Algorithm, out, in, so)
+		err := CompressStream(ctx, p.o.Algorithm, f, in, so)
 		if herr := <-inDone; err == nil {
 			err = herr
 		}
+		if err != nil {
+			return err
+		}
+		fileutil.StartWriteback(f.Name())
+		_, err = io.CopyBuffer(outHash, fileutil.ContextReader(ctx, io.NewSectionReader(f, 0, 1<<62)), make([]byte, 1<<20))
 		return err
 	}, func() error {
 		if !trusted {
@@ -406,31 +412,6 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 		return "", 0, false, fmt.Errorf("compressing %s (%s): %w", name, filepath.Base(src), err)
 	}
 	return outHash.sum(), outHash.n, !trusted, nil
-}
-
-// toolThroughPipe runs CompressStream (an external tool) from in into a
-// pipe whose far end is copied to out: the tool gets a file descriptor,
-// not a Go writer, and the pipe is enlarged so that each copy moves up to
-// 1 MiB rather than 64 KiB.
-func toolThroughPipe(ctx context.Context, alg Algorithm, out io.Writer, in *os.File, so StreamOptions) error {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20) // a hint; the default works too
-	copied := make(chan error, 1)
-	go func() {
-		_, err := io.CopyBuffer(out, pr, make([]byte, 1<<20))
-		// On a write error this unblocks the tool (EPIPE).
-		pr.Close()
-		copied <- err
-	}()
-	err = CompressStream(ctx, alg, pw, in, so)
-	pw.Close() // the tool has exited: the copy sees EOF
-	if cerr := <-copied; err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // decompressFile writes dst from src, checking both against meta.json.
