@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
@@ -36,8 +35,7 @@ func (r *Repo) CommitOver(ctx context.Context, dir, parent string, changed []str
 		return nil, err
 	}
 	defer os.RemoveAll(root)
-	dirs := map[string]bool{".": true}
-	var files []string
+	var dirs, files []string
 	for _, rel := range changed {
 		rel = filepath.Clean(rel)
 		if rel == "." || filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
@@ -48,34 +46,13 @@ func (r *Repo) CommitOver(ctx context.Context, dir, parent string, changed []str
 			return nil, err
 		}
 		if info.IsDir() {
-			dirs[rel] = true
+			dirs = append(dirs, rel)
 		} else {
 			files = append(files, rel)
 		}
-		for q := filepath.Dir(rel); q != "."; q = filepath.Dir(q) {
-			dirs[q] = true
-		}
 	}
-	var ds []string
-	for q := range dirs {
-		ds = append(ds, q)
-	}
-	sort.Strings(ds) // parents before children
-	for _, q := range ds[1:] {
-		if err := os.Mkdir(filepath.Join(root, q), 0o700); err != nil {
-			return nil, err
-		}
-	}
-	for _, rel := range files {
-		if err := os.Rename(filepath.Join(dir, rel), filepath.Join(root, rel)); err != nil {
-			return nil, err
-		}
-	}
-	// Deepest first, so a read-only directory is filled before it closes.
-	for i := len(ds) - 1; i >= 0; i-- {
-		if err := copyDirMeta(filepath.Join(dir, ds[i]), filepath.Join(root, ds[i])); err != nil {
-			return nil, err
-		}
+	if err := moveInto(dir, root, files, dirs, func(string, string) {}); err != nil {
+		return nil, err
 	}
 	o.Consume = false
 	o.trees = append([]string{"--tree=ref=" + parent}, o.trees...)

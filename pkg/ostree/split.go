@@ -214,40 +214,53 @@ func moveParts(dir string, parts [][]string) (roots []string, undo func(), err e
 			return nil, undo, err
 		}
 		made = append(made, root)
-		// The directories above each subtree, made first and given dir's
-		// metadata last, deepest first, so a read-only one is filled
-		// before it is closed.
-		parents := map[string]bool{".": true}
-		for _, rel := range part {
-			for q := filepath.Dir(rel); q != "."; q = filepath.Dir(q) {
-				parents[q] = true
-			}
-		}
-		var dirs []string
-		for q := range parents {
-			dirs = append(dirs, q)
-		}
-		sort.Strings(dirs)
-		for _, q := range dirs[1:] {
-			if err := os.Mkdir(filepath.Join(root, q), 0o700); err != nil {
-				return nil, undo, err
-			}
-		}
-		for _, rel := range part {
-			from, to := filepath.Join(dir, rel), filepath.Join(root, rel)
-			if err := os.Rename(from, to); err != nil {
-				return nil, undo, err
-			}
-			moved = append(moved, move{from, to})
-		}
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := copyDirMeta(filepath.Join(dir, dirs[i]), filepath.Join(root, dirs[i])); err != nil {
-				return nil, undo, err
-			}
+		err := moveInto(dir, root, part, nil, func(from, to string) { moved = append(moved, move{from, to}) })
+		if err != nil {
+			return nil, undo, err
 		}
 		roots = append(roots, root)
 	}
 	return roots, undo, nil
+}
+
+// moveInto renames the entries rels of dir (relative paths) to the same
+// paths under root, an empty directory on the same file system. The
+// directories above them, and the directories extra, are made first and
+// given dir's metadata last, deepest first, so that a read-only one is
+// filled before it is closed. moved is called after each rename.
+func moveInto(dir, root string, rels, extra []string, moved func(from, to string)) error {
+	set := map[string]bool{".": true}
+	for _, rel := range extra {
+		set[rel] = true
+	}
+	for _, rel := range append(append([]string(nil), rels...), extra...) {
+		for q := filepath.Dir(rel); q != "."; q = filepath.Dir(q) {
+			set[q] = true
+		}
+	}
+	dirs := make([]string, 0, len(set))
+	for q := range set {
+		dirs = append(dirs, q)
+	}
+	sort.Strings(dirs) // "." first, parents before children
+	for _, q := range dirs[1:] {
+		if err := os.Mkdir(filepath.Join(root, q), 0o700); err != nil {
+			return err
+		}
+	}
+	for _, rel := range rels {
+		from, to := filepath.Join(dir, rel), filepath.Join(root, rel)
+		if err := os.Rename(from, to); err != nil {
+			return err
+		}
+		moved(from, to)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := copyDirMeta(filepath.Join(dir, dirs[i]), filepath.Join(root, dirs[i])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyDirMeta gives directory dst src's owner, mode and xattrs: what
