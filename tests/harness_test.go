@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/events"
@@ -50,14 +51,16 @@ func cosa(t *testing.T, workdir string, args ...string) result {
 	cmd.Dir = workdir
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
+	t0 := time.Now()
 	err := cmd.Run()
+	took := time.Since(t0).Round(100 * time.Millisecond)
 	r := result{Stdout: so.String(), Stderr: se.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.Code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("cosa %v: %v", args, err)
 	}
-	t.Logf("e2e: cosa %s -> exit %d\n%s%s", strings.Join(args, " "), r.Code, tail(r.Stdout, 15), tail(r.Stderr, 15))
+	t.Logf("e2e: cosa %s -> exit %d in %s\n%s%s", strings.Join(args, " "), r.Code, took, tail(r.Stdout, 15), tail(r.Stderr, 15))
 	checkJSONOutput(t, args, r)
 	return r
 }
