@@ -49,7 +49,9 @@ func TestImages(t *testing.T) {
 	if sum := sha256File(t, filepath.Join(arch, q.Path)); sum != q.Sha256 {
 		t.Errorf("qcow2 sha256 %s, meta says %s", sum, q.Sha256)
 	}
-	if out, err := exec.Command("qemu-img", "info", filepath.Join(arch, q.Path)).CombinedOutput(); err != nil || !strings.Contains(string(out), "file format: qcow2") {
+	// The default qcow2-compression: zstd-compressed clusters.
+	if out, err := exec.Command("qemu-img", "info", filepath.Join(arch, q.Path)).CombinedOutput(); err != nil || !strings.Contains(string(out), "file format: qcow2") ||
+		!strings.Contains(string(out), "compression type: zstd") {
 		t.Errorf("qemu-img info: %v\n%s", err, out)
 	}
 	qemuImageTime := stepTime(r.Stderr, `image qemu: \S+ in (\S+)`)

@@ -194,6 +194,11 @@ type Image struct {
 	// Compressor used for compressed artifacts. Default "gzip"; gzip, xz
 	// or zstd.
 	Compressor string `yaml:"compressor" json:"compressor"`
+	// Qcow2Compression is how the qcow2 images (qemu, openstack) store
+	// their clusters. Default "zstd"; zstd, zlib or none. zstd needs
+	// QEMU 5.1 or newer to read the image; zlib reads everywhere but is
+	// several times slower to write.
+	Qcow2Compression string `yaml:"qcow2-compression" json:"qcow2-compression"`
 	// CacheSize caps the pipeline stage cache in GiB. Default 20; 1..65536.
 	CacheSize int `yaml:"cache-size" json:"cache-size"`
 	// Platforms holds per-platform overrides. Keys are limited to qemu,

@@ -48,6 +48,7 @@ func TestLoadFullConfig(t *testing.T) {
 			"bootloader: grub",
 			"extra-kargs: [rw]",
 			"compressor: zstd",
+			"qcow2-compression: none",
 			"cache-size: 5",
 			"platforms:",
 			"  metal4k:",
@@ -83,7 +84,7 @@ func TestLoadFullConfig(t *testing.T) {
 		t.Errorf("manifest:\n got %+v\nwant %+v", c.Manifest, wantM)
 	}
 	wantI := Image{
-		Size: 16, Rootfs: "ext4", Bootloader: "grub", ExtraKargs: []string{"rw"}, Compressor: "zstd", CacheSize: 5,
+		Size: 16, Rootfs: "ext4", Bootloader: "grub", ExtraKargs: []string{"rw"}, Compressor: "zstd", Qcow2Compression: "none", CacheSize: 5,
 		Platforms: map[string]PlatformOverride{
 			"metal4k": {Size: 20},
 			"qemu":    {ExtraKargs: []string{}},
@@ -131,7 +132,7 @@ func TestLoadDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c.Manifest, wantM) {
 		t.Errorf("manifest:\n got %+v\nwant %+v", c.Manifest, wantM)
 	}
-	wantI := Image{Size: 10, Rootfs: "ext4", Bootloader: "grub", Compressor: "gzip", CacheSize: 20,
+	wantI := Image{Size: 10, Rootfs: "ext4", Bootloader: "grub", Compressor: "gzip", Qcow2Compression: "zstd", CacheSize: 20,
 		AWS: AWS{VolumeType: "gp3", BootMode: "uefi-preferred"}}
 	if !reflect.DeepEqual(c.Image, wantI) {
 		t.Errorf("image:\n got %+v\nwant %+v", c.Image, wantI)
@@ -446,6 +447,11 @@ func TestLoadErrors(t *testing.T) {
 			name:  "size 100000",
 			files: map[string]string{"image.yaml": "compressor: xz\nsize: 100000\n"},
 			want:  "DIR/image.yaml:2: size: must be between 2 and 2048 GiB, got 100000",
+		},
+		{
+			name:  "qcow2-compression typo",
+			files: map[string]string{"image.yaml": "size: 12\nqcow2-compression: zsdt\n"},
+			want:  `DIR/image.yaml:2: qcow2-compression: unsupported value "zsdt" (did you mean "zstd"? allowed: zstd, zlib, none)`,
 		},
 		{
 			name:  "negative cache size",

@@ -44,6 +44,7 @@ var (
 	rootfsValues     = []string{"ext4"} // xfs needs a mount-free way to fill it (mkfs.xfs -p) first
 	bootloaderValues = []string{"grub"}
 	compressorValues = []string{"gzip", "xz", "zstd"}
+	qcow2CompValues  = []string{"zstd", "zlib", "none"}
 	volumeTypeValues = []string{"gp2", "gp3", "io1", "io2", "standard"}
 	bootModeValues   = []string{"uefi", "legacy-bios", "uefi-preferred"}
 )
@@ -263,6 +264,8 @@ func (v *validator) image(im *Image) {
 	v.each("extra-kargs", im.ExtraKargs, checkKarg)
 	v.defaultString(&im.Compressor, "compressor", "gzip")
 	v.enum("compressor", im.Compressor, compressorValues)
+	v.defaultString(&im.Qcow2Compression, "qcow2-compression", "zstd")
+	v.enum("qcow2-compression", im.Qcow2Compression, qcow2CompValues)
 	if !v.present("cache-size") {
 		im.CacheSize = 20
 	}

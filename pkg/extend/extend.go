@@ -54,6 +54,7 @@ func Spec(ctx context.Context, repo *ostree.Repo, cfg *config.Config, p platform
 	return images.ImageSpec{
 		Commit: commit, Ref: ref, OSName: osName(cfg.Manifest.Name),
 		KernelArgs: append(strings.Fields(kargs), extra...), SizeGiB: size, Rootfs: cfg.Image.Rootfs,
+		Qcow2Compression: cfg.Image.Qcow2Compression,
 	}, nil
 }
 

@@ -241,3 +241,50 @@ func TestVHDAndOVAStages(t *testing.T) {
 		map[string]string{"disk": vmdkTree})
 	testutil.CheckOVA(t, filepath.Join(ovaTree, "disk.ova"), 1<<30)
 }
+
+// TestQcow2Compression runs the qcow2 pipeline's convert stage as each
+// qcow2-compression value generates it: the image holds the same data as
+// the raw disk, and a compressed one is smaller and says which algorithm
+// its clusters use.
+func TestQcow2Compression(t *testing.T) {
+	needTool(t, "qemu-img")
+	img := fakeDisk(t)
+	raw := filepath.Join(img, "disk.raw")
+	p, _ := platform.Lookup(platform.Qemu)
+	sizes := map[string]int64{}
+	for _, comp := range []string{"none", "zlib", "zstd"} {
+		spec := testSpec()
+		spec.Qcow2Compression = comp
+		m, export, file, err := spec.Manifest(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c QemuImgConvert
+		for _, pl := range m.Pipelines {
+			if pl.Name == export {
+				json.Unmarshal(pl.Stages[0].Options, &c)
+			}
+		}
+		if c.Format != "qcow2" || c.Filename != file {
+			t.Fatalf("%s: the exported pipeline %s has no qcow2 convert stage (%+v)", comp, export, c)
+		}
+		c.Source = "disk.raw"
+		tree := runStage(t, &c, map[string]string{"image": img})
+		out := filepath.Join(tree, file)
+		if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out).CombinedOutput(); err != nil {
+			t.Errorf("%s: qemu-img compare: %v\n%s", comp, err, b)
+		}
+		info := qemuInfo(t, out)
+		typ, _ := info["format-specific"].(map[string]any)["data"].(map[string]any)["compression-type"].(string)
+		if want := map[string]string{"none": "zlib", "zlib": "zlib", "zstd": "zstd"}[comp]; typ != want {
+			t.Errorf("%s: compression-type %q, want %q", comp, typ, want)
+		}
+		fi, _ := os.Stat(out)
+		sizes[comp] = fi.Size()
+	}
+	// fakeDisk's data: 4 KiB of a repeated word in each of three 64 KiB
+	// clusters.
+	if sizes["zstd"] >= sizes["none"] || sizes["zlib"] >= sizes["none"] {
+		t.Errorf("qcow2 sizes %v: the compressed ones are not smaller", sizes)
+	}
+}

@@ -68,18 +68,31 @@ func init() {
 	RegisterPipeline("raw", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
 		return disk.Pipeline, disk.File
 	})
-	// qemu and openstack: the same qcow2, so one cached object.
+	// qemu and openstack: the same qcow2, so one cached object. Its
+	// clusters are compressed (zstd by default): a build keeps one qcow2
+	// per build, and compressed it is about 40% of the plain one for a few
+	// seconds more of both cores.
 	RegisterPipeline("qcow2", func(m *Manifest, p platform.Platform, disk Disk, spec ImageSpec) (string, string) {
-		m.Pipelines = append(m.Pipelines, convertPipeline(p.Name, disk, "disk.qcow2", "qcow2", ""))
+		c := QemuImgConvert{Source: disk.File, Filename: "disk.qcow2", Format: "qcow2"}
+		switch spec.Qcow2Compression {
+		case "zstd":
+			c.Compress, c.Options = true, "compression_type=zstd"
+		case "zlib":
+			c.Compress = true
+		}
+		m.Pipelines = append(m.Pipelines, Pipeline{Name: p.Name, Stages: []Stage{convertStage(disk, c)}})
 		return p.Name, "disk.qcow2"
 	})
 }
 
 // convertPipeline is a pipeline that converts disk with qemu-img.
 func convertPipeline(name string, disk Disk, file, format, options string) Pipeline {
-	return Pipeline{Name: name, Stages: []Stage{{Type: "org.cosa.qemu-img.convert",
-		Inputs:  map[string]string{"image": "name:" + disk.Pipeline},
-		Options: opts(QemuImgConvert{Source: disk.File, Filename: file, Format: format, Options: options})}}}
+	return Pipeline{Name: name, Stages: []Stage{convertStage(disk, QemuImgConvert{Source: disk.File, Filename: file, Format: format, Options: options})}}
+}
+
+// convertStage is the qemu-img convert stage c reading disk.
+func convertStage(disk Disk, c QemuImgConvert) Stage {
+	return Stage{Type: "org.cosa.qemu-img.convert", Inputs: map[string]string{"image": "name:" + disk.Pipeline}, Options: opts(c)}
 }
 
 // ImageSpec is what an image type needs to know about the build.
@@ -90,6 +103,9 @@ type ImageSpec struct {
 	KernelArgs []string // from the config (kernel-args + image extra-kargs)
 	SizeGiB    int
 	Rootfs     string // ext4
+	// Qcow2Compression is image.yaml's qcow2-compression: zstd, zlib or
+	// none ("" is none).
+	Qcow2Compression string
 }
 
 // Disk layout (docs/architecture.md#disk-layout): partition numbers used by stages.
