@@ -219,3 +219,11 @@ func TestTestJUnitBadPath(t *testing.T) {
 	r.wantStderrContains(t, "--junit "+filepath.Join(wd, "no", "such", "dir", "r.xml")+": no directory ")
 	wantUnchanged(t, "test --junit", before, snapshot(t, wd))
 }
+
+// --jobs below zero is refused before anything boots.
+func TestTestNegativeJobs(t *testing.T) {
+	wd := initWorkdir(t)
+	before := snapshot(t, wd)
+	cosa(t, "-C", wd, "test", "--jobs", "-1").wantCode(t, 2).wantStderrContains(t, "--jobs -1: want 1 or more")
+	wantUnchanged(t, "test --jobs", before, snapshot(t, wd))
+}

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -26,6 +29,7 @@ type testOptions struct {
 	UEFI, BIOS  bool
 	UpgradeFrom string
 	JUnit       string
+	Jobs        int
 }
 
 // failedTestsError makes `cosa test` exit 1 after printing the summary.
@@ -46,6 +50,9 @@ func newTestCmd(g *globals) *cobra.Command {
   cosa test --build 12.20261123.dev.1 --upgrade-from 12.20261122.dev.1`,
 		Args: maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if o.Jobs < 0 {
+				return usageError{fmt.Errorf("--jobs %d: want 1 or more (or 0 for the default)", o.Jobs)}
+			}
 			if o.JUnit != "" {
 				// Checked now, not after minutes of booting.
 				if st, err := os.Stat(filepath.Dir(o.JUnit)); err != nil || !st.IsDir() {
@@ -89,23 +96,42 @@ func newTestCmd(g *globals) *cobra.Command {
 			os.RemoveAll(out)
 			ctx := c.Context()
 			started := time.Now()
-			var results []boottest.Result
-			for _, fw := range firmwares {
+			// Each firmware boots its own VM: under TCG a boot keeps about
+			// one host CPU busy, so two at once on two CPUs take little
+			// more than one.
+			jobs := o.Jobs
+			if jobs == 0 {
+				jobs = max(1, min(len(firmwares), runtime.NumCPU()))
+			}
+			perFW := make([][]boottest.Result, len(firmwares))
+			errs := make([]error, len(firmwares))
+			sem := make(chan struct{}, jobs)
+			var wg sync.WaitGroup
+			for i, fw := range firmwares {
 				fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), fw, len(tests))
-				rs, err := boottest.Run(ctx, boottest.Options{Image: img, Firmware: fw, Tests: tests, Commit: m.OSTreeCommit, OutDir: out})
-				if err != nil {
-					return err
-				}
-				results = append(results, rs...)
-				if up != nil {
-					uo := *up
-					uo.Firmware, uo.OutDir = fw, out
-					r, err := boottest.Upgrade(ctx, uo)
-					if err != nil {
-						return err
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					rs, err := boottest.Run(ctx, boottest.Options{Image: img, Firmware: fw, Tests: tests, Commit: m.OSTreeCommit, OutDir: out})
+					if err == nil && up != nil {
+						uo := *up
+						uo.Firmware, uo.OutDir = fw, out
+						var r boottest.Result
+						r, err = boottest.Upgrade(ctx, uo)
+						rs = append(rs, r)
 					}
-					results = append(results, r)
-				}
+					perFW[i], errs[i] = rs, err
+				}()
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			var results []boottest.Result
+			for _, rs := range perFW {
+				results = append(results, rs...)
 			}
 			if o.JUnit != "" {
 				var buf bytes.Buffer
@@ -125,7 +151,8 @@ func newTestCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.BIOS, "bios", false, "boot with BIOS (SeaBIOS) only")
 	c.MarkFlagsMutuallyExclusive("uefi", "bios")
 	f.StringVar(&o.JUnit, "junit", "", "also write the results as a JUnit XML report to FILE, for CI")
-	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build (id or tag) and upgrade it to --build over HTTP")
+	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build (id or tag) and upgrade it to --build, from a disk holding --build's commit")
+	f.IntVar(&o.Jobs, "jobs", 0, "VMs booted at once (default: one per firmware, at most one per host CPU)")
 	return c
 }
 
