@@ -34,9 +34,11 @@ func TestCloudImages(t *testing.T) {
 	// dirs in cached tree objects immutable, which os.RemoveAll cannot undo.
 	t.Cleanup(func() { fileutil.RemoveAll(filepath.Join(w, "cache", "objects")) })
 	mustCosa(t, w, "init")
+	seedCache(t, w)
 	t0 := time.Now()
 	mustCosa(t, w, "build", "--fetch")
 	t.Logf("e2e: build --fetch %s", time.Since(t0).Round(time.Second))
+	saveSeed(t, w)
 	id := latest(t, w)
 	arch := filepath.Join(w, "builds", id, "x86_64")
 

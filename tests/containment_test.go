@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestContainment is issue #10 end to end: a config cosa did not write
@@ -214,9 +215,10 @@ func mustAs(t *testing.T, u testUser, bin, dir string, args ...string) result {
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/home/" + u.name, "LANG=C.UTF-8"}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
+	t0 := time.Now()
 	err := cmd.Run()
 	r := result{Stdout: so.String(), Stderr: se.String()}
-	t.Logf("e2e: (as %s) cosa %s -> %v\n%s%s", u.name, strings.Join(args, " "), err, tail(r.Stdout, 10), tail(r.Stderr, 10))
+	t.Logf("e2e: (as %s) cosa %s -> %v in %s\n%s%s", u.name, strings.Join(args, " "), err, time.Since(t0).Round(100*time.Millisecond), tail(r.Stdout, 10), tail(r.Stderr, 10))
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.Code = ee.ExitCode()
 	}

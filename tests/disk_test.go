@@ -23,6 +23,7 @@ func TestEvictionKeepsBuildsReadable(t *testing.T) {
 	needTools(t, "mmdebstrap", "ostree", "qemu-img", "mkfs.ext4", "mkfs.vfat", "mcopy", "grub-mkimage", "fdisk")
 	w := t.TempDir()
 	mustCosa(t, w, "init")
+	seedCache(t, w)
 	changed := filepath.Join(w, "src", "config", "overlay.d", "10-network", "usr", "lib", "systemd", "network", "80-cosa-dhcp.network")
 	orig, err := os.ReadFile(changed)
 	if err != nil {
@@ -36,6 +37,9 @@ func TestEvictionKeepsBuildsReadable(t *testing.T) {
 			writeFile(t, changed, string(orig)+fmt.Sprintf("# disk e2e change %d\n", i), 0o644)
 		}
 		mustCosa(t, w, "build", "--fetch", "--skip-prune")
+		if i == 0 {
+			saveSeed(t, w)
+		}
 		ids = append(ids, latest(t, w))
 		checkStore(t, d, objects, ids)
 		for _, id := range ids {

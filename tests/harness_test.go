@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ import (
 
 var cosaBin string
 
+// seedRoot holds the seed (see seedCache) for the run.
+var seedRoot string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cosa-e2e-bin-")
 	if err != nil {
@@ -28,6 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cosaBin = filepath.Join(dir, "cosa")
+	seedRoot = filepath.Join(dir, "seed")
+	if err := os.Mkdir(seedRoot, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	out, err := exec.Command("go", "build", "-o", cosaBin, "../cmd/cosa").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building cosa: %v\n%s", err, out)
@@ -228,4 +237,71 @@ func ostreeCmd(t *testing.T, args ...string) string {
 		t.Fatalf("ostree %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// The seed is the default config's package cache and cached base root: the
+// first test that builds the default package set saves it, and the tests
+// about what comes after composing (images, eviction, skip rules) start
+// from a copy, so that mmdebstrap runs cold only in the tests about
+// composing itself (lifecycle, containment, serve, cloud). A copy is hard
+// links: cosa never writes these files in place (apt and fetch replace
+// files by rename, and a build copies the base root out of the cache).
+var seed struct {
+	sync.Mutex
+	dir string // set once saved
+}
+
+// seedParts are the cache entries a seed holds: no initramfs or stage
+// cache, which would make the seeded tests skip what they check.
+var seedParts = []string{"debs", "apt", "manifest-lock.x86_64.json", "rootfs"}
+
+// seedCache hard-links the seed into workdir w's cache/ and reports
+// whether there was one. COSA_E2E_CACHE may name the cache/ of an earlier
+// `cosa build` of the default config to use when no test saved a seed.
+func seedCache(t *testing.T, w string) bool {
+	t.Helper()
+	seed.Lock()
+	src := seed.dir
+	seed.Unlock()
+	if src == "" {
+		src = os.Getenv("COSA_E2E_CACHE")
+	}
+	if src == "" {
+		return false
+	}
+	if err := os.MkdirAll(filepath.Join(w, "cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range seedParts {
+		if _, err := os.Lstat(filepath.Join(src, x)); err != nil {
+			continue
+		}
+		if out, err := exec.Command("cp", "-al", filepath.Join(src, x), filepath.Join(w, "cache", x)).CombinedOutput(); err != nil {
+			t.Fatalf("seeding the cache: %v\n%s", err, out)
+		}
+	}
+	t.Logf("e2e: cache seeded from %s", src)
+	return true
+}
+
+// saveSeed keeps a hard-linked copy of workdir w's package cache and base
+// root, just built from the default package set, as the seed, unless one
+// was saved already.
+func saveSeed(t *testing.T, w string) {
+	t.Helper()
+	seed.Lock()
+	defer seed.Unlock()
+	if seed.dir != "" || seedRoot == "" {
+		return
+	}
+	dir := filepath.Join(seedRoot, "cache")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range seedParts {
+		if out, err := exec.Command("cp", "-al", filepath.Join(w, "cache", x), filepath.Join(dir, x)).CombinedOutput(); err != nil {
+			t.Fatalf("saving the seed: %v\n%s", err, out)
+		}
+	}
+	seed.dir = dir
 }

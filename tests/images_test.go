@@ -28,7 +28,9 @@ func TestImages(t *testing.T) {
 	// deletable as it is, although ostree marks deployments immutable.
 	w := t.TempDir()
 	mustCosa(t, w, "init")
+	seedCache(t, w)
 	r := mustCosa(t, w, "build", "--fetch")
+	saveSeed(t, w)
 	id := latest(t, w)
 	// The stage cache holds a deployed tree; the deploy stage cleared the
 	// immutable flag ostree set on it.
@@ -211,6 +213,8 @@ func TestImages(t *testing.T) {
 	if res := resultOf(t, r, "build"); res["build"] != id1 || res["changed"] != true || artifactOf(t, res, "qemu")["size"] == float64(0) {
 		t.Errorf("build --json result %v", res)
 	}
+	// N+1 booted with its tests and N booted, upgraded and rebooted: two
+	// VMs, at once on two CPUs.
 	r = mustCosa(t, w, "test", "--uefi", "--upgrade-from", id, "basic")
 	if !regexp.MustCompile(`upgrade\s+uefi\s+PASS`).MatchString(r.Stdout) || !strings.Contains(r.Stdout, "3 passed, 0 failed") {
 		t.Errorf("upgrade test:\n%s", r.Stdout)

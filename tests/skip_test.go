@@ -3,7 +3,6 @@ package tests
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,25 +20,16 @@ import (
 // with `ostree diff` against a build of the latest inputs with
 // COSA_NO_SKIP=1, and its image is booted once.
 //
-// COSA_E2E_CACHE may name a cache/ directory holding debs, apt and the lock
-// file of an earlier `cosa fetch` of the default config: it is hard-linked
-// in and nothing is fetched. Without it, the first build fetches.
+// The package cache and base root come from the run's seed (seedCache)
+// when an earlier test saved one.
 func TestSkipRules(t *testing.T) {
 	needTools(t, "mmdebstrap", "ostree", "qemu-img", "qemu-system-x86_64", "mkfs.ext4", "mkfs.vfat", "mcopy", "grub-mkimage", "fdisk", "ssh", "ssh-keygen")
 	w := t.TempDir()
 	mustCosa(t, w, "init")
 	// The first build makes no image, and the stage cache keeps only the
 	// newest image: a full set of stage objects is several GB.
-	first := []string{"--json", "build", "--skip-image"}
-	if seed := os.Getenv("COSA_E2E_CACHE"); seed != "" {
-		for _, x := range []string{"debs", "apt", "manifest-lock.x86_64.json"} {
-			if out, err := exec.Command("cp", "-al", filepath.Join(seed, x), filepath.Join(w, "cache", x)).CombinedOutput(); err != nil {
-				t.Fatalf("seeding the package cache: %v\n%s", err, out)
-			}
-		}
-	} else {
-		first = append(first, "--fetch")
-	}
+	first := []string{"--json", "build", "--skip-image", "--fetch"}
+	seedCache(t, w)
 	imageYAML := filepath.Join(w, "src", "config", "image.yaml")
 	data, err := os.ReadFile(imageYAML)
 	if err != nil {
@@ -103,6 +93,7 @@ func TestSkipRules(t *testing.T) {
 
 	// 1. The first build makes and caches the initramfs.
 	r := mustCosa(t, w, first...)
+	saveSeed(t, w)
 	id1 := latest(t, w)
 	m1, _ := readMeta(t, w, id1)
 	evs := eventsOf(t, r)

@@ -96,33 +96,48 @@ func newTestCmd(g *globals) *cobra.Command {
 			os.RemoveAll(out)
 			ctx := c.Context()
 			started := time.Now()
-			// Each firmware boots its own VM: under TCG a boot keeps about
-			// one host CPU busy, so two at once on two CPUs take little
-			// more than one.
+			// Every boot is its own VM: a firmware's boot with the tests,
+			// and its upgrade test, which boots the older build. Under TCG
+			// a boot keeps about one host CPU busy, so they run at once,
+			// up to one per CPU; the results keep this order.
+			type boot struct {
+				fw      qemu.Firmware
+				upgrade bool
+			}
+			var boots []boot
+			for _, fw := range firmwares {
+				boots = append(boots, boot{fw, false})
+				if up != nil {
+					boots = append(boots, boot{fw, true})
+				}
+			}
 			jobs := o.Jobs
 			if jobs == 0 {
-				jobs = max(1, min(len(firmwares), runtime.NumCPU()))
+				jobs = max(1, min(len(boots), runtime.NumCPU()))
 			}
-			perFW := make([][]boottest.Result, len(firmwares))
-			errs := make([]error, len(firmwares))
+			perBoot := make([][]boottest.Result, len(boots))
+			errs := make([]error, len(boots))
 			sem := make(chan struct{}, jobs)
 			var wg sync.WaitGroup
-			for i, fw := range firmwares {
-				fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), fw, len(tests))
+			for i, b := range boots {
+				if b.upgrade {
+					fmt.Fprintf(g.Stderr, "==> booting %s with %s to upgrade it to %s\n", o.UpgradeFrom, b.fw, id)
+				} else {
+					fmt.Fprintf(g.Stderr, "==> booting %s (%s) with %s, %d tests\n", id, filepath.Base(img), b.fw, len(tests))
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					sem <- struct{}{}
 					defer func() { <-sem }()
-					rs, err := boottest.Run(ctx, boottest.Options{Image: img, Firmware: fw, Tests: tests, Commit: m.OSTreeCommit, OutDir: out})
-					if err == nil && up != nil {
-						uo := *up
-						uo.Firmware, uo.OutDir = fw, out
-						var r boottest.Result
-						r, err = boottest.Upgrade(ctx, uo)
-						rs = append(rs, r)
+					if !b.upgrade {
+						perBoot[i], errs[i] = boottest.Run(ctx, boottest.Options{Image: img, Firmware: b.fw, Tests: tests, Commit: m.OSTreeCommit, OutDir: out})
+						return
 					}
-					perFW[i], errs[i] = rs, err
+					uo := *up
+					uo.Firmware, uo.OutDir = b.fw, out
+					r, err := boottest.Upgrade(ctx, uo)
+					perBoot[i], errs[i] = []boottest.Result{r}, err
 				}()
 			}
 			wg.Wait()
@@ -130,7 +145,7 @@ func newTestCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var results []boottest.Result
-			for _, rs := range perFW {
+			for _, rs := range perBoot {
 				results = append(results, rs...)
 			}
 			if o.JUnit != "" {
@@ -152,7 +167,7 @@ func newTestCmd(g *globals) *cobra.Command {
 	c.MarkFlagsMutuallyExclusive("uefi", "bios")
 	f.StringVar(&o.JUnit, "junit", "", "also write the results as a JUnit XML report to FILE, for CI")
 	f.StringVar(&o.UpgradeFrom, "upgrade-from", "", "also boot this older build (id or tag) and upgrade it to --build, from a disk holding --build's commit")
-	f.IntVar(&o.Jobs, "jobs", 0, "VMs booted at once (default: one per firmware, at most one per host CPU)")
+	f.IntVar(&o.Jobs, "jobs", 0, "VMs booted at once (default: every boot at once, at most one per host CPU)")
 	return c
 }
 
