@@ -781,6 +781,9 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 	if err := a.SetRef(ctx, ref, commit); err != nil {
 		return err
 	}
+	if err := unshareLinked(filepath.Join(tmpRepo, "objects")); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	tmp := out + ".partial"
 	if err := hostcmd.Run(ctx, "tar", "-C", tmpRepo, "--sort=name", "--numeric-owner", "-cf", tmp, "."); err != nil {
 		os.Remove(tmp)
@@ -791,6 +794,49 @@ func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts [
 	}
 	fileutil.StartWriteback(tmp) // publish syncs it; the disk can start now
 	return os.Rename(tmp, out)
+}
+
+// unshareLinked gives every file under dir that has other links a copy of
+// its own (same content, mode and mtime). ostree's local pulls hard-link
+// metadata objects (dirtree, dirmeta, commit) in every repo mode, so the
+// export repo's share their inodes with the build repo's; while tar reads
+// one, the image pipeline's pull-local from the build repo, or an
+// eviction, links or unlinks that inode, its ctime moves, and GNU tar
+// fails with "file changed as we read it" (seen in make bench, 1 build in
+// 9). Only the metadata objects are shared that way, about 2,100 small
+// files for the default config. The content objects are the cache repo's,
+// which nothing else touches while the export lock is held.
+func unshareLinked(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); !ok || st.Nlink < 2 {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		tmp := p + ".unshare"
+		if err := os.WriteFile(tmp, data, info.Mode().Perm()); err != nil {
+			return err
+		}
+		// WriteFile's mode is masked by the umask.
+		if err := os.Chmod(tmp, info.Mode().Perm()); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		if err := os.Chtimes(tmp, info.ModTime(), info.ModTime()); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return os.Rename(tmp, p)
+	})
 }
 
 // lockFile takes an exclusive flock on path (created if missing), waiting

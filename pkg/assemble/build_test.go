@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -601,5 +602,66 @@ func TestConcurrentExports(t *testing.T) {
 		if got, err := (&ostree.Repo{Path: un}).RevParse(ctx, "x/y"); err != nil || got != c {
 			t.Errorf("export %d: ref %s, %v; want %s", i, got, err, c)
 		}
+	}
+}
+
+// The export repo that tar reads shares no inode with the build repo:
+// ostree's pull-local hard-links metadata objects, and a link made or
+// dropped elsewhere (the image pipeline's pull-local from the build repo,
+// an eviction) while tar reads one moves its ctime, which makes GNU tar
+// fail with "file changed as we read it".
+func TestExportSharesNoInodeWithTheBuildRepo(t *testing.T) {
+	needOstree(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, err := ostree.Open(ctx, filepath.Join(dir, "src"), ostree.ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	testutil.WriteTree(t, root, map[string]string{"usr/lib/modules/6.1.0-test/vmlinuz": "kernel",
+		"usr/lib/modules/6.1.0-test/initramfs.img": "initramfs", "usr/share/a/b": "b", "usr/share/c": "c"})
+	st, err := src.CommitDir(ctx, root, ostree.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache", "ostree-archive")
+	os.MkdirAll(filepath.Dir(cache), 0o755)
+	tmpRepo, out := filepath.Join(dir, "tmp"), filepath.Join(dir, "out.tar")
+	if err := exportArchive(ctx, src, st.Commit, nil, "x/y", cache, tmpRepo, out); err != nil {
+		t.Fatal(err)
+	}
+	inodes := func(objects string) map[uint64]string {
+		m := map[uint64]string{}
+		filepath.WalkDir(objects, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					m[info.Sys().(*syscall.Stat_t).Ino] = p
+				}
+			}
+			return nil
+		})
+		return m
+	}
+	built, exported := inodes(filepath.Join(src.Path, "objects")), inodes(filepath.Join(tmpRepo, "objects"))
+	metadata := 0
+	for ino, p := range exported {
+		if strings.HasSuffix(p, ".dirtree") || strings.HasSuffix(p, ".dirmeta") || strings.HasSuffix(p, ".commit") {
+			metadata++
+		}
+		if b, ok := built[ino]; ok {
+			t.Errorf("%s is %s (one inode): tar can see it change", p, b)
+		}
+	}
+	if metadata < 5 {
+		t.Fatalf("the export holds %d metadata objects; the test needs them", metadata)
+	}
+	un := filepath.Join(dir, "un")
+	os.MkdirAll(un, 0o755)
+	if b, err := exec.Command("tar", "-xf", out, "-C", un).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, b)
+	}
+	if b, err := exec.Command("ostree", "fsck", "--repo="+un).CombinedOutput(); err != nil {
+		t.Errorf("fsck of the export: %v\n%s", err, b)
 	}
 }
