@@ -71,7 +71,8 @@ func init() {
 	// qemu and openstack: the same qcow2, so one cached object. Its
 	// clusters are compressed (zstd by default): a build keeps one qcow2
 	// per build, and compressed it is about 40% of the plain one (336 vs
-	// 876 MB for the default config) for about 4 s more of the build.
+	// 876 MB for the default config) for about 4 s of both CPUs, spent
+	// beside the raw disk's sha256, which ends the build later anyway.
 	// qemu-img's -W (out-of-order writes) halves that, but the bytes then
 	// differ from run to run (two converts of one raw disk gave two
 	// sha256s; without -W they are identical), so it is not used.
