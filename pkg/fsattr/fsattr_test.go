@@ -88,3 +88,35 @@ func TestClearTree(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSpreadSubdirs(t *testing.T) {
+	dir := t.TempDir()
+	if err := SpreadSubdirs(dir); err != nil {
+		t.Fatal(err)
+	}
+	fl, err := Flags(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl == 0 {
+		t.Skipf("%s's file system has no inode flags", dir)
+	}
+	if fl&topdirFL == 0 {
+		t.Fatalf("flags of %s are %#x after SpreadSubdirs: no FS_TOPDIR_FL", dir, fl)
+	}
+	// Setting it again changes nothing, and a subdirectory does not
+	// inherit it: only the marked directory's children are spread.
+	if err := SpreadSubdirs(dir); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fl, err := Flags(sub); err != nil || fl&topdirFL != 0 {
+		t.Fatalf("flags of the subdirectory: %#x, %v", fl, err)
+	}
+	if err := SpreadSubdirs(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("SpreadSubdirs of a missing directory: no error")
+	}
+}

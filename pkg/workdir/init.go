@@ -147,10 +147,8 @@ func Init(ctx context.Context, dir string, o InitOptions) (w *Workdir, err error
 		}
 		return nil, err
 	}
-	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
+	if err := w.makeDirs(); err != nil {
+		return nil, err
 	}
 	return w, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
 // Workdir is a cosa working directory.
@@ -50,12 +51,25 @@ func Open(dir string) (*Workdir, error) {
 	if _, err := os.Stat(filepath.Join(w.ConfigDir(), config.ManifestFile)); err != nil {
 		return nil, fmt.Errorf("%s is not a cosa working directory (no src/config/%s); run `cosa init` first", abs, config.ManifestFile)
 	}
-	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
+	if err := w.makeDirs(); err != nil {
+		return nil, err
 	}
 	return w, nil
+}
+
+// makeDirs creates cache/, tmp/ and builds/. Trees are made and deleted
+// below cache/ and tmp/, so their subdirectories are spread over the
+// file system (fsattr.SpreadSubdirs); that is only a speed-up, so a
+// failure to set it is not one of Open's.
+func (w *Workdir) makeDirs() error {
+	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	fsattr.SpreadSubdirs(w.CacheDir())
+	fsattr.SpreadSubdirs(w.TmpDir())
+	return nil
 }
 
 // LoadConfig loads src/config. Errors name files under the workdir as it
