@@ -86,7 +86,9 @@ func zstdCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 		if o.Fast {
 			level = "-1"
 		}
-		return runTool(ctx, dst, src, zstdCommand, "-c", "-q", level, "-T"+strconv.Itoa(o.threads()))
+		// --no-sparse: the output is written front to back, never seeked
+		// over (followWrites hashes it as it grows).
+		return runTool(ctx, dst, src, zstdCommand, "-c", "-q", "--no-sparse", level, "-T"+strconv.Itoa(o.threads()))
 	}
 	level := zstd.SpeedDefault
 	if o.Fast {
