@@ -43,6 +43,7 @@ import (
 
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/config"
+	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
 // Figure is one result.
@@ -169,6 +170,10 @@ func main() {
 			fatal(err)
 		}
 	}
+	// The references' trees (mmdebstrap's root, mkosi's workspace) are
+	// made in run/ right after cosa deleted its own: spread like cosa's
+	// (fsattr.SpreadSubdirs), neither side pays for the other's deletes.
+	fsattr.SpreadSubdirs(b.run)
 	uname, _ := exec.Command("uname", "-r").Output()
 	rev, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	dirty, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
