@@ -25,6 +25,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/events"
 	"github.com/cosa-build/cosa/pkg/extend"
 	"github.com/cosa-build/cosa/pkg/fileutil"
+	"github.com/cosa-build/cosa/pkg/fsattr"
 	"github.com/cosa-build/cosa/pkg/images"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
@@ -270,7 +271,8 @@ func planBuild(dir *build.Dir, o *Options, inputHash string) (*plan, error) {
 // warns rather than fails, the build being done by then.
 func newScratch(tmpDir, id string) (string, func(out io.Writer), error) {
 	scratch := filepath.Join(tmpDir, "build-"+id+"-"+randHex(4))
-	if err := os.MkdirAll(scratch, 0o755); err != nil {
+	// Spread (fsattr): this tree is made and deleted on every build.
+	if err := fsattr.MkdirSpread(scratch, 0o755); err != nil {
 		return "", nil, err
 	}
 	return scratch, func(out io.Writer) {

@@ -14,7 +14,6 @@ import (
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/fileutil"
-	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
 // The base root cache keeps the tree mmdebstrap made, keyed on everything
@@ -98,7 +97,6 @@ func saveBase(ctx context.Context, cacheDir, key, root string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	fsattr.SpreadSubdirs(dir) // a speed-up only
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return "", err

@@ -183,3 +183,28 @@ func SpreadSubdirs(dir string) error {
 	}
 	return nil
 }
+
+// MkdirSpread makes the directory path (its parent must exist) placed as
+// SpreadSubdirs would place it, without leaving the parent marked: the
+// parent's flag is set around the mkdir and put back. For a tree made and
+// deleted on every run (a build's scratch dir) whose siblings live long
+// (the build repo): spreading those too put a fresh workdir's repos in
+// the block groups just freed by deleting another workdir, and its cold
+// build's commit, export and base-cache copy got slower (measured in
+// make bench).
+func MkdirSpread(path string, perm os.FileMode) error {
+	parent := filepath.Dir(path)
+	f, err := openNoFollow(parent)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fl, err := getFlags(f, parent)
+	if err == nil && fl != 0 && fl&topdirFL == 0 {
+		set := fl | topdirFL
+		if ioctl(f, fsIocSetflags, &set) == nil {
+			defer ioctl(f, fsIocSetflags, &fl)
+		}
+	}
+	return os.Mkdir(path, perm)
+}

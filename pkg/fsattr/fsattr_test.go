@@ -120,3 +120,28 @@ func TestSpreadSubdirs(t *testing.T) {
 		t.Fatal("SpreadSubdirs of a missing directory: no error")
 	}
 }
+
+func TestMkdirSpread(t *testing.T) {
+	parent := t.TempDir()
+	before, err := Flags(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "scratch")
+	if err := MkdirSpread(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("MkdirSpread made no directory: %v", err)
+	}
+	// The parent is left as it was: its other children are not spread.
+	if after, err := Flags(parent); err != nil || after != before {
+		t.Fatalf("parent flags %#x before, %#x (%v) after", before, after, err)
+	}
+	if err := MkdirSpread(dir, 0o755); !os.IsExist(err) {
+		t.Fatalf("MkdirSpread of an existing directory: %v", err)
+	}
+	if err := MkdirSpread(filepath.Join(parent, "missing", "x"), 0o755); err == nil {
+		t.Fatal("MkdirSpread under a missing parent: no error")
+	}
+}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
-	"github.com/cosa-build/cosa/pkg/fsattr"
 )
 
 // Workdir is a cosa working directory.
@@ -57,18 +56,13 @@ func Open(dir string) (*Workdir, error) {
 	return w, nil
 }
 
-// makeDirs creates cache/, tmp/ and builds/. Trees are made and deleted
-// below cache/ and tmp/, so their subdirectories are spread over the
-// file system (fsattr.SpreadSubdirs); that is only a speed-up, so a
-// failure to set it is not one of Open's.
+// makeDirs creates cache/, tmp/ and builds/.
 func (w *Workdir) makeDirs() error {
 	for _, d := range []string{w.CacheDir(), w.TmpDir(), w.BuildsDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	fsattr.SpreadSubdirs(w.CacheDir())
-	fsattr.SpreadSubdirs(w.TmpDir())
 	return nil
 }
 
