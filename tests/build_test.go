@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -478,8 +479,13 @@ func checkBuild(t *testing.T, w, id string) *build.Meta {
 	if got := strings.TrimSpace(ostreeCmd(t, "--repo="+unpacked, "rev-parse", m.Ref)); got != m.OSTreeCommit {
 		t.Errorf("%s: exported repo has %s at %s, want %s", id, got, m.Ref, m.OSTreeCommit)
 	}
+	// cosa writes the archive repo itself: ostree checks every object of
+	// it (header, content and checksum) once per run, about 6 s.
+	fsckOnce.Do(func() { ostreeCmd(t, "fsck", "--repo="+unpacked) })
 	return m
 }
+
+var fsckOnce sync.Once
 
 // killDuring starts cosa, SIGKILLs it once its stderr shows marker, and
 // waits for it to be gone.

@@ -143,7 +143,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return &Result{BuildID: pl.prevID, Unchanged: true, Commit: pl.prev.OSTreeCommit}, nil
 		}
 	}
-	st, err := stageBuild(ctx, &o, pl, in.hash, c, res, scratch)
+	st, err := stageBuild(ctx, &o, pl, in.hash, c, res)
 	if err != nil {
 		return nil, err
 	}
@@ -476,7 +476,7 @@ type staged struct {
 // builds/.staging-<id>-*/<arch>/ (the ostree archive, the images,
 // pkglist.json, commitmeta.json and, last, a validated meta.json), so that
 // publish only renames. On error the staging dir is gone.
-func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *committed, res *compose.Result, scratch string) (_ *staged, err error) {
+func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *committed, res *compose.Result) (_ *staged, err error) {
 	w, m, id := o.Workdir, &o.Config.Manifest, pl.id
 	staging := filepath.Join(w.BuildsDir(), ".staging-"+id+"-"+randHex(4))
 	archDir := filepath.Join(staging, o.Arch)
@@ -491,16 +491,18 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	commit := c.stats.Commit
 
 	tarName := fmt.Sprintf("%s-%s-ostree.%s.tar", m.Name, id, o.Arch)
-	// The export (single-threaded zlib) and the image pipeline (pull-local,
-	// deploy, mkfs) both only read the commit: run them side by side so
-	// both cores work. Neither returns before the other is done, since
+	// The export and the image pipeline (pull-local, deploy, mkfs) both
+	// only read the commit: run them side by side so both cores work. Neither returns before the other is done, since
 	// both write into the staging dir that an error removes.
 	exportCtx, cancelExport := context.WithCancel(ctx)
 	defer cancelExport()
 	exported := make(chan error, 1)
 	go func() {
 		step := o.Progress.Start("export: " + tarName)
-		err := exportArchive(exportCtx, c.repo, commit, c.stats.Parts, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(scratch, "archive"), filepath.Join(archDir, tarName))
+		st, err := exportArchive(exportCtx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(archDir, tarName))
+		if err == nil {
+			o.Progress.Infof("    export: %d objects, %d compressed (%.0f MB), %d from the cache", st.Objects, st.Compressed, float64(st.Bytes)/1e6, st.Reused)
+		}
 		exported <- step.Done(err)
 	}()
 	imageArts, finish, err := makeImages(ctx, o, c, archDir, id)
@@ -719,126 +721,41 @@ func cleanScratch(tmpDir string, out io.Writer) {
 }
 
 // exportArchive writes commit as a tarball of an archive-mode repo holding
-// just that commit under ref: the form coreos-assembler's ostree artifact
-// had, which any ostree can pull from after unpacking.
-func exportArchive(ctx context.Context, src *ostree.Repo, commit string, parts []string, ref, cacheRepo, tmpRepo, out string) error {
-	// Archive mode zlib-compresses every object, single-threaded; at
-	// ostree's default level 6 that was most of the export (pull-local of
-	// the default config: 38 s at level 6 vs 17 s at level 1, on 2 busy
-	// cores) for a tarball only 7% smaller (278 vs 299 MB).
-	//
-	// A persistent archive repo in the cache keeps the compressed objects
-	// of the last export, so a rebuild compresses only the objects that
-	// changed; the fresh repo that is tarred then takes the rest from it
-	// as hard links (same mode, same file system), so it holds exactly
-	// this commit.
-	//
-	// One export at a time uses the cache repo, to the end of the tar: a
-	// concurrent build's prune would drop this commit's objects between
-	// the two pulls, and its hard links to objects this tar is reading
-	// change their link count, and so their ctime, which GNU tar reports
-	// as "file changed as we read it" and fails (seen in make stress,
-	// two builds at once).
+// just that commit under ref (see ostree.WriteArchiveTar). cacheRepo keeps
+// the compressed objects of the last export, so a rebuild compresses only
+// the objects that changed.
+//
+// One export at a time uses the cache, to the end of the tar: a
+// concurrent build's export would prune this commit's objects from it
+// between their compression and the tar.
+func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo, out string) (*ostree.ArchiveStats, error) {
+	// publish syncs it, so it exists even when nothing was big enough to cache.
+	if err := os.MkdirAll(cacheRepo, 0o755); err != nil {
+		return nil, err
+	}
 	unlock, err := lockFile(ctx, cacheRepo+".lock")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
-	c, err := ostree.Open(ctx, cacheRepo, ostree.ModeArchive)
-	if err != nil {
-		return err
-	}
-	if err := c.SetConfig(ctx, "archive.zlib-level", "1"); err != nil {
-		return err
-	}
-	if err := noObjectFsync(ctx, c); err != nil {
-		return err
-	}
-	// The commit's parts (when it was made in parts) first, side by side:
-	// each compresses its share of the objects on a core of its own, and
-	// the commit's own pull then finds its content there.
-	if err := c.PullLocalAll(ctx, src, parts); err != nil {
-		return err
-	}
-	if err := c.PullLocal(ctx, src, commit); err != nil {
-		return err
-	}
-	// Only the newest export is worth keeping: one ref, then prune the rest.
-	if err := c.SetRef(ctx, "cosa/export", commit); err != nil {
-		return err
-	}
-	if err := c.PruneRefsOnly(ctx); err != nil {
-		return err
-	}
-	a, err := ostree.Open(ctx, tmpRepo, ostree.ModeArchive)
-	if err != nil {
-		return err
-	}
-	if err := noObjectFsync(ctx, a); err != nil {
-		return err
-	}
-	if err := a.PullLocal(ctx, c, commit); err != nil {
-		return err
-	}
-	if err := a.SetRef(ctx, ref, commit); err != nil {
-		return err
-	}
-	if err := unshareLinked(filepath.Join(tmpRepo, "objects")); err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
 	tmp := out + ".partial"
-	if err := hostcmd.Run(ctx, "tar", "-C", tmpRepo, "--sort=name", "--numeric-owner", "-cf", tmp, "."); err != nil {
-		os.Remove(tmp)
-		return err
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return err
+	st, err := src.WriteArchiveTar(ctx, commit, ref, cacheRepo, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644) // the umask may have taken bits off
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, err
 	}
 	fileutil.StartWriteback(tmp) // publish syncs it; the disk can start now
-	return os.Rename(tmp, out)
-}
-
-// unshareLinked gives every file under dir that has other links a copy of
-// its own (same content, mode and mtime). ostree's local pulls hard-link
-// metadata objects (dirtree, dirmeta, commit) in every repo mode, so the
-// export repo's share their inodes with the build repo's; while tar reads
-// one, the image pipeline's pull-local from the build repo, or an
-// eviction, links or unlinks that inode, its ctime moves, and GNU tar
-// fails with "file changed as we read it" (seen in make bench, 1 build in
-// 9). Only the metadata objects are shared that way, about 2,100 small
-// files for the default config. The content objects are the cache repo's,
-// which nothing else touches while the export lock is held.
-func unshareLinked(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); !ok || st.Nlink < 2 {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		tmp := p + ".unshare"
-		if err := os.WriteFile(tmp, data, info.Mode().Perm()); err != nil {
-			return err
-		}
-		// WriteFile's mode is masked by the umask.
-		if err := os.Chmod(tmp, info.Mode().Perm()); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		if err := os.Chtimes(tmp, info.ModTime(), info.ModTime()); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		return os.Rename(tmp, p)
-	})
+	return st, os.Rename(tmp, out)
 }
 
 // lockFile takes an exclusive flock on path (created if missing), waiting
