@@ -595,4 +595,3 @@ func TestConcurrentExports(t *testing.T) {
 		}
 	}
 }
-
