@@ -497,9 +497,12 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 	exportCtx, cancelExport := context.WithCancel(ctx)
 	defer cancelExport()
 	exported := make(chan error, 1)
+	var ostreeArt *build.Artifact
 	go func() {
 		step := o.Progress.Start("export: " + tarName)
-		st, err := exportArchive(exportCtx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(archDir, tarName))
+		var st *ostree.ArchiveStats
+		var err error
+		ostreeArt, st, err = exportArchive(exportCtx, c.repo, commit, m.Ref, filepath.Join(w.CacheDir(), "ostree-archive"), filepath.Join(archDir, tarName))
 		if err == nil {
 			o.Progress.Infof("    export: %d objects, %d compressed (%.0f MB), %d from the cache", st.Objects, st.Compressed, float64(st.Bytes)/1e6, st.Reused)
 		}
@@ -518,10 +521,6 @@ func stageBuild(ctx context.Context, o *Options, pl *plan, inputHash string, c *
 		}
 	}()
 	if err := <-exported; err != nil {
-		return nil, err
-	}
-	ostreeArt, err := artifact(archDir, tarName)
-	if err != nil {
 		return nil, err
 	}
 	imageArts["ostree"] = *ostreeArt
@@ -728,34 +727,51 @@ func cleanScratch(tmpDir string, out io.Writer) {
 // One export at a time uses the cache, to the end of the tar: a
 // concurrent build's export would prune this commit's objects from it
 // between their compression and the tar.
-func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo, out string) (*ostree.ArchiveStats, error) {
+// The tar is hashed as it is written, for its meta.json entry.
+func exportArchive(ctx context.Context, src *ostree.Repo, commit, ref, cacheRepo, out string) (*build.Artifact, *ostree.ArchiveStats, error) {
 	// publish syncs it, so it exists even when nothing was big enough to cache.
 	if err := os.MkdirAll(cacheRepo, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	unlock, err := lockFile(ctx, cacheRepo+".lock")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer unlock()
 	tmp := out + ".partial"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	st, err := src.WriteArchiveTar(ctx, commit, ref, cacheRepo, f)
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	st, err := src.WriteArchiveTar(ctx, commit, ref, cacheRepo, cw)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		err = os.Chmod(tmp, 0o644) // the umask may have taken bits off
 	}
+	if err == nil {
+		fileutil.StartWriteback(tmp) // publish syncs it; the disk can start now
+		err = os.Rename(tmp, out)
+	}
 	if err != nil {
 		os.Remove(tmp)
-		return nil, err
+		return nil, nil, err
 	}
-	fileutil.StartWriteback(tmp) // publish syncs it; the disk can start now
-	return st, os.Rename(tmp, out)
+	return &build.Artifact{Path: filepath.Base(out), Sha256: hex.EncodeToString(h.Sum(nil)), Size: cw.n}, st, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // lockFile takes an exclusive flock on path (created if missing), waiting

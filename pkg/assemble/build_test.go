@@ -20,6 +20,7 @@ import (
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compose"
 	"github.com/cosa-build/cosa/pkg/events"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/ostree"
 	"github.com/cosa-build/cosa/pkg/platform"
 	"github.com/cosa-build/cosa/pkg/progress"
@@ -566,13 +567,14 @@ func TestConcurrentExports(t *testing.T) {
 	cache := filepath.Join(dir, "cache", "ostree-archive")
 	os.MkdirAll(filepath.Dir(cache), 0o755)
 	errs := make([]error, n)
+	arts := make([]*build.Artifact, n)
 	var wg sync.WaitGroup
 	for w := 0; w < 3; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += 3 {
-				_, errs[i] = exportArchive(ctx, src, commits[i], "x/y", cache, filepath.Join(dir, fmt.Sprint("out", i, ".tar")))
+				arts[i], _, errs[i] = exportArchive(ctx, src, commits[i], "x/y", cache, filepath.Join(dir, fmt.Sprint("out", i, ".tar")))
 			}
 		}()
 	}
@@ -581,6 +583,11 @@ func TestConcurrentExports(t *testing.T) {
 		if errs[i] != nil {
 			t.Errorf("export %d: %v", i, errs[i])
 			continue
+		}
+		// The sum taken while writing is the file's.
+		sum, size, err := fileutil.SHA256File(filepath.Join(dir, fmt.Sprint("out", i, ".tar")))
+		if err != nil || sum != arts[i].Sha256 || size != arts[i].Size || arts[i].Path != fmt.Sprint("out", i, ".tar") {
+			t.Errorf("export %d: artifact %+v; file sha256 %s size %d, %v", i, arts[i], sum, size, err)
 		}
 		un := filepath.Join(dir, fmt.Sprint("un", i))
 		os.MkdirAll(un, 0o755)
