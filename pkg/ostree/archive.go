@@ -300,9 +300,13 @@ func compressObject(r *Repo, c, dst string, fw *flate.Writer, buf *bytes.Buffer)
 	var hdr []byte
 	link := mode&unix.S_IFMT == unix.S_IFLNK
 	if link {
-		target, err := io.ReadAll(io.LimitReader(f, 4096))
+		// A target is at most PATH_MAX (4096) bytes with its NUL.
+		target, err := io.ReadAll(io.LimitReader(f, 4097))
 		if err != nil {
 			return 0, err
+		}
+		if len(target) > 4096 {
+			return 0, fmt.Errorf("archive export: %s: symlink target longer than 4096 bytes", src)
 		}
 		// Bare-user keeps the target NUL-terminated.
 		target, _ = bytes.CutSuffix(target, []byte{0})
