@@ -338,6 +338,9 @@ func compressObject(r *Repo, c, dst string, fw *flate.Writer, buf *bytes.Buffer)
 	return fi.Size(), nil
 }
 
+// writeCached writes a cache object through a temp file and a rename. No
+// fsync per object (fileutil.WriteFileAtomic's): the build syncs the
+// cache's file system once before it publishes.
 func writeCached(dst string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
