@@ -364,8 +364,8 @@ func commitRoot(ctx context.Context, o *Options, pl *plan, id, inputHash string,
 			o.Progress.Infof("warning: tree state: %v", err)
 		}
 	}
-	if n := len(c.stats.Parts); n > 1 {
-		o.Progress.Infof("    commit: the tree was hashed in %d parts at once", n)
+	if n := c.stats.Prelinked; n > 0 {
+		o.Progress.Infof("    commit: %d files hashed on %d cores first, %d by ostree", n, runtime.NumCPU(), c.stats.ContentTotal)
 	}
 	if err := repo.SetRef(ctx, BuildRef(id, o.Arch), c.stats.Commit); err != nil {
 		return nil, err

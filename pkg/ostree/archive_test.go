@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -288,5 +289,78 @@ func TestArchiveHeaderWideOffsets(t *testing.T) {
 	}
 	if s, err := gvString(m[5]); err != nil || s != target || len(m[6]) != 0 {
 		t.Errorf("target %q, %v; xattrs %x", s, err, m[6])
+	}
+}
+
+// A prelinked commit is the commit `ostree commit` makes of the same
+// tree; a second one, with every object already in the repo, too; and
+// the repo passes fsck.
+func TestCommitPrelinkedMatchesOstree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("prelinking takes files owned by 0:0: run as root")
+	}
+	ctx := context.Background()
+	plain, dir := testRepo(t)
+	root := archiveTree(t, dir)
+	// A hard link inside the tree, and two files of the same content.
+	if err := os.Link(filepath.Join(root, "usr/share/big"), filepath.Join(root, "usr/share/big-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/share/same"), []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := CommitOptions{Subject: "s", Metadata: map[string]string{"version": "1"}, Timestamp: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)}
+	want, err := plain.CommitDir(ctx, root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := Open(ctx, filepath.Join(dir, "pre"), ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		tree := filepath.Join(dir, fmt.Sprint("copy", i))
+		if out, err := exec.Command("cp", "-a", root, tree).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+		linked, err := repo.prelink(ctx, tree, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not the hard-linked big file, the setuid tool or the file with
+		// an xattr; the rest.
+		if linked["usr/share/same"] == "" || linked["usr/share/empty"] == "" || linked["etc/secret"] == "" ||
+			linked["usr/share/big"] != "" || linked["usr/share/big-link"] != "" || linked["usr/bin/tool"] != "" || linked["usr/share/dé/ünïcode"] != "" {
+			t.Fatalf("prelinked %v", linked)
+		}
+		o2 := o
+		o2.Consume, o2.speedup = true, true
+		st, err := repo.commitOnce(ctx, tree, o2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.checkPrelinked(st.Commit, linked); err != nil {
+			t.Fatal(err)
+		}
+		if st.Commit != want.Commit {
+			a, _ := plain.run(ctx, "ls", "-R", "-C", "-X", "--", want.Commit)
+			b, _ := repo.run(ctx, "ls", "-R", "-C", "-X", "--", st.Commit)
+			t.Logf("plain:\n%s\npre:\n%s", a, b)
+			t.Fatalf("commit %d: %s, ostree's %s", i, st.Commit, want.Commit)
+		}
+		// ostree wrote only what was not prelinked: the setuid tool, the
+		// file with an xattr, the big file and the two symlinks.
+		if i == 0 && st.ContentWritten != 5 {
+			t.Errorf("ostree wrote %d content objects, want 5", st.ContentWritten)
+		}
+	}
+	if out, err := exec.Command("ostree", "fsck", "--repo="+repo.Path).CombinedOutput(); err != nil {
+		t.Fatalf("fsck: %v\n%s", err, out)
+	}
+	// A mismatch is an error: a file whose linked checksum is not the
+	// commit's.
+	bad := map[string]string{"usr/share/big": strings.Repeat("0", 64)}
+	if err := repo.checkPrelinked(want.Commit, bad); err == nil {
+		t.Error("checkPrelinked accepted a wrong checksum")
 	}
 }

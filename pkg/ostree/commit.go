@@ -21,11 +21,12 @@ type CommitOptions struct {
 	// gone afterwards. Worth it for a throwaway composed root.
 	Consume   bool
 	Timestamp time.Time // zero = now
-	// Parallel, with Consume, hashes the tree in up to that many ostree
-	// processes at once (see commitInParts); the commit is the same.
+	// Parallel, with Consume in a bare-user repo, hashes the tree's files
+	// on that many cores (see commitPrelinked); the commit is the same.
 	Parallel int
 
-	trees []string // --tree arguments in place of dir's (commitInParts)
+	trees   []string // --tree arguments before dir's (CommitOver)
+	speedup bool     // --link-checkout-speedup (commitPrelinked)
 }
 
 // CommitStats is what `ostree commit --table-output` reports.
@@ -37,16 +38,17 @@ type CommitStats struct {
 	ContentWritten      int64
 	ContentBytesWritten int64
 	ContentCacheHits    int64
-	// Parts are the orphan commits a commit in parts merged, each with a
-	// disjoint share of the content: pulled side by side, they spread a
-	// pull's per-object work (an archive repo's zlib) over the cores.
-	Parts []string
+	// Prelinked is how many files were hashed and linked into the repo
+	// before `ostree commit` (commitPrelinked).
+	Prelinked int
 }
 
 // CommitDir commits the directory tree at dir.
 func (r *Repo) CommitDir(ctx context.Context, dir string, o CommitOptions) (*CommitStats, error) {
-	if o.Parallel > 1 && o.Consume {
-		return r.commitInParts(ctx, dir, o)
+	if o.Consume {
+		if m, err := r.mode(); err == nil && m == ModeBareUser {
+			return r.commitPrelinked(ctx, dir, o)
+		}
 	}
 	return r.commitOnce(ctx, dir, o)
 }
@@ -70,6 +72,9 @@ func (r *Repo) commitOnce(ctx context.Context, dir string, o CommitOptions) (*Co
 	}
 	if o.Consume {
 		args = append(args, "--consume")
+	}
+	if o.speedup {
+		args = append(args, "--link-checkout-speedup")
 	}
 	if !o.Timestamp.IsZero() {
 		args = append(args, "--timestamp="+o.Timestamp.UTC().Format(time.RFC3339))

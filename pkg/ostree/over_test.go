@@ -27,7 +27,7 @@ func TestCommitOverIsTheWholeCommit(t *testing.T) {
 	}
 	ts := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	orig := filepath.Join(base, "orig")
-	splitFixture(t, orig)
+	treeFixture(t, orig)
 	cp := func(name string) string {
 		p := filepath.Join(base, name)
 		if out, err := exec.Command("cp", "-a", orig, p).CombinedOutput(); err != nil {
