@@ -287,9 +287,9 @@ func compressObject(r *Repo, c, dst string, fw *flate.Writer, buf *bytes.Buffer)
 	if !fi.Mode().IsRegular() {
 		return 0, fmt.Errorf("archive export: %s is not a regular file", src)
 	}
-	meta, err := getxattr(int(f.Fd()), "user.ostreemeta")
+	meta, err := getXattr(src, "user.ostreemeta")
 	if err != nil {
-		return 0, fmt.Errorf("archive export: %s: user.ostreemeta: %w", src, err)
+		return 0, fmt.Errorf("archive export: %w", err)
 	}
 	// (uuua(ayay)): uid, gid, mode big-endian, then the xattrs.
 	if len(meta) < 12 {
@@ -361,21 +361,6 @@ func writeCached(dst string, data []byte) error {
 		err = os.Rename(tmp.Name(), dst)
 	}
 	return err
-}
-
-func getxattr(fd int, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Fgetxattr(fd, name, buf)
-		if errors.Is(err, unix.ERANGE) && len(buf) < 1<<20 {
-			buf = make([]byte, len(buf)*8)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
 }
 
 // writeArchiveTar writes the repo's tar: what `ostree init --mode=archive`
