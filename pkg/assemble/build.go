@@ -55,6 +55,10 @@ type Options struct {
 	LockWait    io.Writer // where "waiting for lock" goes
 	Log         io.Writer // full tool output
 	Now         func() time.Time
+
+	// prehash is the compose's read-ahead of a freshly installed root for
+	// the commit (set by composeRoot, used by commitRoot, stopped by Build).
+	prehash *ostree.Prehash
 }
 
 // Result says what Build did.
@@ -114,6 +118,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer removeScratch(o.Out)
+	defer func() {
+		if o.prehash != nil {
+			o.prehash.Stop()
+		}
+	}()
 	res, err := composeFn(ctx, &o, in.lock, scratch)
 	if err != nil {
 		return nil, err
@@ -299,6 +308,17 @@ func composeRoot(ctx context.Context, o *Options, lock *compose.Lockfile, scratc
 	return compose.Compose(ctx, compose.ComposeOptions{
 		Config: o.Config, Lock: lock, CacheDir: o.Workdir.CacheDir(), WorkDir: scratch, Progress: o.Progress, Log: o.Log,
 		NoSkip: NoSkip(),
+		// A freshly installed root is committed whole (CommitDir): its
+		// files are read for the commit and the export while the compose
+		// still runs on the other core (see ostree.Prehash).
+		Installed: func(root string) {
+			p, err := ostree.StartPrehash(ctx, root, filepath.Join(o.Workdir.CacheDir(), "ostree-archive"))
+			if err != nil {
+				o.Progress.Infof("warning: reading the tree ahead of the commit: %v", err)
+				return
+			}
+			o.prehash = p
+		},
 	})
 }
 
@@ -353,6 +373,7 @@ func commitRoot(ctx context.Context, o *Options, pl *plan, id, inputHash string,
 		err = step.Done(err)
 	} else {
 		step := o.Progress.Start("commit: ostree commit to " + m.Ref)
+		opts.Prehash = o.prehash
 		c.stats, err = repo.CommitDir(ctx, root, opts)
 		err = step.Done(err)
 	}
@@ -365,7 +386,8 @@ func commitRoot(ctx context.Context, o *Options, pl *plan, id, inputHash string,
 		}
 	}
 	if n := c.stats.Prelinked; n > 0 {
-		o.Progress.Infof("    commit: %d files hashed on %d cores first, %d by ostree", n, runtime.NumCPU(), c.stats.ContentTotal)
+		o.Progress.Infof("    commit: %d files hashed on %d cores first (%d of them during the compose, %d compressed for the export then), %d by ostree",
+			n, runtime.NumCPU(), c.stats.Prehashed, c.stats.PrehashCompressed, c.stats.ContentTotal)
 	}
 	if err := repo.SetRef(ctx, BuildRef(id, o.Arch), c.stats.Commit); err != nil {
 		return nil, err

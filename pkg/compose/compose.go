@@ -30,6 +30,11 @@ type ComposeOptions struct {
 	// NoSkip runs every step even when its inputs provably did not change
 	// (a cached initramfs is not reused); COSA_NO_SKIP=1 sets it.
 	NoSkip bool
+	// Installed, if set, is called with the root once mmdebstrap has
+	// installed the packages into it, before the rest of the compose
+	// changes it (not when the base root came from the cache). The caller
+	// may read the root meanwhile, never write it.
+	Installed func(root string)
 }
 
 // Package is one installed package, as dpkg reports it.
@@ -88,6 +93,11 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		baseID, err = saveBase(ctx, o.CacheDir, key, root)
 		if err := step.Done(err); err != nil {
 			return nil, err
+		}
+		// Not before saveBase's copy: that keeps both cores busy (cp and
+		// the kernel's writeback), where the steps after it leave one idle.
+		if o.Installed != nil {
+			o.Installed(root)
 		}
 	}
 	// Everything changed in the tree from here on has a ctime at or after

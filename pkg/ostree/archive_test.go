@@ -323,7 +323,7 @@ func TestCommitPrelinkedMatchesOstree(t *testing.T) {
 		if out, err := exec.Command("cp", "-a", root, tree).CombinedOutput(); err != nil {
 			t.Fatalf("cp: %v: %s", err, out)
 		}
-		linked, err := repo.prelink(ctx, tree, 2)
+		linked, _, err := repo.prelink(ctx, tree, 2, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,10 @@ type CommitOptions struct {
 	// Parallel, with Consume in a bare-user repo, hashes the tree's files
 	// on that many cores (see commitPrelinked); the commit is the same.
 	Parallel int
+	// Prehash, with Consume in a bare-user repo, has read the tree's files
+	// ahead (see Prehash); the commit takes its checksums where they still
+	// hold and finishes it. The commit is the same.
+	Prehash *Prehash
 
 	trees   []string // --tree arguments before dir's (CommitOver)
 	speedup bool     // --link-checkout-speedup (commitPrelinked)
@@ -41,6 +45,9 @@ type CommitStats struct {
 	// Prelinked is how many files were hashed and linked into the repo
 	// before `ostree commit` (commitPrelinked).
 	Prelinked int
+	// Prehashed of them were hashed ahead (Prehash), not at the commit;
+	// PrehashCompressed files went into the export cache on the way.
+	Prehashed, PrehashCompressed int
 }
 
 // CommitDir commits the directory tree at dir.

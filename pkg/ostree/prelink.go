@@ -35,7 +35,12 @@ import (
 // would carry the xattr set here and so get another checksum, which is
 // an error, never a silent difference.
 func (r *Repo) commitPrelinked(ctx context.Context, dir string, o CommitOptions) (*CommitStats, error) {
-	linked, err := r.prelink(ctx, dir, o.Parallel)
+	var known map[[2]uint64]prehashed
+	var pst PrehashStats
+	if o.Prehash != nil {
+		known, pst = o.Prehash.Finish(o.Parallel)
+	}
+	linked, reused, err := r.prelink(ctx, dir, o.Parallel, known)
 	if err != nil {
 		return nil, err
 	}
@@ -48,15 +53,17 @@ func (r *Repo) commitPrelinked(ctx context.Context, dir string, o CommitOptions)
 		return nil, err
 	}
 	st.Prelinked = len(linked)
+	st.Prehashed, st.PrehashCompressed = int(reused), pst.Compressed
 	return st, nil
 }
 
 // prelink makes the plain files of dir objects of r on n workers and
-// returns their checksums by path (slash-separated, relative to dir).
+// returns their checksums by path (slash-separated, relative to dir) and
+// how many of them were taken from known (see Prehash), not read again.
 // A plain file is a regular file with one link, owned by 0:0, with no
 // xattrs and no setuid, setgid or sticky bit: its repo object is the file
 // itself, mode and all. Anything else is left to ostree.
-func (r *Repo) prelink(ctx context.Context, dir string, n int) (map[string]string, error) {
+func (r *Repo) prelink(ctx context.Context, dir string, n int, known map[[2]uint64]prehashed) (map[string]string, int64, error) {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -78,18 +85,18 @@ func (r *Repo) prelink(ctx context.Context, dir string, n int) (map[string]strin
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for i := 0; i < 256; i++ {
 		if err := os.MkdirAll(filepath.Join(r.Path, "objects", fmt.Sprintf("%02x", i)), 0o755); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if n < 1 {
 		n = 1
 	}
 	sums := make([]string, len(files))
-	var next atomic.Int64
+	var next, reused atomic.Int64
 	var wg sync.WaitGroup
 	var once sync.Once
 	var firstErr error
@@ -105,7 +112,7 @@ func (r *Repo) prelink(ctx context.Context, dir string, n int) (map[string]strin
 				if i >= len(files) || ctx.Err() != nil {
 					return
 				}
-				sum, err := r.prelinkFile(files[i], buf)
+				sum, err := r.prelinkFile(files[i], buf, known, &reused)
 				if err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 					return
@@ -116,10 +123,10 @@ func (r *Repo) prelink(ctx context.Context, dir string, n int) (map[string]strin
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, firstErr
+		return nil, 0, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	linked := make(map[string]string, len(files))
 	for i, p := range files {
@@ -128,12 +135,13 @@ func (r *Repo) prelink(ctx context.Context, dir string, n int) (map[string]strin
 			linked[filepath.ToSlash(rel)] = sums[i]
 		}
 	}
-	return linked, nil
+	return linked, reused.Load(), nil
 }
 
 // prelinkFile makes path a repo object if it is a plain file, and returns
-// its checksum ("" if it is not plain).
-func (r *Repo) prelinkFile(path string, buf []byte) (string, error) {
+// its checksum ("" if it is not plain). The checksum is known's when
+// known has it for this very inode, unchanged.
+func (r *Repo) prelinkFile(path string, buf []byte, known map[[2]uint64]prehashed, reused *atomic.Int64) (string, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return "", err
@@ -143,20 +151,27 @@ func (r *Repo) prelinkFile(path string, buf []byte) (string, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return "", err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&(unix.S_ISUID|unix.S_ISGID|unix.S_ISVTX) != 0 || st.Uid != 0 || st.Gid != 0 {
+	if !plainStat(&st) {
 		return "", nil
 	}
 	if sz, err := unix.Flistxattr(int(f.Fd()), nil); err != nil || sz != 0 {
 		return "", nil
 	}
-	// The checksum of a content object: its header (uuuusa(ayay): uid,
-	// gid, mode, rdev, no symlink target, no xattrs), then the content.
-	h := sha256.New()
-	h.Write(fileHeader(st.Uid, st.Gid, st.Mode))
-	if _, err := io.CopyBuffer(h, f, buf); err != nil {
-		return "", err
+	var sum string
+	if k, ok := known[[2]uint64{st.Dev, st.Ino}]; ok && k.key == keyOf(&st) {
+		sum = k.sum
+		reused.Add(1)
+	} else {
+		// The checksum of a content object: its header (uuuusa(ayay):
+		// uid, gid, mode, rdev, no symlink target, no xattrs), then the
+		// content.
+		h := sha256.New()
+		h.Write(fileHeader(st.Uid, st.Gid, st.Mode))
+		if _, err := io.CopyBuffer(h, f, buf); err != nil {
+			return "", err
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	obj := filepath.Join(r.Path, "objects", objectName(sum, "file"))
 	if _, err := os.Lstat(obj); err == nil {
 		// The repo has it already (an earlier build, or a file of the
