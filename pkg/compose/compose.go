@@ -209,13 +209,17 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		}
 		step = p.Start("compose: initramfs for " + k.Version)
 		err := sandbox(dracutArgv(k.Version)...)
+		var files []string
+		if err == nil {
+			files, err = compressInitramfs(ctx, root, k.Version)
+		}
 		if err := step.Done(err); err != nil {
 			return nil, err
 		}
 		if baseID != "" {
 			// A cache that cannot be written costs the next build time,
 			// not this build.
-			if err := storeInitramfs(ctx, o.CacheDir, baseID, k.Version, filepath.Join(root, initramfsPath(k.Version)), delta); err != nil {
+			if err := storeInitramfs(ctx, o.CacheDir, baseID, k.Version, filepath.Join(root, initramfsPath(k.Version)), delta, files); err != nil {
 				p.Infof("warning: initramfs cache: %v", err)
 			}
 		}

@@ -5,10 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -196,7 +198,7 @@ func TestInitramfsCacheRoundTrip(t *testing.T) {
 	if _, _, ok := lookupInitramfs(cache, "base/1", "6.1", delta); ok {
 		t.Fatal("empty cache hit")
 	}
-	if err := storeInitramfs(ctx, cache, "base/1", "6.1", img, delta); err != nil {
+	if err := storeInitramfs(ctx, cache, "base/1", "6.1", img, delta, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, rec, ok := lookupInitramfs(cache, "base/1", "6.1", delta)
@@ -254,5 +256,73 @@ func TestChangeMark(t *testing.T) {
 	}
 	if !slices.Equal(paths, []string{"after"}) {
 		t.Errorf("changed after the mark: %q, want only \"after\"", paths)
+	}
+}
+
+// TestCompressInitramfs: dracut's uncompressed image (an early archive of
+// microcode, then the main one) becomes the early archive as it was
+// followed by the main one gzipped, with its mode kept; the paths come
+// back as initramfsFiles lists them from the result. An image that is a
+// symlink is refused, not followed.
+func TestCompressInitramfs(t *testing.T) {
+	ctx := context.Background()
+	for _, early := range []bool{true, false} {
+		root := t.TempDir()
+		img := filepath.Join(root, initramfsPath("6.1"))
+		if err := os.MkdirAll(filepath.Dir(img), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var in bytes.Buffer
+		if early {
+			in.Write(cpioNewc(map[string]string{"kernel/x86/microcode/GenuineIntel.bin": "ucode"}, []string{"kernel", "kernel/x86/microcode/GenuineIntel.bin"}))
+			in.Write(make([]byte, 512-in.Len()%512))
+		}
+		head := in.Len()
+		main := []string{"usr/bin/systemctl", "./etc/passwd", "usr/lib/modules/6.1/modules.dep"}
+		files := map[string]string{}
+		for _, n := range main {
+			files[n] = strings.Repeat("content of "+n, 1000)
+		}
+		in.Write(cpioNewc(files, main))
+		if err := os.WriteFile(img, in.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		names, err := compressInitramfs(ctx, root, "6.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed, err := initramfsFiles(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(names, listed) || !slices.Contains(names, "etc/passwd") || slices.Contains(names, "kernel") != early {
+			t.Errorf("early %v: returned %q, the image lists %q", early, names, listed)
+		}
+		out, _ := os.ReadFile(img)
+		if !bytes.Equal(out[:head], in.Bytes()[:head]) || out[head] != 0x1f || out[head+1] != 0x8b || len(out) >= in.Len() {
+			t.Errorf("early %v: the image is not the early part as it was, then gzip (%d bytes from %d)", early, len(out), in.Len())
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(out[head:]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain, err := io.ReadAll(zr); err != nil || !bytes.Equal(plain, in.Bytes()[head:]) {
+			t.Errorf("early %v: the gzipped part is not the main archive (%v)", early, err)
+		}
+		if fi, err := os.Stat(img); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("early %v: mode after %v (%v), want 0600", early, fi.Mode(), err)
+		}
+	}
+	root := t.TempDir()
+	img := filepath.Join(root, initramfsPath("6.1"))
+	os.MkdirAll(filepath.Dir(img), 0o755)
+	outside := filepath.Join(t.TempDir(), "host-file")
+	os.WriteFile(outside, cpioNewc(map[string]string{"a": "b"}, []string{"a"}), 0o644)
+	os.Symlink(outside, img)
+	if _, err := compressInitramfs(ctx, root, "6.1"); err == nil {
+		t.Error("an image that is a symlink was followed")
+	}
+	if b, _ := os.ReadFile(outside); b[0] != '0' {
+		t.Error("the file outside the tree was changed")
 	}
 }
