@@ -12,8 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/fsattr"
+	"github.com/cosa-build/cosa/pkg/ostree"
 )
 
 // Stages that build an OSTree sysroot in the tree (ostree-admin(1)). The
@@ -202,20 +202,13 @@ func linkReusedObjects(ctx context.Context, e *Env, dst, commit string) error {
 	if len(from) == 0 {
 		return nil
 	}
-	// Not e.Output: one line per file of the tree is not worth logging.
-	out, err := hostcmd.Output(ctx, "ostree", "ls", "--repo="+e.Sources.OSTreeRepo, "-R", "-C", "--", commit, "/")
+	objs, err := ostree.ContentObjects(e.Sources.OSTreeRepo, commit)
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
 	linked := 0
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || line[0] == 'd' || !sha256RE.MatchString(f[4]) || seen[f[4]] {
-			continue
-		}
-		seen[f[4]] = true
-		rel := filepath.Join("objects", f[4][:2], f[4][2:]+".file")
+	for _, c := range objs {
+		rel := filepath.Join("objects", c[:2], c[2:]+".file")
 		target := filepath.Join(dst, rel)
 		if _, err := os.Lstat(target); err == nil {
 			continue
@@ -238,7 +231,7 @@ func linkReusedObjects(ctx context.Context, e *Env, dst, commit string) error {
 			break
 		}
 	}
-	fmt.Fprintf(e.Log, "reused %d of %d content objects from earlier images (hard links)\n", linked, len(seen))
+	fmt.Fprintf(e.Log, "reused %d of %d content objects from earlier images (hard links)\n", linked, len(objs))
 	return nil
 }
 

@@ -125,11 +125,35 @@ type walk struct {
 }
 
 func (w *walk) read(name string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(w.repo.Path, "objects", name))
+	// Not through a symlink: a repo unpacked from a fetched tar is not
+	// trusted.
+	f, err := os.OpenFile(filepath.Join(w.repo.Path, "objects", name), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("archive export: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("archive export: %w", err)
 	}
 	return b, nil
+}
+
+// ContentObjects returns the checksums of the content objects commit
+// reaches in the repo at path (any mode), sorted, read from its dirtree
+// objects directly: `ostree ls -R -C` took 0.6 s for the default
+// commit's 15,000 entries.
+func ContentObjects(path, commit string) ([]string, error) {
+	w := &walk{repo: &Repo{Path: path}, meta: map[string]bool{}, content: map[string]bool{}}
+	if _, err := w.commit(commit); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(w.content))
+	for c := range w.content {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 func (w *walk) commit(commit string) (*commitInfo, error) {
