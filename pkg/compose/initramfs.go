@@ -352,14 +352,7 @@ func initramfsFiles(path string) ([]string, error) {
 				return nil, err
 			}
 			names = append(names, n...)
-			// Archives are padded with zeros up to the next one.
-			for {
-				b, err := br.Peek(1)
-				if err != nil || b[0] != 0 {
-					break
-				}
-				br.ReadByte()
-			}
+			skipZeros(br)
 		case magic[0] == 0x1f && magic[1] == 0x8b:
 			zr, err := gzip.NewReader(br)
 			if err != nil {
@@ -375,13 +368,7 @@ func initramfsFiles(path string) ([]string, error) {
 					return nil, err
 				}
 				names = append(names, n...)
-				for {
-					b, err := zb.Peek(1)
-					if err != nil || b[0] != 0 {
-						break
-					}
-					zb.ReadByte()
-				}
+				skipZeros(zb)
 			}
 			sort.Strings(names)
 			return names, nil
@@ -506,13 +493,7 @@ func compressInitramfs(ctx context.Context, root, kver string) ([]string, error)
 			split = start
 		}
 		names = append(names, n...)
-		for {
-			b, err := br.Peek(1)
-			if err != nil || b[0] != 0 {
-				break
-			}
-			br.ReadByte()
-		}
+		skipZeros(br)
 	}
 	if split < 0 {
 		split = len(data)
@@ -533,6 +514,17 @@ func compressInitramfs(ctx context.Context, root, kver string) ([]string, error)
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// skipZeros skips the zeros archives are padded with up to the next one.
+func skipZeros(br *bufio.Reader) {
+	for {
+		b, err := br.Peek(1)
+		if err != nil || b[0] != 0 {
+			return
+		}
+		br.ReadByte()
+	}
 }
 
 // allUnder reports whether names is not empty and all of it is dir or
