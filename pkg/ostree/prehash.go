@@ -157,14 +157,13 @@ func (p *Prehash) hashFile(path string, buf []byte, fw *flate.Writer, out *bytes
 	h := sha256.New()
 	h.Write(fileHeader(st.Uid, st.Gid, st.Mode))
 	var w io.Writer = h
-	var dst string
-	if p.cacheDir != "" && st.Size >= minCached {
+	cache := p.cacheDir != "" && st.Size >= minCached
+	if cache {
 		// The export's archive form of this object, built in the same pass.
 		out.Reset()
 		out.Write(archiveHeader(uint64(st.Size), st.Uid, st.Gid, st.Mode, "", nil))
 		fw.Reset(out)
 		w = io.MultiWriter(h, fw)
-		dst = "pending"
 	}
 	n, err := io.CopyBuffer(w, f, buf)
 	if err != nil || n != st.Size {
@@ -175,8 +174,8 @@ func (p *Prehash) hashFile(path string, buf []byte, fw *flate.Writer, out *bytes
 		return prehashed{}
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if dst != "" && fw.Close() == nil {
-		dst = filepath.Join(p.cacheDir, "objects", objectName(sum, "filez"))
+	if cache && fw.Close() == nil {
+		dst := filepath.Join(p.cacheDir, "objects", objectName(sum, "filez"))
 		if _, err := os.Lstat(dst); err != nil && writeCached(dst, out.Bytes()) == nil {
 			p.compressed.Add(1)
 		}
