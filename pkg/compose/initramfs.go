@@ -90,6 +90,12 @@ func dracutArgv(kver string) []string {
 	// Uncompressed: compressInitramfs gzips it (level 1, as dracut's
 	// gzip -n -1 did: dracut's default -9 took 60 s instead of 14 s on 2
 	// cores for a 39 MB instead of a 44 MB image, measured).
+	// TMPDIR=/run: dracut stages the image's 1,500 files (130 MB) in the
+	// sandbox's tmpfs, not in the tree's /var/tmp. On an ext4 without a
+	// journal, inodes freed in the last minute (six while their table
+	// block is dirty) are skipped one by one at every later allocation in
+	// their group, and the commit right after dracut allocates 3,000 of
+	// them: 1.5 s -> 1.1 s, measured. The image is the same byte for byte.
 	return []string{"env", "TMPDIR=/run", "dracut", "--force", "--quiet", "--no-hostonly", "--reproducible", "--add", "ostree",
 		"--no-compress", initramfsPath(kver), kver}
 }
