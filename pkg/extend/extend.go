@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/background"
 	"github.com/cosa-build/cosa/pkg/build"
 	"github.com/cosa-build/cosa/pkg/compress"
 	"github.com/cosa-build/cosa/pkg/config"
@@ -76,9 +77,7 @@ func MakeImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p 
 }
 
 // StartImage is MakeImage, but the raw disk's checksum (see below) may
-// still be computing when it returns: finish waits for it. A build calls
-// finish last, so that the hash runs beside its publish and eviction
-// instead of before them.
+// still be computing when it returns: finish stops it.
 func StartImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p platform.Platform, dir, name, id, arch string) (_ *build.Artifact, _ *images.Result, finish func(), _ error) {
 	m, export, file, err := spec.Manifest(p)
 	if err != nil {
@@ -86,15 +85,21 @@ func StartImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p
 	}
 	// Every platform is made from the raw disk of the image pipeline, and
 	// metal ships that disk as is. Its checksum is worth having before
-	// anyone asks: hash it on the other core while the rest goes on, so a
-	// later buildextend-metal only copies. That is 10 GiB of sha256 for
-	// the default image, nearly all of it over holes (8 s of a core), so
-	// it is not waited for before the caller has to: it reads through a
-	// descriptor opened at once, so the object may even be evicted
-	// meanwhile, and its sum is recorded only if the object is still the
-	// one hashed.
+	// anyone asks, but not worth waiting for: 10 GiB of sha256 for the
+	// default image, nearly all of it over holes (6 to 8 s of a core),
+	// for an artifact most builds never make. So it is hashed at a low
+	// priority in the time the rest of the run leaves a core idle, and
+	// finish stops it where it got to and keeps that state beside the
+	// object: a later buildextend-metal hashes only the rest. It reads
+	// through a descriptor opened at once, so the object may even be
+	// evicted meanwhile, and what it got is recorded only if the object
+	// is still the one hashed.
 	var hashing sync.WaitGroup
-	finish = hashing.Wait
+	hctx, stop := context.WithCancel(ctx)
+	finish = func() {
+		stop()
+		hashing.Wait()
+	}
 	rawPipe := images.DiskPipeline(p)
 	prev := en.PipelineDone
 	en.PipelineDone = func(pipeline, objID, objDir string) {
@@ -104,7 +109,8 @@ func StartImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p
 		if pipeline != rawPipe || pipeline == export {
 			return
 		}
-		if _, ok := en.Store.Sum(objID, rawDisk); ok {
+		known, ok := en.Store.Sum(objID, rawDisk)
+		if ok {
 			return
 		}
 		path := filepath.Join(objDir, rawDisk)
@@ -113,14 +119,15 @@ func StartImage(ctx context.Context, en *images.Engine, spec images.ImageSpec, p
 			return
 		}
 		hashing.Add(1)
-		go func() {
+		background.Go(19, func() {
 			defer hashing.Done()
 			defer f.Close()
-			sum, err := hashSparseFile(f, st.Size())
-			if now, serr := os.Stat(path); err == nil && serr == nil && os.SameFile(now, st) {
-				en.Store.SetSum(objID, rawDisk, images.FileSum{Sha256: sum, Size: st.Size()})
+			sum, part, err := hashSparseFrom(hctx, f, st.Size(), known.Partial)
+			if now, serr := os.Stat(path); err != nil || serr != nil || !os.SameFile(now, st) {
+				return
 			}
-		}()
+			en.Store.SetSum(objID, rawDisk, images.FileSum{Sha256: sum, Size: st.Size(), Partial: part})
+		})
 	}
 	defer func() { en.PipelineDone = prev }()
 	art, res, err := finishImage(ctx, en, m, export, file, p, dir, name, id, arch)
@@ -187,12 +194,14 @@ func finishImage(ctx context.Context, en *images.Engine, m *images.Manifest, exp
 }
 
 // storedSum returns the checksum the store keeps for objID's file, or
-// hashes path (a link to it) and records the result.
+// hashes path (a link to it), going on from where a stopped hash of it
+// got to, and records the result.
 func storedSum(st *images.Store, objID, file, path string) (string, int64, error) {
-	if known, ok := st.Sum(objID, file); ok {
+	known, ok := st.Sum(objID, file)
+	if ok {
 		return known.Sha256, known.Size, nil
 	}
-	sum, size, err := hashSparse(path)
+	sum, size, err := hashSparse(path, known.Partial)
 	if err == nil {
 		st.SetSum(objID, file, images.FileSum{Sha256: sum, Size: size})
 	}

@@ -1,7 +1,9 @@
 package extend
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"hash"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/cosa-build/cosa/pkg/fileutil"
+	"github.com/cosa-build/cosa/pkg/images"
+	"golang.org/x/sys/unix"
 )
 
 // lseek(2) whence values for walking a sparse file (Linux).
@@ -23,9 +27,9 @@ const (
 // buffer and never read or written.
 
 // walkSparse calls hole(n) for each run of n hole bytes and data(off, n)
-// for each data extent of in, in file order.
-func walkSparse(in *os.File, size int64, hole func(n int64), data func(off, n int64) error) error {
-	var off int64
+// for each data extent of in from offset start to size, in file order.
+func walkSparse(in *os.File, start, size int64, hole func(n int64) error, data func(off, n int64) error) error {
+	off := start
 	for off < size {
 		d, err := in.Seek(off, seekData)
 		if errors.Is(err, syscall.ENXIO) {
@@ -33,8 +37,11 @@ func walkSparse(in *os.File, size int64, hole func(n int64), data func(off, n in
 		} else if err != nil {
 			return err
 		}
+		d = min(d, size)
 		if d > off {
-			hole(d - off)
+			if err := hole(d - off); err != nil {
+				return err
+			}
 			off = d
 		}
 		if off >= size {
@@ -84,10 +91,11 @@ func copySparse(src, dst string, hashing bool) (string, int64, error) {
 	defer out.Close()
 	h := sha256.New()
 	buf := make([]byte, 4<<20)
-	err = walkSparse(in, size, func(n int64) {
+	err = walkSparse(in, 0, size, func(n int64) error {
 		if hashing {
 			hashZeros(h, n)
 		}
+		return nil
 	}, func(off, n int64) error {
 		if _, err := in.Seek(off, io.SeekStart); err != nil {
 			return err
@@ -119,26 +127,75 @@ func copySparse(src, dst string, hashing bool) (string, int64, error) {
 }
 
 // hashSparse returns the sha256 and size of path, reading only its data.
-func hashSparse(path string) (string, int64, error) {
+// It goes on from p, a hash of path stopped part way, when p is one.
+func hashSparse(path string, p *images.PartialSum) (string, int64, error) {
 	in, size, err := fileutil.OpenSized(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer in.Close()
-	sum, err := hashSparseFile(in, size)
+	sum, _, err := hashSparseFrom(context.Background(), in, size, p)
 	return sum, size, err
 }
 
-// hashSparseFile is hashSparse of an open file of the given size.
-func hashSparseFile(in *os.File, size int64) (string, error) {
-	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	err := walkSparse(in, size, func(n int64) { hashZeros(h, n) }, func(off, n int64) error {
-		_, err := io.CopyBuffer(h, io.NewSectionReader(in, off, n), buf)
-		return err
-	})
-	if err != nil {
-		return "", err
+// hashSparseFrom hashes in (of the given size) to its end, starting from
+// p when p is a hash stopped part way over this very file, and from the
+// start otherwise. If ctx ends first, it returns where it got to instead
+// of a sum; a run that goes on from there gives the sum of the whole file.
+func hashSparseFrom(ctx context.Context, in *os.File, size int64, p *images.PartialSum) (string, *images.PartialSum, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
+		return "", nil, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	here := images.PartialSum{Ino: st.Ino, MtimeNs: st.Mtim.Nano()}
+	h := sha256.New()
+	if p != nil && p.Ino == here.Ino && p.MtimeNs == here.MtimeNs && p.Offset > 0 && p.Offset <= size &&
+		h.(encoding.BinaryUnmarshaler).UnmarshalBinary(p.State) == nil {
+		here.Offset = p.Offset
+	} else {
+		h.Reset()
+	}
+	// Checked every chunk: a stop costs at most one chunk's hashing.
+	stop := func() bool { return ctx.Err() != nil }
+	buf := make([]byte, 4<<20)
+	errStopped := errors.New("stopped")
+	err := walkSparse(in, here.Offset, size, func(n int64) error {
+		for n > 0 {
+			if stop() {
+				return errStopped
+			}
+			k := min(int64(len(zeros)), n)
+			h.Write(zeros[:k])
+			n -= k
+			here.Offset += k
+		}
+		return nil
+	}, func(off, n int64) error {
+		for n > 0 {
+			if stop() {
+				return errStopped
+			}
+			k, err := in.ReadAt(buf[:min(int64(len(buf)), n)], off)
+			h.Write(buf[:k])
+			n -= int64(k)
+			off += int64(k)
+			here.Offset += int64(k)
+			if err != nil && !(errors.Is(err, io.EOF) && n == 0) {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errStopped) {
+		state, merr := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if merr != nil {
+			return "", nil, merr
+		}
+		here.State = state
+		return "", &here, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil, nil
 }

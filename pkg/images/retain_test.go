@@ -16,7 +16,7 @@ func storeWith(t *testing.T, ids ...string) *Store {
 	for _, id := range ids {
 		os.MkdirAll(filepath.Join(s.Path(id), "sub"), 0o755)
 		os.WriteFile(filepath.Join(s.Path(id), "sub", "f"), []byte(id), 0o644)
-		if err := s.SetSum(id, "sub/f", FileSum{"aa", 1}); err != nil {
+		if err := s.SetSum(id, "sub/f", FileSum{Sha256: "aa", Size: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 func TestStoreSumsSidecar(t *testing.T) {
 	s := &Store{Dir: t.TempDir(), MaxSize: 1}
-	if err := s.SetSum("abc", "disk.raw", FileSum{"00", 1}); err == nil {
+	if err := s.SetSum("abc", "disk.raw", FileSum{Sha256: "00", Size: 1}); err == nil {
 		t.Fatal("SetSum on a missing object succeeded")
 	}
 	os.MkdirAll(filepath.Join(s.Dir, "abc"), 0o755)
@@ -16,19 +16,33 @@ func TestStoreSumsSidecar(t *testing.T) {
 	if _, ok := s.Sum("abc", "disk.raw"); ok {
 		t.Fatal("sum before it was set")
 	}
-	if err := s.SetSum("abc", "disk.raw", FileSum{"aa", 1}); err != nil {
+	if err := s.SetSum("abc", "disk.raw", FileSum{Sha256: "aa", Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	s.SetSum("abc", "other", FileSum{"bb", 2})
+	s.SetSum("abc", "other", FileSum{Sha256: "bb", Size: 2})
 	if got, ok := s.Sum("abc", "disk.raw"); !ok || got.Sha256 != "aa" || got.Size != 1 {
 		t.Fatalf("Sum = %+v %v", got, ok)
+	}
+	// A stopped hash is kept, is not a sum, and never replaces one.
+	part := &PartialSum{Offset: 7, State: []byte("state"), Ino: 3, MtimeNs: 4}
+	s.SetSum("abc", "part", FileSum{Size: 9, Partial: part})
+	if got, ok := s.Sum("abc", "part"); ok || got.Partial == nil || got.Partial.Offset != 7 || string(got.Partial.State) != "state" {
+		t.Fatalf("Sum of a stopped hash = %+v %v", got, ok)
+	}
+	s.SetSum("abc", "disk.raw", FileSum{Size: 1, Partial: part})
+	if got, ok := s.Sum("abc", "disk.raw"); !ok || got.Sha256 != "aa" {
+		t.Fatalf("a stopped hash replaced a sum: %+v %v", got, ok)
+	}
+	s.SetSum("abc", "part", FileSum{Sha256: "cc", Size: 9})
+	if got, ok := s.Sum("abc", "part"); !ok || got.Sha256 != "cc" || got.Partial != nil {
+		t.Fatalf("a sum did not replace a stopped hash: %+v %v", got, ok)
 	}
 	// A damaged sidecar is a miss, not an error.
 	os.WriteFile(s.sumsPath("abc"), []byte("{not json"), 0o644)
 	if _, ok := s.Sum("abc", "disk.raw"); ok {
 		t.Fatal("damaged sidecar gave a sum")
 	}
-	s.SetSum("abc", "disk.raw", FileSum{"aa", 1})
+	s.SetSum("abc", "disk.raw", FileSum{Sha256: "aa", Size: 1})
 	// Eviction takes the sidecar with the object.
 	if ev, err := s.Evict(nil); err != nil || len(ev) != 1 {
 		t.Fatalf("Evict = %v %v", ev, err)

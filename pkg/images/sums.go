@@ -11,6 +11,20 @@ import (
 type FileSum struct {
 	Sha256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	// Partial, while Sha256 is still empty, is how far a hash that was
+	// stopped got: whoever needs the sum goes on from there.
+	Partial *PartialSum `json:"partial,omitempty"`
+}
+
+// PartialSum is a sha256 stopped after the first Offset bytes of a file:
+// the hash's own state (crypto/sha256's MarshalBinary), and the inode and
+// mtime of the file it was taken over, so that it is never resumed over
+// another file that got the same object id.
+type PartialSum struct {
+	Offset  int64  `json:"offset"`
+	State   []byte `json:"state"`
+	Ino     uint64 `json:"ino"`
+	MtimeNs int64  `json:"mtime_ns"`
 }
 
 // Objects never change once stored, so a file's checksum is computed at
@@ -30,7 +44,8 @@ func (s *Store) readSums(id string) map[string]FileSum {
 	return m
 }
 
-// Sum returns the recorded checksum of file in object id, if any.
+// Sum returns the recorded checksum of file in object id, if any. When
+// there is none, the FileSum may still hold a Partial one.
 func (s *Store) Sum(id, file string) (FileSum, bool) {
 	sumsMu.Lock()
 	defer sumsMu.Unlock()
@@ -50,6 +65,9 @@ func (s *Store) SetSum(id, file string, sum FileSum) error {
 		return err
 	}
 	m := s.readSums(id)
+	if sum.Sha256 == "" && m[file].Sha256 != "" {
+		return nil // a stopped hash never replaces a finished one
+	}
 	m[file] = sum
 	data, err := json.Marshal(m)
 	if err != nil {
