@@ -2,9 +2,12 @@ package images
 
 import (
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
@@ -35,19 +38,28 @@ func ManifestObjects(m *Manifest) (map[string]bool, error) {
 // rename and is deleted as a .tmp- leftover, which Clean finishes off if
 // this process dies.
 func (s *Store) removeObject(id string) error {
-	if err := os.Remove(s.sumsPath(id)); err != nil && !os.IsNotExist(err) {
+	gone, err := s.detachObject(id)
+	if err != nil || gone == "" {
 		return err
+	}
+	return fileutil.RemoveAll(gone)
+}
+
+// detachObject is the first half of removeObject: it returns the .tmp-
+// name the object now has ("" if there was none), for the caller to
+// delete.
+func (s *Store) detachObject(id string) (string, error) {
+	if err := os.Remove(s.sumsPath(id)); err != nil && !os.IsNotExist(err) {
+		return "", err
 	}
 	gone := filepath.Join(s.Dir, ".tmp-evict-"+id+"-"+randHex(4))
 	if err := os.Rename(s.Path(id), gone); err != nil {
 		if os.IsNotExist(err) {
-			return nil
+			return "", nil
 		}
-		return err
+		return "", err
 	}
-	// Objects stored by older versions may hold deployments that ostree
-	// made immutable (the deploy stage clears the flag since).
-	return fileutil.RemoveAll(gone)
+	return gone, nil
 }
 
 // EvictObjects removes the objects in drop that are stored, and returns
@@ -71,6 +83,7 @@ func (s *Store) EvictObjects(drop map[string]bool) (evicted []string, busy bool,
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	var gone []string
 	for _, id := range ids {
 		if !validObjectID(id) {
 			continue
@@ -78,12 +91,32 @@ func (s *Store) EvictObjects(drop map[string]bool) (evicted []string, busy bool,
 		if _, err := os.Lstat(s.Path(id)); err != nil {
 			continue
 		}
-		if err := s.removeObject(id); err != nil {
+		g, err := s.detachObject(id)
+		if err != nil {
 			return evicted, false, err
+		}
+		if g != "" {
+			gone = append(gone, g)
 		}
 		evicted = append(evicted, id)
 	}
-	return evicted, false, nil
+	// Out of the store's namespace already; deleted side by side, as a
+	// raw disk's blocks (kernel time freeing and discarding them) and a
+	// deployed tree's 30,000 names take about as long each (a rebuild's
+	// eviction: 1.1 to 1.4 s one after the other).
+	errs := make([]error, len(gone))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(2, runtime.NumCPU()))
+	for i, g := range gone {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fileutil.RemoveAll(g)
+		}()
+	}
+	wg.Wait()
+	return evicted, false, errors.Join(errs...)
 }
 
 // validObjectID keeps an id read from a build's manifest from naming
