@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -285,6 +286,9 @@ var errNoView = errors.New("no view")
 // special files at the top): the caller then copies instead.
 func (e *Env) mkfsView(ctx context.Context, src, staged string, empty, argv []string) error {
 	if os.Geteuid() != 0 {
+		return errNoView
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
 		return errNoView
 	}
 	emptied := map[string]bool{}
