@@ -9,11 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cosa-build/cosa/pkg/background"
 	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
 )
@@ -89,13 +89,17 @@ func StartPrehash(ctx context.Context, dir, cacheDir string) (*Prehash, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Prehash{root: root, cacheDir: cacheDir, ctx: ctx, cancel: cancel, listed: make(chan struct{})}
 	p.wg.Add(1)
-	// Below the compose's own steps (dracut): it is meant to take the
-	// core they leave, not to slow them down.
-	background.Go(10, func() {
+	go func() {
 		defer p.wg.Done()
+		// At a lower priority than the compose's own steps (dracut), on
+		// its own thread: it is meant to take the core they leave, not
+		// to slow them down. The thread keeps its priority and ends with
+		// the goroutine (LockOSThread without Unlock).
+		runtime.LockOSThread()
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10)
 		p.list()
 		p.work()
-	})
+	}()
 	return p, nil
 }
 
