@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,6 +43,20 @@ func TestEvictionKeepsBuildsReadable(t *testing.T) {
 			saveSeed(t, w)
 		}
 		ids = append(ids, latest(t, w))
+		// From the second build on, the qcow2 writer takes the clusters
+		// the last image holds unchanged (most of them).
+		if i > 0 {
+			log, _ := os.ReadFile(filepath.Join(w, "tmp", "logs", "build.log"))
+			m := regexp.MustCompile(`qcow2: (\d+) clusters with data: (\d+) reused, (\d+) compressed`).FindSubmatch(log)
+			if m == nil {
+				t.Fatalf("build %d: no qcow2 writer line in its log:\n%s", i+1, log)
+			}
+			all, reused, compressed := atoi(t, string(m[1])), atoi(t, string(m[2])), atoi(t, string(m[3]))
+			t.Logf("e2e: build %d qcow2: %d clusters, %d reused, %d compressed", i+1, all, reused, compressed)
+			if reused < all*8/10 || compressed == 0 {
+				t.Errorf("build %d: qcow2 reused %d of %d clusters and compressed %d; want most reused and the changed ones compressed", i+1, reused, all, compressed)
+			}
+		}
 		checkStore(t, d, objects, ids)
 		for _, id := range ids {
 			checkArtifacts(t, w, id)
@@ -57,6 +73,14 @@ func TestEvictionKeepsBuildsReadable(t *testing.T) {
 		}
 	}
 	checkArtifacts(t, w, ids[2])
+	// The newest qcow2, made mostly of the last one's clusters, holds the
+	// same disk as the raw metal image.
+	m2, _ := readMeta(t, w, ids[2])
+	arch2 := filepath.Join(w, "builds", ids[2], "x86_64")
+	if out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "qcow2", filepath.Join(arch2, m2.Images["metal"].Path),
+		filepath.Join(arch2, m2.Images["qemu"].Path)).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare metal qemu of build %s: %v\n%s", ids[2], err, out)
+	}
 
 	// Pruning the middle build (and, with it, evicting anything only it
 	// named) leaves the other two whole.
@@ -148,4 +172,13 @@ func checkNoSharedFiles(t *testing.T, w string, ids []string) {
 			seen[ino] = id
 		}
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

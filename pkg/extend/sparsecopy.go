@@ -9,55 +9,15 @@ import (
 	"hash"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/images"
 	"golang.org/x/sys/unix"
 )
 
-// lseek(2) whence values for walking a sparse file (Linux).
-const (
-	seekData = 3 // SEEK_DATA
-	seekHole = 4 // SEEK_HOLE
-)
-
 // Disk images are mostly holes (a 10 GiB raw disk holds ~1 GiB). The
-// helpers here visit only the data extents; holes are hashed from a zero
-// buffer and never read or written.
-
-// walkSparse calls hole(n) for each run of n hole bytes and data(off, n)
-// for each data extent of in from offset start to size, in file order.
-func walkSparse(in *os.File, start, size int64, hole func(n int64) error, data func(off, n int64) error) error {
-	off := start
-	for off < size {
-		d, err := in.Seek(off, seekData)
-		if errors.Is(err, syscall.ENXIO) {
-			d = size // only a hole remains
-		} else if err != nil {
-			return err
-		}
-		d = min(d, size)
-		if d > off {
-			if err := hole(d - off); err != nil {
-				return err
-			}
-			off = d
-		}
-		if off >= size {
-			break
-		}
-		h, err := in.Seek(off, seekHole)
-		if err != nil {
-			return err
-		}
-		if err := data(off, h-off); err != nil {
-			return err
-		}
-		off = h
-	}
-	return nil
-}
+// helpers here visit only the data extents (fileutil.WalkSparse); holes
+// are hashed from a zero buffer and never read or written.
 
 var zeros = make([]byte, 1<<20)
 
@@ -91,7 +51,7 @@ func copySparse(src, dst string, hashing bool) (string, int64, error) {
 	defer out.Close()
 	h := sha256.New()
 	buf := make([]byte, 4<<20)
-	err = walkSparse(in, 0, size, func(n int64) error {
+	err = fileutil.WalkSparse(in, 0, size, func(n int64) error {
 		if hashing {
 			hashZeros(h, n)
 		}
@@ -159,7 +119,7 @@ func hashSparseFrom(ctx context.Context, in *os.File, size int64, p *images.Part
 	stop := func() bool { return ctx.Err() != nil }
 	buf := make([]byte, 4<<20)
 	errStopped := errors.New("stopped")
-	err := walkSparse(in, here.Offset, size, func(n int64) error {
+	err := fileutil.WalkSparse(in, here.Offset, size, func(n int64) error {
 		for n > 0 {
 			if stop() {
 				return errStopped

@@ -74,9 +74,10 @@ type Env struct {
 	Log     io.Writer // the stage's output; its tail goes into errors
 	// Reuse are finished trees in the store, newest first. A stage may
 	// hard-link files out of them whose name proves their content (an
-	// OSTree object is named by its checksum), instead of copying the
-	// same bytes again; it never changes them, and its output must be
-	// what it would have made without them.
+	// OSTree object is named by its checksum), or take bytes it has
+	// checked (the qcow2 writer decompresses a cluster and compares it),
+	// instead of making the same bytes again; it never changes them, and
+	// its output must be what it would have made without them.
 	Reuse []string
 }
 
