@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/klauspost/compress/flate"
 )
 
@@ -88,7 +89,7 @@ func gzipCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 			defer workers.Done()
 			var fw *flate.Writer
 			for j := range jobs {
-				if len(j.data) == gzipBlockSize && allZero(j.data) {
+				if len(j.data) == gzipBlockSize && fileutil.AllZero(j.data) {
 					var zb []byte
 					if zb, j.err = zeroBlock(); j.err == nil {
 						j.out.Write(zb)
@@ -186,16 +187,3 @@ func gzipCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 	_, err := dst.Write(trailer[:])
 	return err
 }
-
-// allZero reports whether b holds only zero bytes.
-func allZero(b []byte) bool {
-	for len(b) >= len(zeroPage) {
-		if !bytes.Equal(b[:len(zeroPage)], zeroPage[:]) {
-			return false
-		}
-		b = b[len(zeroPage):]
-	}
-	return bytes.Equal(b, zeroPage[:len(b)])
-}
-
-var zeroPage [64 << 10]byte

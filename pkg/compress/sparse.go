@@ -2,6 +2,8 @@ package compress
 
 import (
 	"os"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // sparseBlock is the granularity at which runs of zeros become holes; it
@@ -26,7 +28,7 @@ func (s *sparseWriter) Write(p []byte) (int, error) {
 		i := 0
 		for i < len(p) {
 			n := min(len(p)-i, sparseBlock-int((s.off+int64(i))%sparseBlock))
-			if allZero(p[i : i+n]) {
+			if fileutil.AllZero(p[i : i+n]) {
 				break
 			}
 			i += n
@@ -41,7 +43,7 @@ func (s *sparseWriter) Write(p []byte) (int, error) {
 		j := 0
 		for j < len(p) {
 			n := min(len(p)-j, sparseBlock-int((s.off+int64(j))%sparseBlock))
-			if !allZero(p[j : j+n]) {
+			if !fileutil.AllZero(p[j : j+n]) {
 				break
 			}
 			j += n

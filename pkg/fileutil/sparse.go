@@ -1,6 +1,7 @@
 package fileutil
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"syscall"
@@ -45,3 +46,17 @@ func WalkSparse(in *os.File, start, size int64, hole func(n int64) error, data f
 	}
 	return nil
 }
+
+// AllZero reports whether b holds only zero bytes: the test for a block
+// that a sparse file or image leaves as a hole.
+func AllZero(b []byte) bool {
+	for len(b) >= len(zeroPage) {
+		if !bytes.Equal(b[:len(zeroPage)], zeroPage[:]) {
+			return false
+		}
+		b = b[len(zeroPage):]
+	}
+	return bytes.Equal(b, zeroPage[:len(b)])
+}
+
+var zeroPage [64 << 10]byte

@@ -188,8 +188,8 @@ func Write(ctx context.Context, dst, src *os.File, prev *Image) (Stats, error) {
 		}
 	}()
 
-	w := &imageWriter{f: dst, pos: lay.dataStart, lay: lay}
-	w.buf = make([]byte, 0, 4<<20)
+	w := &imageWriter{f: dst, lay: lay, pos: lay.dataStart, bpos: lay.dataStart, buf: make([]byte, 0, 4<<20),
+		l2: map[int][]uint64{}, refs: map[int64]uint16{}}
 	for out := range ordered {
 		var res []encoded
 		select {
@@ -246,7 +246,7 @@ type encoded struct {
 
 func encodeCluster(enc *zstd.Encoder, prev *Image, pr *prevReader, c int64, buf []byte, scratch *[]byte) (encoded, error) {
 	e := encoded{cluster: c}
-	if isZero(buf) {
+	if fileutil.AllZero(buf) {
 		e.zero = true
 		return e, nil
 	}
@@ -282,21 +282,6 @@ func readRuns(src *os.File, size int64, cs []int64, in []byte) error {
 		i = j
 	}
 	return nil
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // dataExtents lists [start, end) of the file's data.
@@ -368,9 +353,6 @@ type imageWriter struct {
 }
 
 func (w *imageWriter) add(e encoded) error {
-	if w.l2 == nil {
-		w.l2, w.refs, w.bpos = map[int][]uint64{}, map[int64]uint16{}, w.pos
-	}
 	var entry uint64
 	if e.plain {
 		if pad := (ClusterSize - w.pos%ClusterSize) % ClusterSize; pad > 0 {
@@ -429,9 +411,6 @@ func (w *imageWriter) flush() error {
 // finish writes the metadata in front of the data and returns the size of
 // the file.
 func (w *imageWriter) finish(size int64) (int64, error) {
-	if w.l2 == nil {
-		w.l2, w.refs = map[int][]uint64{}, map[int64]uint16{}
-	}
 	if err := w.flush(); err != nil {
 		return 0, err
 	}
