@@ -356,13 +356,13 @@ func (p *op) compressFile(ctx context.Context, name, src, dst string, a build.Ar
 	}
 	defer in.Close()
 	so := p.so
-	so.InProcess = isSparse(in)
+	so.InProcess = isSparse(in) || (p.o.Algorithm == Zstd && mostlyIncompressible(in))
 	stamped, trusted := stampedSum(in, a.Sha256, a.Size)
 	inHash := newHashCounter()
 	outHash := newHashCounter()
 	err = writeReplace(dst, func(f *os.File) error {
 		if !usesTool(p.o.Algorithm, so) {
-			out := io.MultiWriter(&writebackWriter{f: f}, outHash)
+			out := teeWriter{&writebackWriter{f: f}, outHash}
 			r := io.Reader(in)
 			if !trusted {
 				r = io.TeeReader(in, inHash)

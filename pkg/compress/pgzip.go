@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"hash/crc32"
 	"io"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/klauspost/compress/flate"
@@ -32,14 +30,6 @@ const (
 // code 0000000.
 var gzipFinalBlock = []byte{0x03, 0x00}
 
-type gzJob struct {
-	data []byte // the block's input
-	dict []byte // the 32 KiB before it, nil for the first block
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
-}
-
 func gzipLevel(fast bool) int {
 	if fast {
 		return flate.BestSpeed
@@ -49,7 +39,6 @@ func gzipLevel(fast bool) int {
 
 func gzipCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOptions) error {
 	level := gzipLevel(o.Fast)
-	threads := o.threads()
 
 	// Header: magic, deflate, no flags, mtime 0 (output depends only on
 	// the input), extra flags (2: slowest, 4: fastest), OS 3 (Unix).
@@ -61,7 +50,6 @@ func gzipCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 		return err
 	}
 
-	bufs := sync.Pool{New: func() any { return make([]byte, gzipBlockSize) }}
 	// A full block of zeros (common in sparse disk images) deflates to the
 	// same bytes every time when no dictionary is used, and a block that
 	// does not refer back is valid anywhere in the stream: compute it once.
@@ -80,103 +68,44 @@ func gzipCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 		return b.Bytes(), nil
 	})
 
-	jobs := make(chan *gzJob, threads)
-	order := make(chan *gzJob, 2*threads)
-	var workers sync.WaitGroup
-	for range threads {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			var fw *flate.Writer
-			for j := range jobs {
-				if len(j.data) == gzipBlockSize && fileutil.AllZero(j.data) {
-					var zb []byte
-					if zb, j.err = zeroBlock(); j.err == nil {
-						j.out.Write(zb)
-					}
-				} else {
-					if fw == nil {
-						fw, j.err = flate.NewWriter(nil, level)
-					}
-					if j.err == nil {
-						fw.ResetDict(&j.out, j.dict)
-						if _, j.err = fw.Write(j.data); j.err == nil {
-							j.err = fw.Flush()
-						}
-					}
-				}
-				bufs.Put(j.data[:cap(j.data)])
-				j.data = nil
-				close(j.done)
-			}
-		}()
-	}
-
-	// The writer puts finished blocks out in input order. After a failure
-	// it keeps draining so that the reader never blocks.
-	var writeErr atomic.Pointer[error]
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		failed := false
-		for j := range order {
-			<-j.done
-			if failed {
-				continue
-			}
-			err := j.err
-			if err == nil {
-				_, err = dst.Write(j.out.Bytes())
-			}
-			if err != nil {
-				failed = true
-				writeErr.Store(&err)
-			}
-		}
-	}()
-
 	crc := crc32.NewIEEE()
 	var size uint64
 	var prevTail []byte
-	readErr := func() error {
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
+	err := blockPipeline{
+		size:    gzipBlockSize,
+		threads: o.threads(),
+		read: func(data []byte) []byte {
+			crc.Write(data)
+			size += uint64(len(data))
+			dict := prevTail
+			// A copy: the block's buffer is reused once it is written.
+			prevTail = append([]byte(nil), data[max(0, len(data)-gzipDictSize):]...)
+			return dict
+		},
+		newWorker: func() func(data, dict []byte, out *outBuf) error {
+			var fw *flate.Writer
+			return func(data, dict []byte, out *outBuf) error {
+				if len(data) == gzipBlockSize && fileutil.AllZero(data) {
+					zb, err := zeroBlock()
+					out.Write(zb)
+					return err
+				}
+				if fw == nil {
+					var err error
+					if fw, err = flate.NewWriter(nil, level); err != nil {
+						return err
+					}
+				}
+				fw.ResetDict(out, dict)
+				if _, err := fw.Write(data); err != nil {
+					return err
+				}
+				return fw.Flush()
 			}
-			if p := writeErr.Load(); p != nil {
-				return nil // reported below
-			}
-			buf := bufs.Get().([]byte)
-			n, err := io.ReadFull(src, buf)
-			if n > 0 {
-				data := buf[:n]
-				crc.Write(data)
-				size += uint64(n)
-				j := &gzJob{data: data, dict: prevTail, done: make(chan struct{})}
-				tail := data[max(0, n-gzipDictSize):]
-				prevTail = append([]byte(nil), tail...)
-				order <- j
-				jobs <- j
-			} else {
-				bufs.Put(buf)
-			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}()
-	close(jobs)
-	close(order)
-	workers.Wait()
-	<-writerDone
-	if readErr != nil {
-		return readErr
-	}
-	if p := writeErr.Load(); p != nil {
-		return *p
+		},
+	}.runBlocks(ctx, dst, src)
+	if err != nil {
+		return err
 	}
 	var trailer [8]byte
 	binary.LittleEndian.PutUint32(trailer[:4], crc.Sum32())
@@ -184,6 +113,6 @@ func gzipCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 	if _, err := dst.Write(gzipFinalBlock); err != nil {
 		return err
 	}
-	_, err := dst.Write(trailer[:])
+	_, err = dst.Write(trailer[:])
 	return err
 }

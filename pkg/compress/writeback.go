@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // writebackChunk is how much output is written before its writeback is
@@ -27,7 +29,7 @@ type writebackWriter struct {
 }
 
 func (w *writebackWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	n, err := fileutil.ChunkedWriter{W: w.f}.Write(p)
 	w.off += int64(n)
 	w.kick(w.off)
 	return n, err

@@ -50,7 +50,7 @@ func copySparse(src, dst string, hashing bool) (string, int64, error) {
 	}
 	defer out.Close()
 	h := sha256.New()
-	buf := make([]byte, 4<<20)
+	buf := make([]byte, fileutil.WriteChunk)
 	err = fileutil.WalkSparse(in, 0, size, func(n int64) error {
 		if hashing {
 			hashZeros(h, n)

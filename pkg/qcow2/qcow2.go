@@ -188,7 +188,7 @@ func Write(ctx context.Context, dst, src *os.File, prev *Image) (Stats, error) {
 		}
 	}()
 
-	w := &imageWriter{f: dst, lay: lay, pos: lay.dataStart, bpos: lay.dataStart, buf: make([]byte, 0, 4<<20),
+	w := &imageWriter{f: dst, lay: lay, pos: lay.dataStart, bpos: lay.dataStart, buf: make([]byte, 0, fileutil.WriteChunk),
 		l2: map[int][]uint64{}, refs: map[int64]uint16{}}
 	for out := range ordered {
 		var res []encoded
