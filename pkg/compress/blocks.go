@@ -98,11 +98,18 @@ func (p blockPipeline) runBlocks(ctx context.Context, dst io.Writer, src io.Read
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			// Failure first: with both ready, select would pick at random,
+			// and the writer keeps freeing blocks after a failure.
+			select {
+			case <-failed:
+				return nil // reported below
+			default:
+			}
 			var b *block
 			select {
 			case b = <-free:
 			case <-failed:
-				return nil // reported below
+				return nil
 			}
 			if cap(b.data) < p.size {
 				b.data = make([]byte, p.size)
