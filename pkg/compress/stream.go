@@ -20,10 +20,12 @@ import (
 // docs/compress.md):
 //   - gzip: in-process parallel deflate (pgzip.go), single gzip member;
 //     pigz is not a Debian default and GNU gzip is single-threaded.
-//   - zstd: the external `zstd -T<threads>` when installed (about 1.3x
-//     faster than klauspost/compress's encoder on dense data here), else
-//     that encoder; also that encoder for sparse files, which it
-//     compresses ~1.5-3x faster than piping their zeros to zstd(1).
+//   - zstd: the external `zstd -T<threads>` when installed (as fast or
+//     faster than klauspost/compress's encoder on dense data here, and
+//     slightly smaller output), else that encoder; also that encoder for
+//     sparse files, which it compresses ~1.5-3x faster than piping their
+//     zeros to zstd(1), and for files that are mostly incompressible
+//     (probe.go), which it gets through with far less work.
 //   - xz: the external `xz -T<threads>`; there is no multi-threaded LZMA2
 //     encoder for Go, and xz is part of every Debian install.
 //
@@ -118,10 +120,11 @@ func zstdCompress(ctx context.Context, dst io.Writer, src io.Reader, o StreamOpt
 	}.runBlocks(ctx, dst, fileutil.ContextReader(ctx, src))
 }
 
-// zstdFrameSize is the input per frame of the in-process zstd encoder. On
-// the default qcow2 (336 MB, clusters already zstd), 8 MiB frames came out
-// 0.2% larger than one frame would be, 4 MiB ones 0.5%; larger frames mean
-// more memory per worker for no measurable gain.
+// zstdFrameSize is the input per frame of the in-process zstd encoder.
+// Against one frame for the whole input, 8 MiB frames came out 0.2% larger
+// on the default qcow2 (4 MiB ones 0.5%) and 1.2% on a dense one (32 MiB
+// ones 0.2%). 16 MiB frames doubled the page faults of a run, and its
+// time with them.
 const zstdFrameSize = 8 << 20
 
 // usesTool reports whether CompressStream runs an external program for a:
