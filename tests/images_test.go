@@ -234,16 +234,34 @@ func TestImages(t *testing.T) {
 	// cosa run -c: an interactive login on a terminal.
 	consoleLogin(t, w)
 
-	// compress and decompress the qcow2 (gzip -1: seconds): the results
-	// name the files as they are on disk.
+	// compress and decompress the qcow2 (gzip -1: seconds), then with
+	// zstd, which cosa runs in-process on this qcow2 (its clusters are
+	// already zstd, and a sample says so): the results name the files as
+	// they are on disk, zstd(1) reads what cosa wrote, and each decompress
+	// gives back the very file.
+	var qemuSum string
 	for _, c := range []struct {
 		args   []string
 		action string
-	}{{[]string{"compress", "--fast"}, "compressed"}, {[]string{"decompress"}, "decompressed"}} {
+	}{
+		{[]string{"compress", "--fast"}, "compressed"}, {[]string{"decompress"}, "decompressed"},
+		{[]string{"compress", "--compressor", "zstd"}, "compressed"}, {[]string{"decompress"}, "decompressed"},
+	} {
 		r = mustCosa(t, w, append([]string{"--json"}, append(c.args, "--artifact", "qemu")...)...)
 		a := artifactOf(t, resultOf(t, r, c.args[0]), "qemu")
-		if a["action"] != c.action || sha256File(t, filepath.Join(w, a["path"].(string))) != a["sha256"] {
+		p := filepath.Join(w, a["path"].(string))
+		if a["action"] != c.action || sha256File(t, p) != a["sha256"] {
 			t.Errorf("%s --json: qemu %v", c.args[0], a)
+		}
+		switch {
+		case c.action == "decompressed" && qemuSum == "":
+			qemuSum = a["sha256"].(string)
+		case c.action == "decompressed" && a["sha256"] != qemuSum:
+			t.Errorf("decompress after zstd: sha256 %v, the first decompress gave %s", a["sha256"], qemuSum)
+		case strings.HasSuffix(p, ".zst"):
+			if out, err := exec.Command("zstd", "-t", "-q", p).CombinedOutput(); err != nil {
+				t.Errorf("zstd -t on cosa's output: %v\n%s", err, out)
+			}
 		}
 	}
 
