@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // endless is a source that never ends: a pipeline that does not stop
@@ -135,15 +136,11 @@ func TestBlockPipeline(t *testing.T) {
 	}
 
 	readErr := errors.New("read failed")
-	src := io.MultiReader(bytes.NewReader(data[:2500]), iotestErrReader{readErr})
+	src := io.MultiReader(bytes.NewReader(data[:2500]), iotest.ErrReader(readErr))
 	if err := (blockPipeline{size: size, threads: 2, newWorker: copyWorker}).runBlocks(ctx, io.Discard, src); !errors.Is(err, readErr) {
 		t.Errorf("read error: got %v", err)
 	}
 }
-
-type iotestErrReader struct{ err error }
-
-func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
 
 // mixedData is n bytes alternating runs of random bytes and repeated text.
 func mixedData(n int, seed uint64) []byte {
