@@ -9,7 +9,7 @@ BIN      := bin/cosa
 # Host tools cosa runs. Keep in sync with README.md.
 APT_DEPS := ostree mmdebstrap git tar ca-certificates util-linux fdisk e2fsprogs dosfstools mtools \
             grub-efi-amd64-bin grub-pc-bin grub2-common qemu-utils qemu-system-x86 ovmf \
-            openssh-client xz-utils zstd gzip eatmydata
+            openssh-client xz-utils zstd gzip eatmydata gcc libc6-dev
 
 
 .PHONY: all build deps test-deps bench-deps bench run test test-unit test-e2e vet fmt clean install docs stress

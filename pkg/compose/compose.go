@@ -28,7 +28,8 @@ type ComposeOptions struct {
 	Progress *progress.Reporter
 	Log      io.Writer // full output of every tool run
 	// NoSkip runs every step even when its inputs provably did not change
-	// (a cached initramfs is not reused); COSA_NO_SKIP=1 sets it.
+	// (a cached initramfs is not reused), and dracut without the fast copy
+	// (fastcopy.go); COSA_NO_SKIP=1 sets it.
 	NoSkip bool
 	// Installed, if set, is called with the root once mmdebstrap has
 	// installed the packages into it, before the rest of the compose
@@ -207,8 +208,18 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 			reused = append(reused, k.Version)
 			continue
 		}
-		step = p.Start("compose: initramfs for " + k.Version)
-		err := sandbox(dracutArgv(k.Version)...)
+		argv, label := dracutArgv(k.Version), "compose: initramfs for "+k.Version
+		if !o.NoSkip {
+			// NoSkip is also the reference for the fast copy: dracut as
+			// it comes.
+			if guest, why := fastCopyInto(ctx, o.CacheDir, root, stage); guest != "" {
+				argv, label = withFastCopy(argv, guest), label+" (in-process copies)"
+			} else if why != nil {
+				p.Infof("note: dracut copies its files with cp(1): %v", why)
+			}
+		}
+		step = p.Start(label)
+		err := sandbox(argv...)
 		var files []string
 		if err == nil {
 			files, err = compressInitramfs(ctx, root, k.Version)
