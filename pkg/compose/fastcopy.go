@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/cosa-build/cosa/internal/hostcmd"
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // dracut copies every file into its image through dracut-install, which
@@ -131,10 +132,9 @@ func fastCopyLib(ctx context.Context, cacheDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("no C compiler (cc) to build it")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(dir, ".build-")
+	// The compiler works in the system's temp dir, so a killed build
+	// leaves nothing in the cache; the result is then placed atomically.
+	tmp, err := os.MkdirTemp("", "cosa-fastcopy-")
 	if err != nil {
 		return "", err
 	}
@@ -147,22 +147,16 @@ func fastCopyLib(ctx context.Context, cacheDir string) (string, error) {
 	if err := hostcmd.Run(ctx, cc, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", out, src); err != nil {
 		return "", err
 	}
-	if err := os.Chmod(out, 0o644); err != nil {
-		return "", err
-	}
-	// Synced before the rename: a torn file must never take the name.
-	f, err := os.Open(out)
+	data, err := os.ReadFile(out)
 	if err != nil {
 		return "", err
 	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	// Another cosa may have put the same file there meanwhile: either is
 	// the same build of the same source.
-	if err := os.Rename(out, lib); err != nil {
+	if err := fileutil.WriteFileAtomic(lib, data, 0o644); err != nil {
 		return "", err
 	}
 	return lib, nil
