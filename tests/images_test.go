@@ -103,6 +103,20 @@ func TestImages(t *testing.T) {
 	t.Logf("e2e: qemu image step %s; buildextend-metal %s (%.0f%%)", qemuImageTime, metalTime.Round(100*time.Millisecond),
 		100*metalTime.Seconds()/qemuImageTime.Seconds())
 
+	// Temps that runs killed inside an atomic write left: their names end
+	// in a random suffix, so no later write replaces them. The forced metal
+	// must clear its manifest's, and the meta.json update meta.json's.
+	m, _ = readMeta(t, w, id)
+	killed := []string{
+		"." + strings.TrimSuffix(m.Images["metal"].Path, ".raw") + ".manifest.json.tmp-2804400802",
+		".meta.json.tmp-1796317873",
+	}
+	for _, n := range killed {
+		if err := os.WriteFile(filepath.Join(arch, n), []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// metal4k and a forced metal at the same time: both end up in meta.json.
 	var wg sync.WaitGroup
 	for _, args := range [][]string{{"buildextend-metal4k"}, {"buildextend-metal", "--force"}} {
@@ -116,7 +130,7 @@ func TestImages(t *testing.T) {
 	m, _ = readMeta(t, w, id)
 	// The forced metal re-linked the same cache object: rename(2) of one
 	// link over another of the same inode leaves the temp name behind
-	// unless cosa removes it.
+	// unless cosa removes it. The killed runs' temps must be gone too.
 	if left, _ := filepath.Glob(filepath.Join(arch, ".*.tmp*")); len(left) > 0 {
 		t.Errorf("temporary files left in the build: %v", left)
 	}

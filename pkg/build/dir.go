@@ -103,7 +103,7 @@ func readFileMax(path string, limit int64) ([]byte, error) {
 }
 
 // WriteIndex stamps idx with the current time, validates it and atomically
-// replaces builds.json. Callers doing read-modify-write must hold the lock.
+// replaces builds.json. Callers hold the lock.
 func (d *Dir) WriteIndex(idx *BuildsIndex) error {
 	if idx.SchemaVersion == "" {
 		idx.SchemaVersion = IndexSchemaVersion
@@ -118,6 +118,11 @@ func (d *Dir) WriteIndex(idx *BuildsIndex) error {
 	idx.Timestamp = time.Now().UTC().Format(time.RFC3339)
 	data, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
+		return err
+	}
+	// Every writer of builds.json holds the lock, so a temp of this name
+	// is a killed writer's.
+	if err := fileutil.RemoveTemps(d.indexPath()); err != nil {
 		return err
 	}
 	return fileutil.WriteFileAtomic(d.indexPath(), append(data, '\n'), 0o644)
@@ -141,15 +146,20 @@ func (d *Dir) Latest() (string, error) {
 
 // SetLatest points the latest symlink at id. The link is created under a
 // temporary name and renamed over "latest", so readers never find it missing.
+// Callers hold the lock.
 func (d *Dir) SetLatest(id string) error {
 	if err := ValidBuildID(id); err != nil {
+		return err
+	}
+	link := filepath.Join(d.Root, LatestLink)
+	if err := fileutil.RemoveTemps(link); err != nil {
 		return err
 	}
 	tmp := filepath.Join(d.Root, "."+LatestLink+".tmp-"+randomSuffix())
 	if err := os.Symlink(id, tmp); err != nil {
 		return fmt.Errorf("updating latest: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(d.Root, LatestLink)); err != nil {
+	if err := os.Rename(tmp, link); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("updating latest: %w", err)
 	}

@@ -97,7 +97,7 @@ func (m *Meta) describes(id, arch string) error {
 // WriteMeta validates m against our schema and atomically writes it as
 // builds/<id>/<arch>/meta.json (mode 0644), creating the directory if
 // needed. m must describe this build: its buildid must be id and its
-// basearch, if set, must be arch.
+// basearch, if set, must be arch. Callers hold the builds/ lock.
 func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
 	if err := checkIDArch(id, arch); err != nil {
 		return err
@@ -114,6 +114,11 @@ func (d *Dir) WriteMeta(id, arch string, m *Meta) error {
 		return fmt.Errorf("refusing to write %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	// Callers hold the builds/ lock, so a temp of this name is a killed
+	// writer's.
+	if err := fileutil.RemoveTemps(path); err != nil {
 		return err
 	}
 	return fileutil.WriteFileAtomic(path, data, 0o644)

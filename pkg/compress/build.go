@@ -552,22 +552,7 @@ func (p *op) removeStale(meta *build.Meta, rel string) error {
 // removeTemps removes our temporary files for rel (".NAME.tmp-*"). The
 // directory lock makes sure no other compress/decompress is writing them.
 func (p *op) removeTemps(rel string) error {
-	abs := p.abs(rel)
-	matches, err := filepath.Glob(filepath.Join(filepath.Dir(abs), "."+globEscape(filepath.Base(abs))+".tmp-*"))
-	if err != nil {
-		return err
-	}
-	for _, m := range matches {
-		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
-func globEscape(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
-	return r.Replace(s)
+	return fileutil.RemoveTemps(p.abs(rel))
 }
 
 func referenced(m *build.Meta, rel string) bool {

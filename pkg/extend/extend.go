@@ -146,7 +146,16 @@ func finishImage(ctx context.Context, en *images.Engine, m *images.Manifest, exp
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := fileutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json"), mdata, 0o644); err != nil {
+	// A run killed while writing these leaves temps with random names that
+	// no later write would reuse. The artifact's own temp has a fixed name
+	// for the same reason: this run is the one writer of this platform's
+	// files in this build (another buildextend of the same platform and
+	// build would race on them anyway), so both are cleared here.
+	manifest := filepath.Join(dir, strings.TrimSuffix(art, "."+p.Extension)+".manifest.json")
+	if err := fileutil.RemoveTemps(manifest); err != nil {
+		return nil, nil, err
+	}
+	if err := fileutil.WriteFileAtomic(manifest, mdata, 0o644); err != nil {
 		return nil, nil, err
 	}
 	tmp := filepath.Join(dir, "."+art+".tmp")

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cosa-build/cosa/pkg/fsattr"
 	"golang.org/x/sys/unix"
@@ -68,6 +70,33 @@ func WriteAtomic(path string, perm os.FileMode, fill func(*os.File) error) (err 
 		return fmt.Errorf("replacing %s: %w", path, err)
 	}
 	return SyncDir(dir)
+}
+
+// RemoveTemps removes the temporary files that WriteFileAtomic and
+// WriteAtomic name after path (".NAME.tmp-*") and that a killed writer left
+// behind; their random suffix means no later write reuses, and so clears,
+// them. Only a caller that is the sole writer of path may call it (under
+// the lock that serialises path's writers), or it deletes another writer's
+// file in flight.
+func RemoveTemps(path string) error {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	matches, err := filepath.Glob(filepath.Join(dir, "."+globEscape(name)+".tmp-*"))
+	if err != nil {
+		return err
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing stale %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`).Replace(s)
 }
 
 // SyncDir makes a rename, link or removal inside dir durable.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -186,5 +187,40 @@ func TestOpenStatAndOpenSized(t *testing.T) {
 	f.Close()
 	if _, _, err := OpenStat(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("OpenStat(missing) = %v, want not-exist", err)
+	}
+}
+
+func TestRemoveTempsTakesOnlyPathsOwnTemps(t *testing.T) {
+	dir := t.TempDir()
+	// Glob metacharacters in the name must match literally, not as a
+	// pattern that also takes a neighbour's temps.
+	path := filepath.Join(dir, "a[1]*.json")
+	own := []string{".a[1]*.json.tmp-123", ".a[1]*.json.tmp-"}
+	keep := []string{"a[1]*.json", ".a1x.json.tmp-9", ".b.json.tmp-1", ".a[1]*.json.tmp", ".a[1]*.jsonx.tmp-2"}
+	for _, n := range append(append([]string{}, own...), keep...) {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A temp left by a killed WriteFileAtomic is the case that matters.
+	if err := os.WriteFile(filepath.Join(dir, ".a[1]*.json.tmp-"+"4711"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveTemps(path); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	want := append([]string{}, keep...)
+	sort.Strings(left)
+	sort.Strings(want)
+	if strings.Join(left, "|") != strings.Join(want, "|") {
+		t.Errorf("after RemoveTemps: %q, want %q", left, want)
+	}
+	if err := RemoveTemps(filepath.Join(dir, "missing", "x")); err != nil {
+		t.Errorf("RemoveTemps in a missing dir: %v", err)
 	}
 }
