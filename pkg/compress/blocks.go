@@ -51,6 +51,9 @@ type blockPipeline struct {
 func (p blockPipeline) runBlocks(ctx context.Context, dst io.Writer, src io.Reader) error {
 	threads := max(1, p.threads)
 	inFlight := threads + 3
+	outSize := p.size + p.size/16 + 4096
+	ar := newArena(inFlight * (p.size + outSize))
+	defer ar.free()
 	free := make(chan *block, inFlight)
 	for range inFlight {
 		free <- &block{}
@@ -112,10 +115,10 @@ func (p blockPipeline) runBlocks(ctx context.Context, dst io.Writer, src io.Read
 				return nil
 			}
 			if cap(b.data) < p.size {
-				b.data = make([]byte, p.size)
+				b.data = ar.take(p.size)
 				// Room for an encoding a little larger than its input
 				// (incompressible data), so encoders never grow it.
-				b.out = make(outBuf, 0, p.size+p.size/16+4096)
+				b.out = outBuf(ar.take(outSize)[:0])
 			}
 			n, err := io.ReadFull(src, b.data[:p.size])
 			if n > 0 {

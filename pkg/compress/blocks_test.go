@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 )
 
 // endless is a source that never ends: a pipeline that does not stop
@@ -283,5 +284,34 @@ func TestCompressPicksEncoder(t *testing.T) {
 	}
 	if got, _ := fileSum(t, filepath.Join(f.dir, f.meta.Images["qemu"].Path)); got != f.meta.Images["qemu"].Sha256 {
 		t.Error("qemu does not decompress to its original")
+	}
+}
+
+func TestArenaTakesThenFallsBackToHeap(t *testing.T) {
+	a := newArena(3 << 20)
+	defer a.free()
+	if a.mem == nil {
+		t.Skip("anonymous mmap refused here")
+	}
+	if len(a.mem) != 4<<20 {
+		t.Errorf("arena of %d bytes, want 3 MiB rounded up to 2 MiB pages (4 MiB)", len(a.mem))
+	}
+	x := a.take(3 << 20)
+	y := a.take(1 << 20)
+	z := a.take(1 << 20) // more than is left: from the heap
+	if len(x) != 3<<20 || len(y) != 1<<20 || len(z) != 1<<20 {
+		t.Fatalf("lengths %d %d %d", len(x), len(y), len(z))
+	}
+	// Taken pieces must not overlap, nor grow into one another by append.
+	if cap(x) != len(x) || cap(y) != len(y) {
+		t.Errorf("caps %d %d: an append could run into the next piece", cap(x), cap(y))
+	}
+	x[len(x)-1], y[0] = 1, 2
+	if x[len(x)-1] != 1 || &a.mem[3<<20] != &y[0] {
+		t.Error("the second piece does not follow the first")
+	}
+	lo := uintptr(unsafe.Pointer(&a.mem[0]))
+	if p := uintptr(unsafe.Pointer(&z[0])); p >= lo && p < lo+uintptr(len(a.mem)) {
+		t.Error("a piece past the end came from the arena")
 	}
 }
