@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/config"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
@@ -134,5 +133,5 @@ func saveBase(ctx context.Context, cacheDir, key, root string) (string, error) {
 // times, hard links, xattrs (file capabilities) and device nodes; cp never
 // follows the tree's symlinks, which point into the image, not the host.
 func copyTree(ctx context.Context, src, dst string) error {
-	return hostcmd.Run(ctx, "cp", "-a", "--reflink=auto", "--no-target-directory", src, dst)
+	return fileutil.CopyTree(ctx, src, dst, "--reflink=auto")
 }

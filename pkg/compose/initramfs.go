@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/compress"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 	"github.com/cosa-build/cosa/pkg/intree"
@@ -323,8 +324,9 @@ func storeInitramfs(ctx context.Context, cacheDir, baseID, kver, img string, del
 	return fileutil.WriteFileAtomic(filepath.Join(dir, kver+".json"), data, 0o644)
 }
 
+// copyFile copies the file src to dst as cp -a does.
 func copyFile(ctx context.Context, src, dst string) error {
-	return copyTree(ctx, src, dst)
+	return hostcmd.Run(ctx, "cp", "-a", "--reflink=auto", "--no-target-directory", src, dst)
 }
 
 func setOf(list []string) map[string]bool {

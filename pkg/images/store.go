@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cosa-build/cosa/internal/hostcmd"
 	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
@@ -213,7 +212,7 @@ func diskUsage(root string) int64 {
 // copyTree copies a tree keeping ownership, modes, xattrs, hardlinks and
 // holes, with reflinks where the filesystem has them.
 func copyTree(ctx context.Context, src, dst string) error {
-	return hostcmd.Run(ctx, "cp", "-a", "--reflink=auto", "--sparse=always", src, dst)
+	return fileutil.CopyTree(ctx, src, dst, "--reflink=auto", "--sparse=always")
 }
 
 func randHex(n int) string {
