@@ -102,19 +102,22 @@ func TestSkipRules(t *testing.T) {
 		t.Fatalf("cold build initramfs: %v, want one dracut run", how)
 	}
 	// The cold build's dracut copies its files in-process (the preload of
-	// pkg/compose/fastcopy.go; make deps installs the C compiler that
-	// builds it), the COSA_NO_SKIP build's (step 4) with cp as dracut
+	// pkg/compose/fastcopy.go) and asks the program of fastldd.go, not the
+	// ldd script, for libraries (make deps installs the C compiler that
+	// builds both); the COSA_NO_SKIP build's (step 4) runs as dracut
 	// comes, and step 4 wants the same tree: the same initramfs to the byte.
-	fastCopy := func(evs []events.Event) bool {
+	fastPaths := func(evs []events.Event) string {
 		for _, e := range evs {
-			if e.Type == events.StepFinish && strings.HasPrefix(e.Step, "compose: initramfs for ") && strings.HasSuffix(e.Step, " (in-process copies)") {
-				return true
+			if e.Type == events.StepFinish && strings.HasPrefix(e.Step, "compose: initramfs for ") && !strings.Contains(e.Step, ": reused") && strings.HasSuffix(e.Step, ")") {
+				if i := strings.LastIndex(e.Step, " ("); i > 0 {
+					return e.Step[i+2 : len(e.Step)-1]
+				}
 			}
 		}
-		return false
+		return ""
 	}
-	if !fastCopy(evs) {
-		t.Errorf("cold build: dracut ran without the in-process copies")
+	if got := fastPaths(evs); got != "in-process copies, direct ldd" {
+		t.Errorf("cold build: dracut ran with %q, want the in-process copies and the direct ldd", got)
 	}
 	if b := over(evs); b != "" {
 		t.Errorf("cold build: committed over build %s", b)
@@ -171,7 +174,7 @@ func TestSkipRules(t *testing.T) {
 	}
 
 	// 4. The same inputs with nothing skipped: dracut runs (without the
-	// in-process copies), a new commit, and the same tree to the byte
+	// in-process copies and the direct ldd), a new commit, and the same tree to the byte
 	// (ostree diff compares content, modes, owners and xattrs).
 	t.Setenv("COSA_NO_SKIP", "1")
 	r = mustCosa(t, w, "--json", "build", "--force", "--skip-image")
@@ -179,8 +182,8 @@ func TestSkipRules(t *testing.T) {
 	m4, _ := readMeta(t, w, id4)
 	evs = eventsOf(t, r)
 	logTimes("the same inputs, COSA_NO_SKIP=1 (no image)", evs)
-	if how, _ := initramfs(evs); len(how) != 1 || how[0] != "dracut" || over(evs) != "" || fastCopy(evs) {
-		t.Fatalf("COSA_NO_SKIP build: initramfs %v (in-process copies %v), committed over %q; want a dracut run as dracut comes and the whole tree hashed", how, fastCopy(evs), over(evs))
+	if how, _ := initramfs(evs); len(how) != 1 || how[0] != "dracut" || over(evs) != "" || fastPaths(evs) != "" {
+		t.Fatalf("COSA_NO_SKIP build: initramfs %v (fast paths %q), committed over %q; want a dracut run as dracut comes and the whole tree hashed", how, fastPaths(evs), over(evs))
 	}
 	if id4 == id2 || m4.OSTreeCommit == m2.OSTreeCommit {
 		t.Fatalf("COSA_NO_SKIP build %s: commit %s, the same as build %s", id4, m4.OSTreeCommit, id2)

@@ -210,12 +210,21 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		}
 		argv, label := dracutArgv(k.Version), "compose: initramfs for "+k.Version
 		if !o.NoSkip {
-			// NoSkip is also the reference for the fast copy: dracut as
-			// it comes.
+			// NoSkip is also the reference for the fast copy and the
+			// fast ldd: dracut as it comes.
+			var fast []string
 			if guest, why := fastCopyInto(ctx, o.CacheDir, root, stage); guest != "" {
-				argv, label = withFastCopy(argv, guest), label+" (in-process copies)"
+				argv, fast = withFastCopy(argv, guest), append(fast, "in-process copies")
 			} else if why != nil {
 				p.Infof("note: dracut copies its files with cp(1): %v", why)
+			}
+			if guest, why := fastLddInto(ctx, o.CacheDir, root, stage); guest != "" {
+				argv, fast = withFastLdd(argv, guest), append(fast, "direct ldd")
+			} else if why != nil {
+				p.Infof("note: dracut runs ldd(1) as it comes: %v", why)
+			}
+			if len(fast) > 0 {
+				label += " (" + strings.Join(fast, ", ") + ")"
 			}
 		}
 		step = p.Start(label)

@@ -106,25 +106,34 @@ int close(int fd)
 
 // fastCopyName is the preload's file name in the cache and in the stage
 // directory: a new source is a new file.
-var fastCopyName = func() string {
-	h := sha256.Sum256([]byte(fastCopySource))
-	return "dracut-fastcopy-" + hex.EncodeToString(h[:6]) + ".so"
-}()
+var fastCopyName = toolName("dracut-fastcopy-", fastCopySource, ".so")
 
-// fastCopyBuild serializes builds of the preload within one cosa.
-var fastCopyBuild sync.Mutex
+// toolName names a helper built from source: a new source is a new file.
+func toolName(prefix, source, suffix string) string {
+	h := sha256.Sum256([]byte(source))
+	return prefix + hex.EncodeToString(h[:6]) + suffix
+}
+
+// toolBuild serializes builds of the helpers within one cosa.
+var toolBuild sync.Mutex
 
 // fastCopyLib returns the preload in cacheDir/tools, building it there
 // first if needed; "" and the reason when there is no C compiler or it
 // failed (dracut then runs without it).
 func fastCopyLib(ctx context.Context, cacheDir string) (string, error) {
+	return buildTool(ctx, cacheDir, fastCopyName, fastCopySource, 0o644, "-shared", "-fPIC")
+}
+
+// buildTool returns the helper name (mode perm) in cacheDir/tools,
+// compiling it there from the C source with ccArgs first if needed.
+func buildTool(ctx context.Context, cacheDir, name, source string, perm os.FileMode, ccArgs ...string) (string, error) {
 	dir := filepath.Join(cacheDir, "tools")
-	lib := filepath.Join(dir, fastCopyName)
+	lib := filepath.Join(dir, name)
 	if info, err := os.Stat(lib); err == nil && info.Mode().IsRegular() {
 		return lib, nil
 	}
-	fastCopyBuild.Lock()
-	defer fastCopyBuild.Unlock()
+	toolBuild.Lock()
+	defer toolBuild.Unlock()
 	if info, err := os.Stat(lib); err == nil && info.Mode().IsRegular() {
 		return lib, nil
 	}
@@ -134,17 +143,18 @@ func fastCopyLib(ctx context.Context, cacheDir string) (string, error) {
 	}
 	// The compiler works in the system's temp dir, so a killed build
 	// leaves nothing in the cache; the result is then placed atomically.
-	tmp, err := os.MkdirTemp("", "cosa-fastcopy-")
+	tmp, err := os.MkdirTemp("", "cosa-tool-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	src := filepath.Join(tmp, "fastcopy.c")
-	if err := os.WriteFile(src, []byte(fastCopySource), 0o644); err != nil {
+	src := filepath.Join(tmp, "tool.c")
+	if err := os.WriteFile(src, []byte(source), 0o644); err != nil {
 		return "", err
 	}
-	out := filepath.Join(tmp, fastCopyName)
-	if err := hostcmd.Run(ctx, cc, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", out, src); err != nil {
+	out := filepath.Join(tmp, name)
+	args := append([]string{"-O2", "-Wall", "-Werror"}, ccArgs...)
+	if err := hostcmd.Run(ctx, cc, append(args, "-o", out, src)...); err != nil {
 		return "", err
 	}
 	data, err := os.ReadFile(out)
@@ -156,7 +166,7 @@ func fastCopyLib(ctx context.Context, cacheDir string) (string, error) {
 	}
 	// Another cosa may have put the same file there meanwhile: either is
 	// the same build of the same source.
-	if err := fileutil.WriteFileAtomic(lib, data, 0o644); err != nil {
+	if err := fileutil.WriteFileAtomic(lib, data, perm); err != nil {
 		return "", err
 	}
 	return lib, nil
@@ -209,20 +219,27 @@ func fastCopyInto(ctx context.Context, cacheDir, root, stage string) (string, er
 	if err != nil {
 		return "", err
 	}
+	return stageTool(root, stage, lib, fastCopyName, 0o644)
+}
+
+// stageTool copies the helper at path into the stage directory as name
+// (mode perm) when it fits root's dracut-install, and returns its path in
+// the sandbox; "" when it does not fit.
+func stageTool(root, stage, path, name string, perm os.FileMode) (string, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
-	if !fastCopyFits(r, lib) {
+	if !fastCopyFits(r, path) {
 		return "", nil
 	}
-	data, err := os.ReadFile(lib)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(stage, fastCopyName), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, name), data, perm); err != nil {
 		return "", err
 	}
-	return "/run/cosa/" + fastCopyName, nil
+	return "/run/cosa/" + name, nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -296,12 +297,12 @@ func copyDirMeta(src, dst string) error {
 	if err := unix.Fchmodat(unix.AT_FDCWD, dst, st.Mode&0o7777, 0); err != nil {
 		return &fs.PathError{Op: "chmod", Path: dst, Err: err}
 	}
-	names, err := listXattrs(src)
+	names, err := ListXattrs(src)
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		val, err := getXattr(src, name)
+		val, err := GetXattr(src, name)
 		if err != nil {
 			return err
 		}
@@ -314,12 +315,13 @@ func copyDirMeta(src, dst string) error {
 	return nil
 }
 
-func listXattrs(path string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
+// ListXattrs returns the names of path's extended attributes (a final
+// symlink is not followed); none where the file system has no xattrs.
+func ListXattrs(path string) ([]string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
 		n, err := unix.Llistxattr(path, buf)
 		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, 2*len(buf))
 			continue
 		}
 		if errors.Is(err, unix.ENOTSUP) {
@@ -329,25 +331,22 @@ func listXattrs(path string) ([]string, error) {
 			return nil, &fs.PathError{Op: "listxattr", Path: path, Err: err}
 		}
 		var names []string
-		start := 0
-		for i := 0; i < n; i++ {
-			if buf[i] == 0 {
-				if i > start {
-					names = append(names, string(buf[start:i]))
-				}
-				start = i + 1
+		for _, s := range strings.Split(string(buf[:n]), "\x00") {
+			if s != "" {
+				names = append(names, s)
 			}
 		}
 		return names, nil
 	}
 }
 
-func getXattr(path, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
+// GetXattr returns the value of path's extended attribute name (a final
+// symlink is not followed).
+func GetXattr(path, name string) ([]byte, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
 		n, err := unix.Lgetxattr(path, name, buf)
 		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, 2*len(buf))
 			continue
 		}
 		if err != nil {

@@ -52,13 +52,13 @@ func treeState(t *testing.T, root string) string {
 			target, _ := os.Readlink(p)
 			line += " -> " + target
 		}
-		names, err := listXattrs(p)
+		names, err := ListXattrs(p)
 		if err != nil {
 			return err
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			v, err := getXattr(p, n)
+			v, err := GetXattr(p, n)
 			if err != nil {
 				return err
 			}

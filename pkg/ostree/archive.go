@@ -21,6 +21,8 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // ArchiveStats says what an archive export did.
@@ -311,7 +313,7 @@ func compressObject(r *Repo, c, dst string, fw *flate.Writer, buf *bytes.Buffer)
 	if !fi.Mode().IsRegular() {
 		return 0, fmt.Errorf("archive export: %s is not a regular file", src)
 	}
-	meta, err := getXattr(src, "user.ostreemeta")
+	meta, err := fileutil.GetXattr(src, "user.ostreemeta")
 	if err != nil {
 		return 0, fmt.Errorf("archive export: %w", err)
 	}

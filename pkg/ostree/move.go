@@ -1,13 +1,13 @@
 package ostree
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cosa-build/cosa/pkg/fileutil"
 )
 
 // moveInto renames the entries rels of dir (relative paths) to the same
@@ -57,12 +57,12 @@ func copyDirMeta(src, dst string) error {
 	if err := unix.Lstat(src, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: src, Err: err}
 	}
-	names, err := listXattrs(src)
+	names, err := fileutil.ListXattrs(src)
 	if err != nil {
 		return err
 	}
 	for _, name := range names {
-		v, err := getXattr(src, name)
+		v, err := fileutil.GetXattr(src, name)
 		if err != nil {
 			return err
 		}
@@ -77,41 +77,4 @@ func copyDirMeta(src, dst string) error {
 		return &os.PathError{Op: "chmod", Path: dst, Err: err}
 	}
 	return nil
-}
-
-func listXattrs(p string) ([]string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "listxattr", Path: p, Err: err}
-		}
-		var names []string
-		for _, s := range strings.Split(string(buf[:n]), "\x00") {
-			if s != "" {
-				names = append(names, s)
-			}
-		}
-		return names, nil
-	}
-}
-
-func getXattr(p, name string) ([]byte, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
-		}
-		return buf[:n], nil
-	}
 }
