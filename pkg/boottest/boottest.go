@@ -18,7 +18,8 @@ import (
 )
 
 // BootTimeout is the budget for one boot to a login prompt (TCG boots take
-// 50-145 s on 2 cores; docs/architecture.md#booting-and-testing).
+// 50-145 s on 2 cores; docs/architecture.md#booting-and-testing), which a
+// boot still writing to its console may overrun (see BootStall).
 var BootTimeout = 300 * time.Second
 
 // FailRE matches console lines that mean the boot went wrong; checked once
@@ -145,10 +146,10 @@ func Boot(ctx context.Context, vm *qemu.VM, ssh *qemu.SSH, fw, commit string) (r
 	r = Result{Name: "boot", Firmware: fw}
 	t0 := time.Now()
 	defer func() { r.Duration = time.Since(t0).Seconds() }()
-	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
+	bctx, cancel := bootContext(ctx, vm.ConsoleLen)
 	defer cancel()
 	fail := func(what string, err error) Result {
-		r.Reason = fmt.Sprintf("%s: %v", what, err)
+		r.Reason = fmt.Sprintf("%s: %v", what, budgetErr(bctx, err))
 		r.Output = tail(vm.Console(), 30)
 		r.Duration = time.Since(t0).Seconds()
 		return r

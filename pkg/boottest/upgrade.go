@@ -115,7 +115,7 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 		return r, err
 	}
 	vm = next // the deferred Kill and result writer now see the second boot
-	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
+	bctx, cancel := bootContext(ctx, vm.ConsoleLen)
 	defer cancel()
 	if _, err := vm.WaitFor(bctx, loginRE, LostRE); err != nil {
 		if line := LostLine(vm.Console()); line != "" {
@@ -123,10 +123,10 @@ func Upgrade(ctx context.Context, o UpgradeOptions) (r Result, err error) {
 			r.Lost = true
 			return fail("second boot lost, VM stopped: the console says %q", line)
 		}
-		return fail("second boot: %v", err)
+		return fail("second boot: %v", budgetErr(bctx, err))
 	}
 	if err := ssh.WaitReady(bctx); err != nil {
-		return fail("ssh after reboot: %v", err)
+		return fail("ssh after reboot: %v", budgetErr(bctx, err))
 	}
 	out, _, err := ssh.Run(bctx, nil, "ostree admin status")
 	if err != nil {
