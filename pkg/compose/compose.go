@@ -76,6 +76,10 @@ func Compose(ctx context.Context, o ComposeOptions) (*Result, error) {
 		return nil, err
 	}
 
+	if !o.NoSkip {
+		wait := prebuildTools(ctx, o.CacheDir)
+		defer wait()
+	}
 	key := BaseKey(m, o.Lock)
 	var baseID string // the base tree's instance, for the initramfs cache
 	if hasBase(o.CacheDir, key) {

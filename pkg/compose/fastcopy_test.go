@@ -124,3 +124,35 @@ func TestWithFastCopy(t *testing.T) {
 		t.Errorf("withFastCopy: %q", got)
 	}
 }
+
+// The background build leaves both helpers in the cache, where the dracut
+// step's own builds then find them without compiling again.
+func TestPrebuildTools(t *testing.T) {
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Skip("no C compiler (make deps installs gcc)")
+	}
+	ctx := context.Background()
+	cache := t.TempDir()
+	prebuildTools(ctx, cache)()
+	want := map[string]os.FileMode{fastCopyName: 0o644, fastLddName: 0o755}
+	for name, perm := range want {
+		info, err := os.Stat(filepath.Join(cache, "tools", name))
+		if err != nil || info.Mode().Perm() != perm {
+			t.Fatalf("%s after prebuildTools: %v, %v (want mode %v)", name, err, info, perm)
+		}
+	}
+	// Built already: the step's calls return the same files as they are.
+	before, _ := os.Stat(filepath.Join(cache, "tools", fastLddName))
+	lib, err := fastCopyLib(ctx, cache)
+	if err != nil || filepath.Base(lib) != fastCopyName {
+		t.Fatalf("fastCopyLib after prebuild: %q, %v", lib, err)
+	}
+	prog, err := buildTool(ctx, cache, fastLddName, fastLddSource, 0o755, "-static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(prog)
+	if err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("the direct ldd was built again: %v", err)
+	}
+}
