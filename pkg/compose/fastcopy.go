@@ -127,7 +127,7 @@ func fastCopyLib(ctx context.Context, cacheDir string) (string, error) {
 // prebuildTools compiles dracut's helpers into cacheDir/tools in the
 // background. A fresh workdir otherwise pays the compiler (0.4 s here)
 // inside the dracut step, on the critical path; started before the
-// package installation, which leaves a core idle, it costs nothing. The
+// package installation, which leaves a core idle, it is off that path. The
 // returned wait must be called before Compose returns. Errors are left to
 // the dracut step, whose own build of each helper says why it is not used.
 func prebuildTools(ctx context.Context, cacheDir string) (wait func()) {
@@ -135,7 +135,7 @@ func prebuildTools(ctx context.Context, cacheDir string) (wait func()) {
 	go func() {
 		defer close(done)
 		fastCopyLib(ctx, cacheDir)
-		buildTool(ctx, cacheDir, fastLddName, fastLddSource, 0o755, "-static")
+		fastLddProg(ctx, cacheDir)
 	}()
 	return func() { <-done }
 }

@@ -147,7 +147,7 @@ func TestPrebuildTools(t *testing.T) {
 	if err != nil || filepath.Base(lib) != fastCopyName {
 		t.Fatalf("fastCopyLib after prebuild: %q, %v", lib, err)
 	}
-	prog, err := buildTool(ctx, cache, fastLddName, fastLddSource, 0o755, "-static")
+	prog, err := fastLddProg(ctx, cache)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,11 +146,17 @@ var fastLddName = toolName("dracut-ldd-", fastLddSource, "")
 // and returns its path there; "" when dracut runs ldd as it comes, with
 // the reason when that is worth saying (no C compiler, no static libc).
 func fastLddInto(ctx context.Context, cacheDir, root, stage string) (string, error) {
-	prog, err := buildTool(ctx, cacheDir, fastLddName, fastLddSource, 0o755, "-static")
+	prog, err := fastLddProg(ctx, cacheDir)
 	if err != nil {
 		return "", err
 	}
 	return stageTool(root, stage, prog, fastLddName, 0o755)
+}
+
+// fastLddProg returns the program in cacheDir/tools, building it there
+// first if needed (static: it runs in any tree).
+func fastLddProg(ctx context.Context, cacheDir string) (string, error) {
+	return buildTool(ctx, cacheDir, fastLddName, fastLddSource, 0o755, "-static")
 }
 
 // withFastLdd returns dracut's argv (which starts with env) with

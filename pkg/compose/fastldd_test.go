@@ -22,7 +22,7 @@ func TestFastLddMatchesLdd(t *testing.T) {
 	if err != nil {
 		t.Skip("no ldd here")
 	}
-	prog, err := buildTool(context.Background(), t.TempDir(), fastLddName, fastLddSource, 0o755, "-static")
+	prog, err := fastLddProg(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
